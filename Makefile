@@ -1,0 +1,37 @@
+# The two entry points: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := bubblewrap skopeo umoci buildah docker.io golang-go mmdebstrap \
+	busybox-static debian-archive-keyring gpgv ca-certificates
+
+.PHONY: demo test deps apt venv bench clean
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps: apt venv
+
+demo: deps
+	$(PY) examples/demo.py
+
+test: deps
+	$(PY) -m pytest -q tests
+
+bench: deps
+	$(PY) bench/go_hello.py
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,186 @@
+"""Run a BuildPlan: stage by stage, instruction by instruction, with a layer cache."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from distill.build import steps
+from distill.build.rootfs import RootfsManager
+from distill.build.state import DEFAULT_PATH, StageState
+from distill.dockerfile import instructions as ins
+from distill.dockerfile.shell import Lexer
+from distill.errors import DistillError, UsageError
+from distill.formats.oci_layout import import_layout
+from distill.image.image import Image, Layer
+from distill.image.io import load
+from distill.oci.config import ImageConfig
+from distill.plan.plan import BuildPlan, PlannedStage, platform_args
+from distill.store.store import Store
+
+
+@dataclass(frozen=True)
+class NamedContext:
+    """--build-context NAME=oci-layout://PATH[:TAG]"""
+
+    kind: str
+    path: Path
+    ref: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> NamedContext:
+        if spec.startswith("oci-layout://"):
+            rest = spec[len("oci-layout://"):]
+            path, ref = rest, None
+            head, sep, tail = rest.rpartition(":")
+            if sep and "/" not in tail and head:
+                path, ref = head, tail
+            return cls("oci-layout", Path(path), ref)
+        raise UsageError(f"unsupported --build-context source {spec!r}",
+                         hint="distill supports oci-layout://PATH[:TAG] so far")
+
+
+@dataclass
+class StageResult:
+    index: int
+    name: str | None
+    base: Image
+    image: Image
+    seconds: float
+
+
+@dataclass
+class BuildResult:
+    image: Image
+    stages: list[StageResult] = field(default_factory=list)
+
+
+@dataclass
+class StageContext:
+    """What a step handler may use besides the stage state."""
+
+    builder: Builder
+    planned: PlannedStage
+    context_dir: Path
+    lexer: Lexer
+    build_args: Mapping[str, str]
+    global_args: Mapping[str, str]
+    platform_args: Mapping[str, str]
+    rootfs: RootfsManager
+    output: BinaryIO | None
+    log: Callable[[str], None]
+    current: int = -1
+
+    def cache_lookup(self, key: str) -> Layer | None | None:
+        return self.builder.cache_lookup(key)
+
+    def cache_store(self, key: str, layer: Layer | None) -> None:
+        self.builder.cache_store(key, layer)
+
+    def copy_source_image(self, inst: ins.Copy) -> Image:
+        idx = self.planned.stage.instructions.index(inst)
+        src = self.planned.copy_sources[idx]
+        if isinstance(src, int):
+            return self.builder.stage_images[src]
+        return self.builder.base_image(src)
+
+
+class _Miss:
+    pass
+
+
+MISS = _Miss()
+
+
+class Builder:
+    def __init__(self, store: Store, *, context_dir: Path, named_contexts: Mapping[str, str] = {},
+                 no_cache: bool = False, log: Callable[[str], None] = lambda s: None,
+                 output: BinaryIO | None = None, lexer: Lexer | None = None) -> None:
+        self.store = store
+        self.context_dir = context_dir
+        self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
+        self.no_cache = no_cache
+        self.log = log
+        self.output = output
+        self.lexer = lexer or Lexer()
+        self.rootfs = RootfsManager(store)
+        self.stage_images: dict[int, Image] = {}
+        self._bases: dict[str, Image] = {}
+
+    # -- cache ------------------------------------------------------------------------
+    def cache_lookup(self, key: str) -> Layer | None:
+        if self.no_cache:
+            return None
+        value = self.store.cache_get(key)
+        if value is None:
+            return None
+        layer = steps.layer_from_cache(value)
+        if layer is not None and not self.store.blobs.has(layer.blob.digest):
+            return None
+        if layer is None:
+            return None  # an empty result is cheap to recompute; keeps the types simple
+        return layer
+
+    def cache_store(self, key: str, layer: Layer | None) -> None:
+        if layer is not None:
+            self.store.cache_put(key, steps.layer_to_cache(layer))
+
+    # -- bases ------------------------------------------------------------------------
+    def base_image(self, ref: str) -> Image:
+        if ref in self._bases:
+            return self._bases[ref]
+        named = self.named.get(ref.lower())
+        if named is not None:
+            image = import_layout(self.store, named.path, named.ref)
+        else:
+            image = load(self.store, self.store.resolve(ref).digest)
+        self._bases[ref] = image
+        return image
+
+    # -- the build --------------------------------------------------------------------
+    def build(self, plan: BuildPlan) -> BuildResult:
+        result = BuildResult(image=Image(ImageConfig(platform=plan.platform)))
+        total = len(plan.order)
+        for n, planned in enumerate(plan.order, 1):
+            started = time.monotonic()
+            stage = planned.stage
+            label = stage.name or str(stage.index)
+            base = self._stage_base(planned, plan)
+            self.log(f"[{label} {n}/{total}] FROM {stage.source.image}")
+            state = StageState(image=base)
+            ctx = StageContext(self, planned, self.context_dir, self.lexer, plan.build_args,
+                               plan.global_args, platform_args(plan.platform), self.rootfs,
+                               self.output, self.log)
+            for i, inst in enumerate(stage.instructions):
+                ctx.current = i
+                self.log(f"[{label} {i + 2}/{len(stage.instructions) + 1}] "
+                         f"{' '.join(inst.original.split())[:120]}")
+                handler = steps.HANDLERS[type(inst)]
+                try:
+                    state = handler(ctx, state, inst)
+                except DistillError as e:
+                    raise e.at(inst.location) from None
+            self.stage_images[stage.index] = state.image
+            result.stages.append(StageResult(stage.index, stage.name, base, state.image,
+                                             time.monotonic() - started))
+        result.image = self.stage_images[plan.target]
+        return result
+
+    def _stage_base(self, planned: PlannedStage, plan: BuildPlan) -> Image:
+        base = planned.base
+        if base.stage is not None:
+            return self.stage_images[base.stage]
+        if base.image is None:
+            image = Image(ImageConfig(platform=plan.platform))
+        else:
+            try:
+                image = self.base_image(base.image)
+            except DistillError as e:
+                raise e.at(planned.stage.source.location) from None
+        if "PATH" not in image.runtime.env_dict():
+            image = image.with_runtime(image.runtime.with_env("PATH", DEFAULT_PATH))
+        return replace(image, config=replace(image.config, platform=plan.platform)) \
+            if image.config.platform != plan.platform else image

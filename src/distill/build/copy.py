@@ -1,0 +1,144 @@
+"""COPY into a mounted root filesystem with Docker's directory rules.
+
+* a directory source copies its contents, not itself;
+* a file goes to DEST/name when DEST ends in '/' or is an existing directory, else to DEST;
+* several sources need a DEST ending in '/';
+* owners: --chown, else 0:0 from the context, else the source's owner (from a stage);
+* --chmod applies to every copied file and directory; mtimes are kept; hardlinks stay linked.
+Destination paths resolve inside the root, so symlinks in base layers never lead out of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.build.confine import resolve_in_root
+from distill.build.sources import Source
+from distill.errors import ContextError
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    owner: tuple[int, int] | None = None     # None: keep the source's owner
+    mode: int | None = None                  # --chmod
+
+
+class _Copier:
+    def __init__(self, dest_root: Path, opts: CopyOptions) -> None:
+        self.root = dest_root
+        self.opts = opts
+        self.links: dict[tuple[int, int], Path] = {}
+
+    def owner(self, st: os.stat_result) -> tuple[int, int]:
+        return self.opts.owner if self.opts.owner is not None else (st.st_uid, st.st_gid)
+
+    def mode(self, st: os.stat_result) -> int:
+        return self.opts.mode if self.opts.mode is not None else stat.S_IMODE(st.st_mode)
+
+    def ensure_dir(self, path: str, created_owner: tuple[int, int]) -> Path:
+        """mkdir -p inside the root; new directories are 0755 and owned by created_owner."""
+        parts = [p for p in path.split("/") if p]
+        current = "/"
+        host = self.root
+        for part in parts:
+            current = os.path.join(current, part)
+            host = resolve_in_root(self.root, current)
+            if os.path.isdir(host):
+                continue
+            if os.path.lexists(host):
+                os.unlink(host)
+            os.mkdir(host, 0o755)
+            os.chmod(host, 0o755)
+            os.lchown(host, *created_owner)
+        return host
+
+    def copy_entry(self, src: Path, dst: Path, st: os.stat_result) -> None:
+        """Copy one non-directory entry to host path dst (replacing what is there)."""
+        if os.path.isdir(dst) and not os.path.islink(dst):
+            raise ContextError(f"cannot overwrite directory {dst.relative_to(self.root)} "
+                               "with a non-directory")
+        if os.path.lexists(dst):
+            os.unlink(dst)
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self.links:
+            os.link(self.links[key], dst)
+            return
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), dst)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copyfile(src, dst, follow_symlinks=False)
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(dst)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            os.mknod(dst, st.st_mode, st.st_rdev)
+        else:
+            return  # sockets are skipped, as Docker does
+        os.lchown(dst, *self.owner(st))
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(dst, self.mode(st))
+        os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+        if st.st_nlink > 1:
+            self.links[key] = dst
+
+    def copy_tree(self, src: Path, dst_path: str, created_owner: tuple[int, int]) -> None:
+        """Copy the contents of directory src into dst_path (a path inside the root)."""
+        st = os.stat(src)
+        dst = self.ensure_dir(dst_path, created_owner)
+        dir_times: list[tuple[Path, int]] = []
+        self._apply_dir_meta(dst, st, dir_times)
+        for dirpath, dirnames, filenames in os.walk(src):
+            rel = os.path.relpath(dirpath, src)
+            base = dst if rel == "." else dst / rel
+            for name in sorted(dirnames):
+                s = os.lstat(os.path.join(dirpath, name))
+                if stat.S_ISLNK(s.st_mode):
+                    self.copy_entry(Path(dirpath, name), base / name, s)
+                    continue
+                target = base / name
+                if os.path.lexists(target) and not (os.path.isdir(target)
+                                                    and not os.path.islink(target)):
+                    os.unlink(target)
+                if not os.path.lexists(target):
+                    os.mkdir(target)
+                self._apply_dir_meta(target, s, dir_times)
+            dirnames[:] = sorted(d for d in dirnames
+                                 if not os.path.islink(os.path.join(dirpath, d)))
+            for name in sorted(filenames):
+                s = os.lstat(os.path.join(dirpath, name))
+                self.copy_entry(Path(dirpath, name), base / name, s)
+        for path, mtime in reversed(dir_times):
+            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+
+    def _apply_dir_meta(self, path: Path, st: os.stat_result,
+                        dir_times: list[tuple[Path, int]]) -> None:
+        os.lchown(path, *self.owner(st))
+        os.chmod(path, self.mode(st))
+        dir_times.append((path, st.st_mtime_ns))
+
+
+def copy_sources(dest_root: Path, sources: list[Source], dest: str, opts: CopyOptions) -> None:
+    """Copy resolved sources to absolute path ``dest`` inside ``dest_root``."""
+    copier = _Copier(dest_root, opts)
+    created_owner = opts.owner or (0, 0)
+    dest_is_dir = dest.endswith("/") or len(sources) > 1
+    for source in sources:
+        st = os.lstat(source.host)
+        if stat.S_ISDIR(st.st_mode):
+            copier.copy_tree(source.host, dest, created_owner)
+            continue
+        host_dest = resolve_in_root(dest_root, dest)
+        if dest_is_dir or (os.path.isdir(host_dest) and dest != "/"):
+            copier.ensure_dir(dest, created_owner)
+            target = resolve_in_root(dest_root, os.path.join(dest, os.path.basename(source.rel)),
+                                     follow_final=False)
+        elif dest == "/":
+            raise ContextError("cannot copy a file onto '/'")
+        else:
+            parent = os.path.dirname(dest.rstrip("/")) or "/"
+            copier.ensure_dir(parent, created_owner)
+            target = resolve_in_root(dest_root, dest, follow_final=False)
+        copier.copy_entry(source.host, target, st)

@@ -1,0 +1,82 @@
+"""Outputs, spelled as ``docker buildx build --output``: oci (tar or dir), docker, local."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.build.copy import CopyOptions, copy_sources
+from distill.build.rootfs import RootfsManager
+from distill.build.sources import Source
+from distill.errors import UsageError
+from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
+from distill.image.image import Image
+from distill.image.io import save
+from distill.store.store import Store
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    type: str
+    dest: str
+    tar: bool = True
+
+    @classmethod
+    def parse(cls, spec: str) -> OutputSpec:
+        if "=" not in spec:
+            return cls("local", spec)  # `-o DIR` is type=local,dest=DIR, as in buildx
+        fields: dict[str, str] = {}
+        for part in spec.split(","):
+            key, eq, value = part.partition("=")
+            if not eq:
+                raise UsageError(f"invalid --output field {part!r} (expected key=value)")
+            fields[key.strip()] = value.strip()
+        kind = fields.pop("type", "local")
+        if kind not in ("oci", "docker", "local"):
+            raise UsageError(f"unsupported output type {kind!r}",
+                             hint="distill writes type=oci, type=docker and type=local")
+        dest = fields.pop("dest", "")
+        if not dest:
+            raise UsageError(f"--output type={kind} needs dest=PATH")
+        tar = fields.pop("tar", "true").lower() not in ("false", "0", "no")
+        fields.pop("name", None)
+        if fields:
+            raise UsageError(f"unsupported --output options: {', '.join(sorted(fields))}")
+        return cls(kind, dest, tar)
+
+
+def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]) -> None:
+    save(store, image)
+    tagged = [Tagged(image, names)]
+    if spec.type == "local":
+        dest = Path(spec.dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        with RootfsManager(store).mounted(image) as mount:
+            copy_sources(dest, [Source("/", mount.merged)], "/", CopyOptions())
+        return
+    if spec.type == "oci" and not spec.tar:
+        write_layout_dir(store, tagged, Path(spec.dest))
+        return
+    docker = spec.type == "docker"
+    if docker and not names:
+        tagged = [Tagged(image, ())]
+    if spec.dest == "-":
+        write_layout_tar(store, tagged, sys.stdout.buffer, docker_manifest=docker)
+        return
+    tmp = Path(spec.dest + ".tmp")
+    with open(tmp, "wb") as out:
+        write_layout_tar(store, tagged, out, docker_manifest=docker)
+    os.replace(tmp, spec.dest)
+
+
+def tag_in_store(store: Store, image: Image, names: tuple[str, ...]) -> None:
+    desc = save(store, image)
+    for name in names:
+        store.names.tag(normalize_name(name), desc)
+
+
+def normalize_name(name: str) -> str:
+    last = name.rsplit("/", 1)[-1]
+    return name if ":" in last or "@" in name else name + ":latest"

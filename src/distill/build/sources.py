@@ -1,0 +1,104 @@
+"""COPY sources: literal paths and globs, resolved inside a root (a context or a stage's rootfs)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from distill.build.confine import resolve_in_root
+from distill.errors import ContextError
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Source:
+    rel: str          # the path inside the root, for messages and cache keys
+    host: Path        # resolved host path (symlinks followed inside the root)
+
+
+def has_glob(pattern: str) -> bool:
+    return bool(_GLOB_CHARS.search(pattern.replace("\\\\", "")))
+
+
+@lru_cache(maxsize=256)
+def _compile(component: str) -> re.Pattern[str]:
+    """Go filepath.Match for one path component: * ? [class] and backslash escapes."""
+    out, i, n = [], 0, len(component)
+    while i < n:
+        c = component[i]
+        if c == "\\" and i + 1 < n:
+            out.append(re.escape(component[i + 1]))
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            j = i + 1
+            negate = j < n and component[j] in "^!"
+            if negate:
+                j += 1
+            body = []
+            while j < n and component[j] != "]":
+                if component[j] == "\\" and j + 1 < n:
+                    j += 1
+                body.append(re.escape(component[j]) if component[j] != "-" else "-")
+                j += 1
+            if j >= n:
+                raise ContextError(f"syntax error in pattern {component!r}")
+            out.append("[" + ("^" if negate else "") + "".join(body) + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _glob(root: Path, pattern: str) -> list[Source]:
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    current: list[str] = [""]
+    for part in parts:
+        nxt: list[str] = []
+        for base in current:
+            if not has_glob(part):
+                nxt.append(f"{base}/{part}" if base else part)
+                continue
+            directory = resolve_in_root(root, base or "/")
+            try:
+                names = sorted(os.listdir(directory))
+            except (NotADirectoryError, FileNotFoundError):
+                continue
+            rx = _compile(part)
+            nxt += [f"{base}/{n}" if base else n for n in names if rx.match(n)]
+        current = nxt
+    found = []
+    for rel in current:
+        host = resolve_in_root(root, rel)
+        if os.path.lexists(host):
+            found.append(Source(rel, host))
+    return found
+
+
+def resolve_sources(root: Path, patterns: list[str], what: str,
+                    forbid_escape: bool = False) -> list[Source]:
+    """Match every pattern inside root. A literal that matches nothing is an error;
+    a wildcard that matches nothing is allowed (as BuildKit allows it)."""
+    out: list[Source] = []
+    for pattern in patterns:
+        if forbid_escape and os.path.normpath(pattern.lstrip("/") or ".").split("/")[0] == "..":
+            raise ContextError(f"forbidden path outside the build context: {pattern}")
+        if has_glob(pattern):
+            out += _glob(root, pattern)
+            continue
+        rel = os.path.normpath("/" + pattern).lstrip("/") or "."
+        host = resolve_in_root(root, pattern)
+        if not os.path.lexists(host):
+            raise ContextError(f"{pattern!r} not found in {what}")
+        out.append(Source(rel, host))
+    return out

@@ -1,0 +1,276 @@
+"""One handler per instruction. Each takes the stage state and returns a new one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import stat
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from distill.build.copy import CopyOptions, copy_sources
+from distill.build.sources import Source, resolve_sources
+from distill.build.state import StageState
+from distill.build.users import resolve_chown, resolve_user
+from distill.dockerfile import instructions as ins
+from distill.errors import DockerfileError, RunError
+from distill.image.image import Image, Layer
+from distill.oci import mediatypes as mt
+from distill.oci.descriptor import Descriptor
+from distill.oci.digest import Digest
+from distill.sandbox import RunSpec, run_in_rootfs
+
+if TYPE_CHECKING:
+    from distill.build.builder import StageContext
+
+
+def _expand(ctx: StageContext, state: StageState, word: str) -> str:
+    return ctx.lexer.process_word(word, state.expansion_env())
+
+
+def _layer_step(ctx: StageContext, state: StageState, signature: list[object],
+                created_by: str, work: Callable[[Path], None]) -> StageState:
+    """Run ``work`` on a writable rootfs, turning its changes into a layer; cached by signature."""
+    image = state.image
+    key = hashlib.sha256(json.dumps(
+        [[str(d) for d in image.config.diff_ids], signature], sort_keys=True).encode()).hexdigest()
+    layer: Layer | None = None
+    hit = ctx.cache_lookup(key)
+    if hit is not None:
+        ctx.log("CACHED")
+        layer = hit
+    else:
+        with ctx.rootfs.changes(image) as changes:
+            work(changes.mount.merged)
+        layer = changes.layer
+        ctx.cache_store(key, layer)
+    if layer is None:
+        return state.with_image(image.add_history(created_by, empty_layer=True))
+    return state.with_image(image.append_layer(layer, created_by))
+
+
+def layer_to_cache(layer: Layer | None) -> dict[str, object]:
+    if layer is None:
+        return {"empty": True}
+    return {"blob": layer.blob.to_dict(), "diff_id": str(layer.diff_id),
+            "size": layer.uncompressed_size}
+
+
+def layer_from_cache(value: dict[str, object]) -> Layer | None:
+    if value.get("empty"):
+        return None
+    return Layer(Descriptor.from_dict(value["blob"]),  # type: ignore[arg-type]
+                 Digest(str(value["diff_id"])), int(value["size"]))  # type: ignore[call-overload]
+
+
+# -- RUN ---------------------------------------------------------------------------
+
+def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
+    argv = list(inst.command) if inst.json else [*state.shell, inst.command[0]]
+    env = state.run_env()
+    cwd = state.workdir
+    user = state.runtime.user
+    shown = " ".join(argv) if not inst.json else json.dumps(argv)
+    signature: list[object] = ["run", argv, sorted(env.items()), user, cwd]
+
+    def work(root: Path) -> None:
+        uid, gid = resolve_user(root, user) if user else (0, 0)
+        spec = RunSpec(argv=argv, env=env, cwd=cwd, uid=uid, gid=gid)
+        code = run_in_rootfs(root, spec, stdout=ctx.output)
+        if code != 0:
+            raise RunError(shown, code, location=inst.location)
+
+    return _layer_step(ctx, state, signature, f"RUN {shown}", work)
+
+
+# -- COPY ---------------------------------------------------------------------------
+
+def _tree_hash(sources: list[Source]) -> str:
+    """Content hash of everything a COPY would read (names, types, modes, owners, bytes)."""
+    h = hashlib.sha256()
+
+    def entry(path: str, rel: str) -> None:
+        st = os.lstat(path)
+        h.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_mtime_ns}\0".encode())
+        if stat.S_ISLNK(st.st_mode):
+            h.update(os.readlink(path).encode())
+        elif stat.S_ISREG(st.st_mode):
+            with open(path, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+
+    for src in sources:
+        entry(str(src.host), src.rel)
+        if src.host.is_dir():
+            for dirpath, dirnames, filenames in os.walk(src.host):
+                dirnames.sort()
+                for name in sorted(dirnames) + sorted(filenames):
+                    p = os.path.join(dirpath, name)
+                    entry(p, os.path.relpath(p, src.host))
+    return h.hexdigest()
+
+
+def _parse_chmod(inst: ins.Copy, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise DockerfileError(f"invalid --chmod={value}: only octal modes are supported",
+                              location=inst.location)
+    return mode
+
+
+def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
+    patterns = [_expand(ctx, state, s) for s in inst.sources]
+    dest = _expand(ctx, state, inst.dest)
+    if not dest:
+        raise DockerfileError("COPY destination is empty", location=inst.location)
+    if not posixpath.isabs(dest):
+        trailing = dest.endswith("/") or dest in (".", "./")
+        dest = posixpath.join(state.workdir, dest)
+        dest = posixpath.normpath(dest) + ("/" if trailing else "")
+    if len(patterns) > 1 and not dest.endswith("/"):
+        raise DockerfileError("when using COPY with more than one source file, the destination "
+                              "must be a directory and end with a /", location=inst.location)
+    chown = _expand(ctx, state, inst.chown) if inst.chown else None
+    chmod = _parse_chmod(inst, _expand(ctx, state, inst.chmod)) if inst.chmod else None
+
+    with ExitStack() as stack:
+        if inst.from_ is None:
+            root, what, escape = ctx.context_dir, "the build context", True
+        else:
+            image = ctx.copy_source_image(inst)
+            root = stack.enter_context(ctx.rootfs.mounted(image)).merged
+            what, escape = f"--from={inst.from_}", False
+        sources = resolve_sources(root, patterns, what, forbid_escape=escape)
+        signature: list[object] = ["copy", [s.rel for s in sources], _tree_hash(sources), dest,
+                                   chown, chmod, inst.from_ is None]
+
+        def work(dest_root: Path) -> None:
+            owner = resolve_chown(dest_root, chown) if chown else (
+                (0, 0) if inst.from_ is None else None)
+            copy_sources(dest_root, sources, dest, CopyOptions(owner=owner, mode=chmod))
+
+        flags = "".join(f" --{k}={v}" for k, v in (("from", inst.from_), ("chown", chown),
+                                                     ("chmod", inst.chmod)) if v)
+        return _layer_step(ctx, state, signature,
+                           f"COPY{flags} {' '.join(patterns)} {dest}", work)
+
+
+# -- configuration-only instructions ------------------------------------------------
+
+def _exec_form(state: StageState, command: tuple[str, ...], json_form: bool) -> tuple[str, ...]:
+    return tuple(command) if json_form else (*state.shell, command[0])
+
+
+def cmd(ctx: StageContext, state: StageState, inst: ins.Cmd) -> StageState:
+    value = _exec_form(state, inst.command, inst.json)
+    new = state.with_runtime(replace(state.runtime, cmd=value), f"CMD {json.dumps(list(value))}")
+    return replace(new, cmd_set=True)
+
+
+def entrypoint(ctx: StageContext, state: StageState, inst: ins.Entrypoint) -> StageState:
+    value = _exec_form(state, inst.command, inst.json)
+    runtime = replace(state.runtime, entrypoint=value)
+    if not state.cmd_set:
+        runtime = replace(runtime, cmd=None)
+    return state.with_runtime(runtime, f"ENTRYPOINT {json.dumps(list(value))}")
+
+
+def env(ctx: StageContext, state: StageState, inst: ins.Env) -> StageState:
+    runtime = state.runtime
+    shown = []
+    for raw_name, raw_value in inst.pairs:
+        name = _expand(ctx, state, raw_name)
+        value = _expand(ctx, state, raw_value)
+        if not name:
+            raise DockerfileError("ENV names can not be blank", location=inst.location)
+        runtime = runtime.with_env(name, value)
+        shown.append(f"{name}={value}")
+    return state.with_runtime(runtime, "ENV " + " ".join(shown))
+
+
+def label(ctx: StageContext, state: StageState, inst: ins.Label) -> StageState:
+    labels = dict(state.runtime.labels)
+    shown = []
+    for raw_key, raw_value in inst.pairs:
+        key, value = _expand(ctx, state, raw_key), _expand(ctx, state, raw_value)
+        labels[key] = value
+        shown.append(f"{key}={value}")
+    runtime = replace(state.runtime, labels=tuple(sorted(labels.items())))
+    return state.with_runtime(runtime, "LABEL " + " ".join(shown))
+
+
+def expose(ctx: StageContext, state: StageState, inst: ins.Expose) -> StageState:
+    ports = set(state.runtime.exposed_ports)
+    for raw in inst.ports:
+        for word in ctx.lexer.process_words(raw, state.expansion_env()):
+            port, _, proto = word.partition("/")
+            if not port or not all(p.isdigit() for p in port.split("-", 1)):
+                raise DockerfileError(f"invalid port {word!r} in EXPOSE", location=inst.location)
+            ports.add(f"{port}/{(proto or 'tcp').lower()}")
+    runtime = replace(state.runtime, exposed_ports=tuple(sorted(ports)))
+    return state.with_runtime(runtime, "EXPOSE " + " ".join(sorted(ports)))
+
+
+def user(ctx: StageContext, state: StageState, inst: ins.User) -> StageState:
+    value = _expand(ctx, state, inst.user)
+    return state.with_runtime(replace(state.runtime, user=value), f"USER {value}")
+
+
+def workdir(ctx: StageContext, state: StageState, inst: ins.Workdir) -> StageState:
+    path = _expand(ctx, state, inst.path)
+    path = posixpath.normpath(posixpath.join(state.workdir, path))
+    state = replace(state, image=state.image.with_runtime(replace(state.runtime, working_dir=path)))
+    if path == "/":
+        return state.with_image(state.image.add_history(f"WORKDIR {path}"))
+    usr = state.runtime.user
+
+    def work(root: Path) -> None:
+        owner = resolve_user(root, usr) if usr else (0, 0)
+        _mkdir_p(root, path, owner)
+
+    return _layer_step(ctx, state, ["workdir", path, usr], f"WORKDIR {path}", work)
+
+
+def _mkdir_p(root: Path, path: str, owner: tuple[int, int]) -> None:
+    from distill.build.copy import CopyOptions, _Copier
+
+    _Copier(root, CopyOptions(owner=owner)).ensure_dir(path, owner)
+
+
+def arg(ctx: StageContext, state: StageState, inst: ins.Arg) -> StageState:
+    args = dict(state.args)
+    for name, default in inst.pairs:
+        if name in ctx.build_args:
+            args[name] = ctx.build_args[name]
+        elif default is not None:
+            args[name] = _expand(ctx, replace(state, args=args), default)
+        elif name in ctx.global_args:
+            args[name] = ctx.global_args[name]
+        elif name in ctx.platform_args:
+            args[name] = ctx.platform_args[name]
+        else:
+            args.pop(name, None)
+    return replace(state, args=args)
+
+
+HANDLERS: dict[type, Callable[..., StageState]] = {
+    ins.Run: run, ins.Copy: copy, ins.Cmd: cmd, ins.Entrypoint: entrypoint, ins.Env: env,
+    ins.Label: label, ins.Expose: expose, ins.User: user, ins.Workdir: workdir, ins.Arg: arg,
+}
+
+
+def scratch_image(platform: object) -> Image:
+    from distill.oci.config import ImageConfig
+
+    return Image(ImageConfig(platform=platform))  # type: ignore[arg-type]
+
+
+__all__ = ["HANDLERS", "layer_from_cache", "layer_to_cache", "mt"]

@@ -1,0 +1,107 @@
+"""distill build: flags spelled as in `docker buildx build`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from distill.build.builder import Builder
+from distill.build.export import OutputSpec, export, tag_in_store
+from distill.cli.render import size_table, stderr_console
+from distill.dockerfile.instructions import build_dockerfile
+from distill.dockerfile.parse import parse
+from distill.errors import UsageError
+from distill.plan.plan import make_plan
+from distill.report.sizes import size_row
+from distill.sandbox import ensure_private_mount_namespace
+from distill.store.store import Store
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("build", help="build an image from a Dockerfile")
+    p.add_argument("context", help="build context directory")
+    p.add_argument("-f", "--file", help="Dockerfile (default: CONTEXT/Dockerfile)")
+    p.add_argument("-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
+    p.add_argument("--target", help="stage to build")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V")
+    p.add_argument("--build-context", action="append", default=[],
+                   metavar="NAME=oci-layout://PATH[:TAG]")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="SPEC")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto")
+    p.set_defaults(run=run)
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, eq, value = v.partition("=")
+        if not key:
+            raise UsageError(f"{flag} {v!r}: expected NAME=VALUE")
+        if not eq:
+            value = os.environ.get(key, "")  # --build-arg NAME takes the caller's env, as docker
+        out[key] = value
+    return out
+
+
+def _epoch_created() -> str:
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    ts = datetime.fromtimestamp(int(sde), timezone.utc) if sde and sde.isdigit() \
+        else datetime.now(timezone.utc).replace(microsecond=0)
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run(args: argparse.Namespace) -> int:
+    context = Path(args.context)
+    if not context.is_dir():
+        raise UsageError(f"build context {args.context!r} is not a directory")
+    dockerfile = Path(args.file) if args.file else context / "Dockerfile"
+    try:
+        text = dockerfile.read_text()
+    except FileNotFoundError:
+        raise UsageError(f"Dockerfile not found: {dockerfile}") from None
+    except (UnicodeDecodeError, IsADirectoryError) as e:
+        raise UsageError(f"cannot read {dockerfile}: {e}") from None
+    if len(args.output) > 1:
+        raise UsageError("only one --output is supported")
+    output = OutputSpec.parse(args.output[0]) if args.output else None
+    build_args = _pairs(args.build_arg, "--build-arg")
+    named = _pairs(args.build_context, "--build-context")
+
+    quiet = args.progress == "quiet"
+    console = stderr_console()
+
+    def log(line: str) -> None:
+        if not quiet:
+            console.print(f"[bold]#[/bold] {line}", markup=True, highlight=False)
+
+    df = build_dockerfile(parse(text, str(dockerfile)))
+    plan = make_plan(df, target=args.target, build_args=build_args,
+                     named_contexts=frozenset(k.lower() for k in named))
+    ensure_private_mount_namespace()
+    store = Store()
+    builder = Builder(store, context_dir=context.resolve(), named_contexts=named,
+                      no_cache=args.no_cache, log=log,
+                      output=None if quiet else sys.stderr.buffer)
+    started = time.monotonic()
+    result = builder.build(plan)
+    image = result.image.with_created(_epoch_created())
+    names = tuple(args.tag)
+    if output is not None:
+        export(store, image, output, names)
+    elif names:
+        tag_in_store(store, image, names)
+    elapsed = time.monotonic() - started
+    if plan.unused_build_args:
+        console.print(f"warning: build args not consumed: {', '.join(plan.unused_build_args)}")
+    if not quiet:
+        rows = [size_row(s.name or f"stage {s.index}", s.image, s.base, s.seconds)
+                for s in result.stages]
+        rows.append(size_row("final image", image, None, elapsed))
+        console.print(size_table(rows, f"distill: built {image.digest} in {elapsed:.1f}s"))
+    print(image.digest)
+    return 0

@@ -1,0 +1,40 @@
+"""The distill command line: flags -> library calls; errors -> messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from distill import __version__
+from distill.cli import build, images
+from distill.cli.render import print_error
+from distill.errors import DistillError, UsageError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="distill", description=__doc__)
+    p.add_argument("--version", action="version", version=f"distill {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    build.add_parser(sub)
+    images.add_parsers(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except UsageError as e:
+        print_error(e)
+        return 2
+    except DistillError as e:
+        print_error(e)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

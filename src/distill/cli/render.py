@@ -1,0 +1,51 @@
+"""Turning errors and reports into what a terminal shows."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from distill.errors import DistillError
+from distill.report.sizes import SizeRow, human
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def render_error(err: DistillError) -> str:
+    lines = []
+    loc = err.location
+    if loc is not None:
+        lines.append(f"error: {loc}: {err.message}")
+        for offset, text in enumerate(loc.text.split("\n")):
+            lines.append(f" {loc.start + offset:>4} | {text}")
+    else:
+        lines.append(f"error: {err.message}")
+    if err.hint:
+        lines.append(f"hint: {err.hint}")
+    return "\n".join(lines)
+
+
+def print_error(err: DistillError) -> None:
+    print(render_error(err), file=sys.stderr)
+
+
+def size_table(rows: Sequence[SizeRow], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("stage")
+    table.add_column("layers", justify="right")
+    table.add_column("compressed", justify="right")
+    table.add_column("uncompressed", justify="right")
+    table.add_column("added by stage", justify="right")
+    table.add_column("time", justify="right")
+    for r in rows:
+        table.add_row(
+            r.label, str(r.layers), human(r.compressed), human(r.uncompressed),
+            f"{r.added_layers} layers, {human(r.added_compressed)}",
+            f"{r.seconds:.1f}s" if r.seconds is not None else "",
+        )
+    return table

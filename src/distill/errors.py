@@ -1,0 +1,90 @@
+"""The exception tree. Every error a user can cause is a DistillError.
+
+A diagnostic carries a message, an optional hint and, when it comes from a
+Dockerfile, the file and line range it points at. Only the CLI renders them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Lines [start, end] (1-based, inclusive) of a file, with their text."""
+
+    path: str
+    start: int
+    end: int
+    text: str = ""
+
+    def __str__(self) -> str:
+        if self.start == self.end:
+            return f"{self.path}:{self.start}"
+        return f"{self.path}:{self.start}-{self.end}"
+
+
+class DistillError(Exception):
+    """Base of every error caused by input: Dockerfiles, contexts, images, flags."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        location: SourceLocation | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.location = location
+
+    def at(self, location: SourceLocation | None) -> DistillError:
+        """Attach a Dockerfile location unless one is already set; returns self."""
+        if self.location is None:
+            self.location = location
+        return self
+
+
+class DockerfileError(DistillError):
+    """The Dockerfile cannot be parsed or means nothing valid."""
+
+
+class ShellExpansionError(DockerfileError):
+    """A ${...} expansion failed (bad syntax, ${VAR?msg} with VAR unset, ...)."""
+
+
+class ContextError(DistillError):
+    """A build-context source is missing or reaches outside the context."""
+
+
+class ImageError(DistillError):
+    """An image or layout is missing, malformed or fails verification."""
+
+
+class DigestMismatchError(ImageError):
+    """Content does not hash to the digest it claims."""
+
+
+class StoreError(DistillError):
+    """The local store cannot do what was asked (unknown name, ...)."""
+
+
+class SandboxError(DistillError):
+    """The sandbox could not be set up (missing bwrap, mount failure, ...)."""
+
+
+class RunError(DistillError):
+    """A RUN command exited non-zero."""
+
+    def __init__(self, command: str, exit_code: int, **kwargs: object) -> None:
+        super().__init__(
+            f"process {command!r} did not complete successfully: exit code: {exit_code}",
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.command = command
+        self.exit_code = exit_code
+
+
+class UsageError(DistillError):
+    """A command-line flag or argument is wrong."""

@@ -1,0 +1,61 @@
+"""Content descriptors, manifests and indexes as plain JSON-ready values."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from distill.errors import ImageError
+from distill.oci.digest import Digest
+from distill.oci.platform import Platform
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict)
+    platform: Platform | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
+        if self.platform is not None:
+            d["platform"] = self.platform.to_dict()
+        if self.annotations:
+            d["annotations"] = dict(sorted(self.annotations.items()))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Descriptor:
+        try:
+            plat = d.get("platform")
+            return cls(
+                media_type=str(d["mediaType"]),
+                digest=Digest(d["digest"]),
+                size=int(d["size"]),
+                annotations=dict(d.get("annotations") or {}),
+                platform=Platform.from_dict(plat) if plat else None,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ImageError(f"malformed descriptor {d!r}: {e}") from None
+
+
+def canonical_json(value: Any) -> bytes:
+    """Stable JSON bytes for digests: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def load_json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ImageError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ImageError(f"{what} is not a JSON object")
+    return value

@@ -1,0 +1,167 @@
+"""The stage graph: which stages the target needs, in what order, from which bases.
+
+Only stages reachable from the target are planned (a broken unused stage never
+runs), and cycles are rejected before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from distill.dockerfile.instructions import Arg, Copy, Dockerfile, Stage
+from distill.dockerfile.shell import Lexer
+from distill.errors import DockerfileError, ShellExpansionError, UsageError
+from distill.oci.platform import Platform
+
+
+@dataclass(frozen=True)
+class StageBase:
+    """Where a stage starts: another stage, scratch, or an image reference."""
+
+    stage: int | None = None
+    image: str | None = None       # None with stage None means scratch
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.stage is None and self.image is None
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    stage: Stage
+    base: StageBase
+    copy_sources: Mapping[int, int | str] = field(default_factory=dict)  # instr index -> stage|image
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    order: tuple[PlannedStage, ...]     # dependencies first; the target is last
+    target: int
+    global_args: Mapping[str, str]      # declared global ARGs with values (for re-declaration)
+    build_args: Mapping[str, str]
+    platform: Platform
+    unused_build_args: tuple[str, ...] = ()
+
+
+def platform_args(target: Platform, build: Platform | None = None) -> dict[str, str]:
+    build = build or Platform.host()
+    out = {}
+    for prefix, p in (("BUILD", build), ("TARGET", target)):
+        out[prefix + "PLATFORM"] = str(p)
+        out[prefix + "OS"] = p.os
+        out[prefix + "ARCH"] = p.architecture
+        out[prefix + "VARIANT"] = p.variant
+    return out
+
+
+def _expand(lex: Lexer, word: str, env: Mapping[str, str], where: Arg | Stage | Copy) -> str:
+    try:
+        return lex.process_word(word, env)
+    except ShellExpansionError as e:
+        loc = where.source.location if isinstance(where, Stage) else where.location
+        raise e.at(loc) from None
+
+
+def resolve_global_args(dockerfile: Dockerfile, build_args: Mapping[str, str],
+                        lex: Lexer, platform: Platform) -> dict[str, str]:
+    env = platform_args(platform)
+    declared: dict[str, str] = {}
+    for arg in dockerfile.global_args:
+        for name, default in arg.pairs:
+            if name in build_args:
+                value = build_args[name]
+            elif default is not None:
+                value = _expand(lex, default, {**env, **declared}, arg)
+            else:
+                continue
+            declared[name] = value
+    return declared
+
+
+def make_plan(dockerfile: Dockerfile, *, target: str | None = None,
+              build_args: Mapping[str, str] | None = None,
+              named_contexts: frozenset[str] = frozenset(),
+              platform: Platform | None = None, lex: Lexer | None = None) -> BuildPlan:
+    build_args = dict(build_args or {})
+    lex = lex or Lexer()
+    platform = platform or Platform.host()
+    stages = dockerfile.stages
+    by_name = {s.name: s.index for s in stages if s.name}
+    global_args = resolve_global_args(dockerfile, build_args, lex, platform)
+    from_env = {**platform_args(platform), **global_args}
+
+    def stage_ref(word: str, before: int | None) -> int | None:
+        key = word.lower()
+        if key in by_name and key not in named_contexts:
+            idx = by_name[key]
+            if before is not None and idx >= before:
+                return None
+            return idx
+        if word.isdigit() and key not in named_contexts:
+            idx = int(word)
+            if idx >= len(stages):
+                return None
+            return idx
+        return None
+
+    planned: dict[int, PlannedStage] = {}
+    for stage in stages:
+        image = _expand(lex, stage.source.image, from_env, stage)
+        if not image:
+            raise DockerfileError("FROM names an empty image (an ARG without a value?)",
+                                  location=stage.source.location)
+        ref = stage_ref(image, stage.index) if not image.isdigit() else None
+        if ref is not None:
+            base = StageBase(stage=ref)
+        elif image.lower() == "scratch":
+            base = StageBase()
+        else:
+            base = StageBase(image=image)
+        copies: dict[int, int | str] = {}
+        for i, inst in enumerate(stage.instructions):
+            if isinstance(inst, Copy) and inst.from_:
+                src = _expand(lex, inst.from_, from_env, inst)
+                sref = stage_ref(src, None)
+                if sref == stage.index:
+                    raise DockerfileError(f"COPY --from={src} refers to its own stage",
+                                          location=inst.location)
+                copies[i] = sref if sref is not None else src
+        planned[stage.index] = PlannedStage(stage, base, copies)
+
+    if target is None:
+        target_idx = stages[-1].index
+    else:
+        found = by_name.get(target.lower())
+        if found is None:
+            names = ", ".join(sorted(by_name)) or "(no named stages)"
+            raise UsageError(f"target stage {target!r} could not be found", hint=f"stages: {names}")
+        target_idx = found
+
+    order: list[PlannedStage] = []
+    state: dict[int, str] = {}
+
+    def visit(idx: int, chain: list[int]) -> None:
+        if state.get(idx) == "done":
+            return
+        if state.get(idx) == "active":
+            names = " -> ".join(stages[i].name or str(i) for i in chain + [idx])
+            raise DockerfileError(f"circular dependency between stages: {names}",
+                                  location=stages[idx].source.location)
+        state[idx] = "active"
+        p = planned[idx]
+        deps = [p.base.stage] if p.base.stage is not None else []
+        deps += [v for v in p.copy_sources.values() if isinstance(v, int)]
+        for dep in deps:
+            visit(dep, chain + [idx])
+        state[idx] = "done"
+        order.append(p)
+
+    visit(target_idx, [])
+    declared = {n for a in dockerfile.global_args for n, _ in a.pairs}
+    for p in order:
+        for inst in p.stage.instructions:
+            if isinstance(inst, Arg):
+                declared.update(n for n, _ in inst.pairs)
+    unused = tuple(sorted(set(build_args) - declared))
+    return BuildPlan(tuple(order), target_idx, global_args, build_args, platform, unused)

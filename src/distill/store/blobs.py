@@ -1,0 +1,127 @@
+"""A content-addressed blob store: temp file -> verify digest -> rename.
+
+Layout under ``root`` (an OCI image layout, so skopeo can read the store):
+``blobs/sha256/<hex>``, ``tmp/`` (same filesystem, for atomic renames).
+Two processes writing the same blob at once is harmless: both write their own
+temp file and the rename of identical content is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from isal import igzip
+
+from distill.errors import DigestMismatchError, ImageError
+from distill.oci.digest import Digest, HashingWriter
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs" / "sha256"
+        self.tmp_dir = root / "tmp"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: Digest) -> Path:
+        return self.blob_dir / digest.hex
+
+    def has(self, digest: Digest) -> bool:
+        return self.path(digest).exists()
+
+    def open(self, digest: Digest) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise ImageError(f"blob {digest} is missing from the store") from None
+
+    def read(self, digest: Digest) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    @contextmanager
+    def _temp(self) -> Iterator[tuple[BinaryIO, Path]]:
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f, path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _commit(self, tmp: Path, digest: Digest) -> None:
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.path(digest))
+
+    def write(
+        self, produce: Callable[[BinaryIO], None], expected: Digest | None = None
+    ) -> tuple[Digest, int]:
+        """Stream ``produce(out)`` into the store; verify against ``expected`` if given."""
+        with self._temp() as (f, tmp):
+            hw = HashingWriter(f)
+            produce(hw)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+            digest = hw.digest()
+            if expected is not None and digest != expected:
+                raise DigestMismatchError(f"content hashes to {digest}, expected {expected}")
+            if not self.has(digest):
+                self._commit(tmp, digest)
+            return digest, hw.size
+
+    def put_bytes(self, data: bytes, expected: Digest | None = None) -> tuple[Digest, int]:
+        return self.write(lambda out: out.write(data), expected)
+
+    def put_stream(self, src: BinaryIO, expected: Digest | None = None) -> tuple[Digest, int]:
+        return self.write(lambda out: shutil.copyfileobj(src, out, 1 << 20), expected)
+
+    def write_gzip_layer(
+        self, produce_tar: Callable[[BinaryIO], None]
+    ) -> tuple[Digest, int, Digest, int]:
+        """Stream an uncompressed tar through gzip into the store.
+
+        Returns (blob digest, blob size, diff_id, uncompressed size).
+        """
+        diff: list[HashingWriter] = []
+
+        def produce(out: BinaryIO) -> None:
+            with igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
+                raw = HashingWriter(gz)  # type: ignore[arg-type]
+                produce_tar(raw)  # type: ignore[arg-type]
+                diff.append(raw)
+
+        digest, size = self.write(produce)
+        return digest, size, diff[0].digest(), diff[0].size
+
+    @contextmanager
+    def temp_dir(self, prefix: str = "dir-") -> Iterator[Path]:
+        path = Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix=prefix))
+        try:
+            yield path
+        finally:
+            remove_tree(path)
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that also copes with read-only directories left by RUN steps."""
+    if not os.path.lexists(path):
+        return
+
+    def fix(func: Callable[..., object], p: str, _exc: object) -> None:
+        parent = os.path.dirname(p)
+        try:
+            os.chmod(parent, 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=fix)

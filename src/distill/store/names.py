@@ -1,0 +1,94 @@
+"""Named images in the store: an OCI ``index.json`` updated under a file lock.
+
+Each entry is a manifest descriptor annotated with its name, exactly as an OCI
+image layout tags images, so ``skopeo inspect oci:$DISTILL_ROOT:NAME`` works.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from distill.oci import mediatypes as mt
+from distill.oci.descriptor import Descriptor, load_json
+
+
+class NameIndex:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / "index.json"
+        self.lock_path = root / "index.lock"
+        layout = root / "oci-layout"
+        if not layout.exists():
+            _atomic_write(layout, json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode())
+        if not self.path.exists():
+            with self._locked():
+                if not self.path.exists():
+                    self._save([])
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load(self) -> list[Descriptor]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        doc = load_json(data, str(self.path))
+        return [Descriptor.from_dict(m) for m in doc.get("manifests", [])]
+
+    def _save(self, entries: list[Descriptor]) -> None:
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [d.to_dict() for d in entries],
+        }
+        _atomic_write(self.path, json.dumps(doc, indent=2).encode())
+
+    def tag(self, name: str, manifest: Descriptor) -> None:
+        annotated = Descriptor(
+            manifest.media_type,
+            manifest.digest,
+            manifest.size,
+            {mt.ANNOTATION_REF_NAME: name},
+            manifest.platform,
+        )
+        with self._locked():
+            entries = [e for e in self._load() if e.annotations.get(mt.ANNOTATION_REF_NAME) != name]
+            entries.append(annotated)
+            entries.sort(key=lambda d: d.annotations.get(mt.ANNOTATION_REF_NAME, ""))
+            self._save(entries)
+
+    def resolve(self, name: str) -> Descriptor | None:
+        for entry in self._load():
+            if entry.annotations.get(mt.ANNOTATION_REF_NAME) == name:
+                return entry
+        return None
+
+    def entries(self) -> list[tuple[str, Descriptor]]:
+        return [(e.annotations.get(mt.ANNOTATION_REF_NAME, ""), e) for e in self._load()]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,106 @@
+"""The local store: blobs, named images, layer facts, unpacked snapshots, build cache."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.errors import StoreError
+from distill.oci.descriptor import Descriptor
+from distill.oci.digest import Digest
+from distill.store.blobs import BlobStore, remove_tree
+from distill.store.names import NameIndex, _atomic_write
+
+
+def default_root() -> Path:
+    env = os.environ.get("DISTILL_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(data_home) / "distill"
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """What the manifest does not say about a layer blob: its diff_id and tar size."""
+
+    diff_id: Digest
+    uncompressed_size: int
+
+
+class Store:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or default_root()).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.blobs = BlobStore(self.root)
+        self.names = NameIndex(self.root)
+        self.snapshot_dir = self.root / "snapshots"
+        self.facts_dir = self.root / "layers"
+        self.cache_dir = self.root / "cache"
+        for d in (self.snapshot_dir, self.facts_dir, self.cache_dir):
+            d.mkdir(exist_ok=True)
+
+    # -- layer facts ---------------------------------------------------------
+    def record_layer(self, blob: Digest, facts: LayerFacts) -> None:
+        path = self.facts_dir / blob.hex
+        if not path.exists():
+            data = {"diff_id": str(facts.diff_id), "size": facts.uncompressed_size}
+            _atomic_write(path, json.dumps(data).encode())
+
+    def layer_facts(self, blob: Digest) -> LayerFacts | None:
+        try:
+            data = json.loads((self.facts_dir / blob.hex).read_bytes())
+        except FileNotFoundError:
+            return None
+        return LayerFacts(Digest(data["diff_id"]), int(data["size"]))
+
+    # -- snapshots (unpacked layers in overlayfs format) ---------------------
+    def snapshot_path(self, diff_id: Digest) -> Path:
+        return self.snapshot_dir / diff_id.hex
+
+    def commit_snapshot(self, tmp: Path, diff_id: Digest) -> Path:
+        """Move a finished directory into place; if another build won, keep theirs."""
+        final = self.snapshot_path(diff_id)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            remove_tree(tmp)
+        return final
+
+    # -- build cache: step key -> result -------------------------------------
+    def cache_get(self, key: str) -> dict[str, object] | None:
+        try:
+            value = json.loads((self.cache_dir / key).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def cache_put(self, key: str, value: dict[str, object]) -> None:
+        _atomic_write(self.cache_dir / key, json.dumps(value, sort_keys=True).encode())
+
+    # -- names ----------------------------------------------------------------
+    def resolve(self, name: str) -> Descriptor:
+        for candidate in name_candidates(name):
+            desc = self.names.resolve(candidate)
+            if desc is not None:
+                return desc
+        raise StoreError(
+            f"image {name!r} not found in the store ({self.root})",
+            hint="list images with 'distill images'; make bases with 'distill import'",
+        )
+
+
+def name_candidates(name: str) -> list[str]:
+    """Spellings a user may mean: 'busybox' == 'busybox:latest' == 'docker.io/library/busybox:latest'."""
+    out = [name]
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in name:
+        out.append(name + ":latest")
+    for prefix in ("docker.io/library/", "docker.io/", "localhost/"):
+        if name.startswith(prefix):
+            out += name_candidates(name[len(prefix):])
+    return out
