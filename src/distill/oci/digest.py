@@ -19,7 +19,7 @@ class Digest:
     value: str
 
     def __post_init__(self) -> None:
-        if not _DIGEST.match(self.value):
+        if not _DIGEST.fullmatch(self.value):
             raise ImageError(f"invalid digest {self.value!r}")
 
     @property

@@ -1,0 +1,74 @@
+"""The store (atomic, verified, concurrent-safe) and confined path resolution."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distill.build.confine import resolve_in_root
+from distill.build.sources import resolve_sources
+from distill.errors import ContextError, DigestMismatchError
+from distill.oci.digest import Digest
+from distill.store.store import Store, name_candidates
+
+
+def test_blob_roundtrip_and_verification(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    digest, size = store.blobs.put_bytes(b"hello")
+    assert digest == Digest.of_bytes(b"hello") and size == 5
+    assert store.blobs.read(digest) == b"hello"
+    with pytest.raises(DigestMismatchError):
+        store.blobs.put_bytes(b"other", expected=digest)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_concurrent_tagging_keeps_index_consistent(tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from distill.store.store import Store\n"
+        "from distill.oci.descriptor import Descriptor\n"
+        "s = Store(Path(sys.argv[1]))\n"
+        "for i in range(40):\n"
+        "    d, n = s.blobs.put_bytes(f'{sys.argv[2]}-{i}'.encode())\n"
+        "    s.names.tag(f'img-{sys.argv[2]}-{i}:latest', Descriptor('application/vnd.oci.image.manifest.v1+json', d, n))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(k)])
+             for k in range(4)]
+    assert all(p.wait() == 0 for p in procs)
+    names = {n for n, _ in Store(tmp_path).names.entries()}
+    assert len(names) == 160
+
+
+def test_name_candidates() -> None:
+    assert "busybox:latest" in name_candidates("docker.io/library/busybox")
+
+
+def test_resolve_in_root_never_leaves(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/etc", root / "abs")
+    os.symlink("../../../../", root / "up")
+    os.symlink("loop", root / "loop")
+    assert resolve_in_root(root, "/abs/passwd") == root / "etc" / "passwd"
+    assert resolve_in_root(root, "up/etc") == root / "etc"
+    assert resolve_in_root(root, "../../x") == root / "x"
+    with pytest.raises(Exception, match="symbolic links"):
+        resolve_in_root(root, "loop")
+
+
+def test_sources_globs_and_escapes(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    (tmp_path / "c.md").write_text("c")
+    os.symlink("/etc/passwd", tmp_path / "evil")
+    found = resolve_sources(tmp_path, ["*.txt"], "ctx")
+    assert [s.rel for s in found] == ["a.txt", "b.txt"]
+    assert resolve_sources(tmp_path, ["*.nothing"], "ctx") == []
+    with pytest.raises(ContextError, match="outside the build context"):
+        resolve_sources(tmp_path, ["../x"], "ctx", forbid_escape=True)
+    with pytest.raises(ContextError, match="not found"):
+        resolve_sources(tmp_path, ["evil"], "ctx")  # /etc/passwd inside the context: absent
