@@ -143,20 +143,20 @@ class Builder:
     # -- the build --------------------------------------------------------------------
     def build(self, plan: BuildPlan) -> BuildResult:
         result = BuildResult(image=Image(ImageConfig(platform=plan.platform)))
-        total = len(plan.order)
-        for n, planned in enumerate(plan.order, 1):
+        for planned in plan.order:
             started = time.monotonic()
             stage = planned.stage
             label = stage.name or str(stage.index)
             base = self._stage_base(planned, plan)
-            self.log(f"[{label} {n}/{total}] FROM {stage.source.image}")
+            steps_in_stage = len(stage.instructions) + 1
+            self.log(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
             state = StageState(image=base)
             ctx = StageContext(self, planned, self.context_dir, self.lexer, plan.build_args,
                                plan.global_args, platform_args(plan.platform), self.rootfs,
                                self.output, self.log)
             for i, inst in enumerate(stage.instructions):
                 ctx.current = i
-                self.log(f"[{label} {i + 2}/{len(stage.instructions) + 1}] "
+                self.log(f"[{label} {i + 2}/{steps_in_stage}] "
                          f"{' '.join(inst.original.split())[:120]}")
                 handler = steps.HANDLERS[type(inst)]
                 try:

@@ -17,7 +17,6 @@ from distill.dockerfile.parse import parse
 from distill.errors import UsageError
 from distill.plan.plan import make_plan
 from distill.report.sizes import size_row
-from distill.sandbox import ensure_private_mount_namespace
 from distill.store.store import Store
 
 
@@ -75,14 +74,19 @@ def run(args: argparse.Namespace) -> int:
     quiet = args.progress == "quiet"
     console = stderr_console()
 
+    steps = iter(range(1, 1 << 30))
+
     def log(line: str) -> None:
-        if not quiet:
-            console.print(f"[bold]#[/bold] {line}", markup=True, highlight=False)
+        if quiet:
+            return
+        if line == "CACHED":
+            print("   CACHED", file=sys.stderr, flush=True)
+        else:
+            print(f"#{next(steps)} {line}", file=sys.stderr, flush=True)
 
     df = build_dockerfile(parse(text, str(dockerfile)))
     plan = make_plan(df, target=args.target, build_args=build_args,
                      named_contexts=frozenset(k.lower() for k in named))
-    ensure_private_mount_namespace()
     store = Store()
     builder = Builder(store, context_dir=context.resolve(), named_contexts=named,
                       no_cache=args.no_cache, log=log,
@@ -102,6 +106,6 @@ def run(args: argparse.Namespace) -> int:
         rows = [size_row(s.name or f"stage {s.index}", s.image, s.base, s.seconds)
                 for s in result.stages]
         rows.append(size_row("final image", image, None, elapsed))
-        console.print(size_table(rows, f"distill: built {image.digest} in {elapsed:.1f}s"))
+        console.print(size_table(rows, f"built in {elapsed:.1f}s"))
     print(image.digest)
     return 0

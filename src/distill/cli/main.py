@@ -7,12 +7,17 @@ import sys
 from collections.abc import Sequence
 
 from distill import __version__
-from distill.cli import build, images
-from distill.cli.render import print_error
 from distill.errors import DistillError, UsageError
+from distill.sandbox.namespace import ensure_private_mount_namespace
+
+# Commands that mount filesystems run in a private mount namespace, entered before
+# anything starts threads (the Go-compiled Dockerfile parser does, once loaded).
+MOUNTING_COMMANDS = {"build"}
 
 
 def parser() -> argparse.ArgumentParser:
+    from distill.cli import build, images
+
     p = argparse.ArgumentParser(prog="distill", description=__doc__)
     p.add_argument("--version", action="version", version=f"distill {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -22,8 +27,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    from distill.cli.render import print_error
+
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
+        if MOUNTING_COMMANDS & set(words[:1]):
+            ensure_private_mount_namespace()
+        args = parser().parse_args(words)
         return int(args.run(args))
     except UsageError as e:
         print_error(e)
