@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from distill.build.copy import CopyOptions, copy_sources
 from distill.build.sources import Source, resolve_sources
 from distill.build.state import StageState
-from distill.build.users import resolve_chown, resolve_user
+from distill.build.users import home_of, resolve_chown, resolve_user
 from distill.dockerfile import instructions as ins
 from distill.errors import DockerfileError, RunError
 from distill.image.image import Image, Layer
@@ -80,7 +80,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
 
     def work(root: Path) -> None:
         uid, gid = resolve_user(root, user) if user else (0, 0)
-        spec = RunSpec(argv=argv, env=env, cwd=cwd, uid=uid, gid=gid)
+        run_env = env if "HOME" in env else {**env, "HOME": home_of(root, uid)}
+        spec = RunSpec(argv=argv, env=run_env, cwd=cwd, uid=uid, gid=gid)
         code = run_in_rootfs(root, spec, stdout=ctx.output)
         if code != 0:
             raise RunError(shown, code, location=inst.location)

@@ -58,3 +58,11 @@ def resolve_chown(root: Path, spec: str) -> tuple[int, int]:
     if group:
         return uid, _lookup_group(root, group)
     return uid, primary if primary is not None else uid
+
+
+def home_of(root: Path, uid: int) -> str:
+    """$HOME for a RUN step when the image sets none: the passwd entry, else /root or /."""
+    for row in _table(root, "passwd"):
+        if len(row) > 5 and row[2] == str(uid) and row[5]:
+            return row[5]
+    return "/root" if uid == 0 else "/"

@@ -40,12 +40,12 @@ def size_table(rows: Sequence[SizeRow], title: str) -> Table:
     table.add_column("layers", justify="right")
     table.add_column("compressed", justify="right")
     table.add_column("uncompressed", justify="right")
-    table.add_column("added by stage", justify="right")
+    table.add_column("added", justify="right")
     table.add_column("time", justify="right")
     for r in rows:
         table.add_row(
             r.label, str(r.layers), human(r.compressed), human(r.uncompressed),
-            f"{r.added_layers} layers, {human(r.added_compressed)}",
+            f"+{r.added_layers} ({human(r.added_compressed)})",
             f"{r.seconds:.1f}s" if r.seconds is not None else "",
         )
     return table

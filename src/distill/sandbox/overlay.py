@@ -1,0 +1,181 @@
+"""Overlay mounts: a writable root filesystem over read-only snapshot directories.
+
+The upper directory of the mount collects exactly what a step changed, in
+overlayfs format (whiteouts are 0:0 character devices, replaced directories
+carry ``trusted.overlay.opaque=y``). :func:`distill.sandbox.layers.write_layer_from_upper`
+turns it into a layer tar without walking the lower snapshots.
+
+Options ``redirect_dir=off,metacopy=off,index=off,xino=off`` keep the upper
+directory a self-contained diff: no renamed-directory redirects, no
+metadata-only copy-ups that point into lower layers, no inode index.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.errors import SandboxError
+from distill.sandbox import _libc
+
+#: Options that make the upper directory a clean, self-contained diff.
+CLEAN_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off,xino=off"
+
+#: mount(2) copies at most one page of option data; stay well below it.
+_MAX_OPTIONS = 3000
+
+#: The kernel refuses more lower layers than this (OVL_MAX_STACK).
+_MAX_LOWERS = 500
+
+
+@dataclass(frozen=True)
+class OverlayMount:
+    """A mounted overlay: ``merged`` is the root filesystem, ``upper`` its diff."""
+
+    merged: Path
+    upper: Path
+
+
+def _escape(path: str) -> str:
+    """Escape the characters overlayfs treats as separators in mount options."""
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
+def _options(lowers: Sequence[str], upper: str, work: str) -> str:
+    lowerdir = ":".join(_escape(p) for p in lowers)
+    return (
+        f"lowerdir={lowerdir},upperdir={_escape(upper)},workdir={_escape(work)},"
+        f"{CLEAN_DIFF_OPTIONS}"
+    )
+
+
+def _mount_failed(exc: OSError | None, detail: str = "") -> SandboxError:
+    reason = exc.strerror if exc is not None else detail
+    hint = "distill needs root to mount overlayfs; see `dmesg` for the kernel's reason"
+    if exc is not None and exc.errno == errno.EINVAL:
+        hint = (
+            "the kernel rejected the overlay options (is overlayfs available, and are "
+            "upper/work on a filesystem that supports trusted.* xattrs?); see `dmesg`"
+        )
+    return SandboxError(f"cannot mount overlay filesystem: {reason}", hint=hint)
+
+
+def _mount_short(lowers: Sequence[Path], scratch: Path, merged: Path) -> bool:
+    """Mount with absolute paths via mount(2); False if the options are too long."""
+    data = _options([str(p) for p in lowers], str(scratch / "upper"), str(scratch / "work"))
+    if len(data) > _MAX_OPTIONS:
+        return False
+    try:
+        _libc.mount("overlay", merged, "overlay", 0, data)
+    except OSError as exc:
+        raise _mount_failed(exc) from exc
+    return True
+
+
+def _mount_long(lowers: Sequence[Path], scratch: Path, merged: Path) -> None:
+    """Mount many layers: short relative names (``l/0``, ``l/1``...) resolved from ``scratch``.
+
+    Each ``scratch/l/N`` is a symlink to a lower; overlayfs resolves the paths
+    once at mount time, so the symlinks are removed again on unmount. The
+    relative paths need a working directory, which only a child process can
+    change safely (this process may have threads), hence the `mount` binary.
+    """
+    if len(lowers) > _MAX_LOWERS:
+        raise SandboxError(
+            f"cannot mount {len(lowers)} layers: overlayfs stacks at most {_MAX_LOWERS}",
+            hint="squash the base image or use fewer layers",
+        )
+    farm = scratch / "l"
+    farm.mkdir()
+    names = []
+    for i, lower in enumerate(lowers):
+        (farm / str(i)).symlink_to(lower.resolve())
+        names.append(f"l/{i}")
+    data = _options(names, "upper", "work")
+    mount_bin = shutil.which("mount") or "/bin/mount"
+    try:
+        proc = subprocess.run(
+            [mount_bin, "-t", "overlay", "overlay", "-o", data, str(merged)],
+            cwd=scratch,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise _mount_failed(exc) from exc
+    if proc.returncode != 0:
+        raise _mount_failed(None, proc.stderr.decode(errors="replace").strip())
+
+
+def _unmount(merged: Path) -> None:
+    try:
+        _libc.umount2(merged)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise SandboxError(f"cannot unmount {merged}: {exc.strerror}") from exc
+        # A process still holds the mount (or a file in it): detach it lazily;
+        # the kernel frees it when the last user goes away.
+        try:
+            _libc.umount2(merged, _libc.MNT_DETACH)
+        except OSError as exc2:
+            raise SandboxError(f"cannot detach {merged}: {exc2.strerror}") from exc2
+
+
+def _cleanup(scratch: Path) -> None:
+    """Remove everything in scratch except ``upper``; only call when unmounted."""
+    merged = scratch / "merged"
+    if merged.is_dir() and not merged.is_symlink():
+        os.rmdir(merged)  # never rmtree a possible mount point: it would empty the upper dir
+    for name in ("work", "l", "empty"):
+        path = scratch / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def overlay_mount(lowers: Sequence[Path], scratch: Path) -> Iterator[OverlayMount]:
+    """Mount an overlay of ``lowers`` (top-most first) with its upper dir in ``scratch``.
+
+    ``scratch`` must be an empty directory on the same filesystem as the store
+    (so the upper dir can later be renamed into it). It receives ``upper/``,
+    ``work/`` and ``merged/``. With no lowers, an empty directory stands in
+    (a ``FROM scratch`` root filesystem). On exit the overlay is unmounted
+    (lazily if busy) and everything but ``scratch/upper`` is removed.
+
+    For :func:`distill.sandbox.run.run_in_rootfs` with a non-root uid, the
+    path to ``scratch`` must be traversable by that uid (e.g. keep scratch
+    directories under a 0711 directory).
+    """
+    scratch = Path(scratch)
+    if not scratch.is_dir():
+        raise SandboxError(f"overlay scratch directory {scratch} does not exist")
+    if any(scratch.iterdir()):
+        raise SandboxError(f"overlay scratch directory {scratch} is not empty")
+    upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
+    for path in (upper, work, merged):
+        path.mkdir()
+    # The merged root directory takes its attributes from the upper directory.
+    os.chmod(upper, 0o755)
+    os.chmod(merged, 0o755)
+    lowers = [Path(p) for p in lowers]
+    if not lowers:
+        empty = scratch / "empty"
+        empty.mkdir(mode=0o755)
+        lowers = [empty]
+    try:
+        if not _mount_short(lowers, scratch, merged):
+            _mount_long(lowers, scratch, merged)
+    except BaseException:
+        _cleanup(scratch)
+        raise
+    try:
+        yield OverlayMount(merged=merged, upper=upper)
+    finally:
+        _unmount(merged)  # raises (leaving scratch as is) if even a lazy detach fails
+        _cleanup(scratch)
