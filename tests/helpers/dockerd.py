@@ -1,0 +1,56 @@
+"""A private Docker engine for tests: its own socket, data root and pid file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class Docker:
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def __call__(self, *args: str, check: bool = True,
+                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["docker", "--host", self.host, *args], capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}")
+        return proc
+
+
+@contextmanager
+def private_dockerd(workdir: Path, timeout: float = 60) -> Iterator[Docker]:
+    """Start dockerd (no iptables, no bridge: containers use --network=host)."""
+    if shutil.which("dockerd") is None:
+        raise RuntimeError("dockerd is not installed (Debian package docker.io)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    sock = workdir / "docker.sock"
+    host = f"unix://{sock}"
+    log = open(workdir / "dockerd.log", "wb")
+    proc = subprocess.Popen(
+        ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+         "--host", host, "--data-root", str(workdir / "data"),
+         "--exec-root", str(workdir / "exec"), "--pidfile", str(workdir / "dockerd.pid")],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DOCKER_HOST": host})
+    docker = Docker(host)
+    deadline = time.monotonic() + timeout
+    try:
+        while docker("info", check=False, timeout=10).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dockerd did not start:\n"
+                                   + (workdir / "dockerd.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield docker
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -1,0 +1,77 @@
+"""The headline: examples/go-hello built multi-stage on a Debian base, shipped tiny,
+loaded into Docker's engine, run, and answering HTTP."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from distill.image.io import load
+from distill.store.store import Store
+from tests.conftest import REPO, RunDistill
+from tests.helpers.dockerd import private_dockerd
+from tests.helpers.readback import skopeo_inspect
+
+pytestmark = pytest.mark.integration
+EXAMPLE = REPO / "examples" / "go-hello"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def go_hello(distill: RunDistill, debian_image: str, store_root: Path) -> str:
+    distill("build", "--progress", "plain", "-t", "go-hello:test", str(EXAMPLE))
+    return "go-hello:test"
+
+
+def test_final_image_is_small_and_non_root(go_hello: str, store_root: Path) -> None:
+    store = Store(store_root)
+    image = load(store, store.resolve(go_hello).digest)
+    assert image.uncompressed_size() < 10_000_000
+    assert image.compressed_size() < 10_000_000
+    assert image.runtime.user not in ("", "0", "root", "0:0")
+    assert image.runtime.entrypoint == ("/hello",)
+
+
+def test_store_is_readable_by_skopeo(go_hello: str, store_root: Path) -> None:
+    info = skopeo_inspect(store_root, go_hello)
+    assert info["config"]["config"]["User"] == "65532:65532"
+
+
+def test_docker_engine_runs_it(distill: RunDistill, go_hello: str, tmp_path: Path) -> None:
+    archive = tmp_path / "go-hello.tar"
+    distill("build", "--progress", "quiet", "-t", "go-hello:docker",
+            "--output", f"type=docker,dest={archive}", str(EXAMPLE))
+    with private_dockerd(tmp_path / "docker") as docker:
+        loaded = docker("load", "-i", str(archive)).stdout
+        assert "go-hello:docker" in loaded
+        port = free_port()
+        cid = docker("run", "-d", "--network=host", "-e", f"ADDR=127.0.0.1:{port}",
+                     "go-hello:docker").stdout.strip()
+        try:
+            answer = http_get(f"http://127.0.0.1:{port}/")
+        finally:
+            logs = docker("logs", cid, check=False).stderr
+            docker("rm", "-f", cid, check=False)
+        assert answer.startswith("hello from distill"), logs
+        assert "uid 65532" in answer
