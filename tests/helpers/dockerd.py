@@ -11,13 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+# Debian's docker.io client (20.10) builds with BuildKit built in; a newer client found
+# first on PATH may insist on the buildx plugin, which this machine does not have.
+DOCKER_CLI = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+
+
 class Docker:
     def __init__(self, host: str) -> None:
         self.host = host
 
     def __call__(self, *args: str, check: bool = True,
                  timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["docker", "--host", self.host, *args], capture_output=True,
+        proc = subprocess.run([DOCKER_CLI, "--host", self.host, *args], capture_output=True,
                               text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}")

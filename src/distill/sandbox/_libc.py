@@ -10,6 +10,7 @@ import ctypes.util
 import os
 
 CLONE_NEWNS = 0x00020000
+MS_BIND = 4096
 MS_PRIVATE = 1 << 18
 MS_REC = 16384
 MNT_DETACH = 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -127,6 +128,77 @@ def _unmount(merged: Path) -> None:
             raise SandboxError(f"cannot detach {merged}: {exc2.strerror}") from exc2
 
 
+def _dir_identity(path: Path) -> tuple[object, ...] | None:
+    """What makes a directory entry in a layer: type, mode, owner, mtime, xattrs."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    xattrs = {
+        name: os.getxattr(path, name, follow_symlinks=False)
+        for name in os.listxattr(path, follow_symlinks=False)
+        if not name.startswith("trusted.")
+    }
+    return (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, sorted(xattrs.items()))
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _lower_dir(lowers: Sequence[Path], rel: tuple[str, ...]) -> Path | None:
+    """The directory the lowers show at ``rel`` (top-most wins), or None."""
+    for lower in lowers:
+        hidden_below = False
+        path = lower
+        for i, part in enumerate(rel):
+            path = path / part
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                break
+            if _is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+                return None
+            if i == len(rel) - 1:
+                return path
+            hidden_below = hidden_below or _opaque(path)
+        if hidden_below:
+            return None
+    return None
+
+
+def _prune_unchanged_dirs(upper: Path, lowers: Sequence[Path], rel: tuple[str, ...] = ()) -> bool:
+    """Drop empty directories that were only copied up: same entry as in the lowers.
+
+    Creating and removing a mount stub (see run.py) copies its parent, e.g.
+    /etc, up into the upper dir; without this, that no-op would ship in the
+    layer. Pruning them leaves the merged view unchanged. Runs after unmount
+    (changing an upper dir under a live overlay is undefined). Returns True if
+    ``upper/rel`` itself may be pruned by the caller.
+    """
+    path = upper.joinpath(*rel)
+    if _opaque(path):
+        return False  # replaces the lowers' directory: never a mere copy-up
+    with os.scandir(path) as entries:
+        subdirs = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+    pruned = [name for name in subdirs if _prune_unchanged_dirs(upper, lowers, (*rel, name))]
+    if pruned:
+        st = os.lstat(path)
+        for name in pruned:
+            os.rmdir(path / name)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # rmdir changed it
+    if not rel or any(path.iterdir()):
+        return False
+    lower = _lower_dir(lowers, rel)
+    return lower is not None and _dir_identity(lower) == _dir_identity(path)
+
+
 def _cleanup(scratch: Path) -> None:
     """Remove everything in scratch except ``upper``; only call when unmounted."""
     merged = scratch / "merged"
@@ -146,7 +218,10 @@ def overlay_mount(lowers: Sequence[Path], scratch: Path) -> Iterator[OverlayMoun
     (so the upper dir can later be renamed into it). It receives ``upper/``,
     ``work/`` and ``merged/``. With no lowers, an empty directory stands in
     (a ``FROM scratch`` root filesystem). On exit the overlay is unmounted
-    (lazily if busy) and everything but ``scratch/upper`` is removed.
+    (lazily if busy) and everything but ``scratch/upper`` is removed. Empty
+    directories that were merely copied up, identical to the lowers' (mount
+    stubs leave those), are pruned from ``upper`` when the block exits
+    normally; the merged view stays the same.
 
     For :func:`distill.sandbox.run.run_in_rootfs` with a non-root uid, the
     path to ``scratch`` must be traversable by that uid (e.g. keep scratch
@@ -179,3 +254,4 @@ def overlay_mount(lowers: Sequence[Path], scratch: Path) -> Iterator[OverlayMoun
     finally:
         _unmount(merged)  # raises (leaving scratch as is) if even a lazy detach fails
         _cleanup(scratch)
+    _prune_unchanged_dirs(upper, lowers)

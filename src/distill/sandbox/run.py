@@ -6,10 +6,11 @@ unless ``network="none"``, Docker's default capability set for root.
 
 A non-root ``uid`` runs bubblewrap itself as that uid in a user namespace
 mapping uid N inside to uid N outside, so files it creates are owned by N in
-the overlay upper directory. Two consequences: the rootfs path must be
-traversable by uid N (keep overlay scratch directories under a 0711
-directory), and inside the sandbox files of other owners show up as the
-overflow uid (65534, "nobody").
+the overlay upper directory. Two consequences: bubblewrap must be able to
+reach the rootfs as uid N (when an ancestor directory is closed to N, the
+rootfs is bind-mounted for the run under a 0711 directory in /run or /tmp),
+and inside the sandbox files of other owners show up as the overflow uid
+(65534, "nobody"), as in any rootless container.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from distill.errors import SandboxError
+from distill.sandbox import _libc
 from distill.sandbox._rootfs import MountStubs, make_dirs
 
 #: Docker's default capabilities for a container's root user.
@@ -171,6 +177,57 @@ def _failure(returncode: int, tail: bytes) -> int:
     raise SandboxError(f"could not set up the sandbox: {message}")
 
 
+def _traversable(path: Path, uid: int, gid: int) -> bool:
+    """Can uid:gid (no supplementary groups) search every directory down to ``path``?"""
+    current = Path(os.path.realpath(path))
+    for directory in (current, *current.parents):
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return False
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+@contextmanager
+def _reachable(rootfs: Path, uid: int, gid: int) -> Iterator[Path]:
+    """``rootfs`` at a path uid:gid can reach: itself, or a temporary bind mount."""
+    if uid == 0 or _traversable(rootfs, uid, gid):
+        yield rootfs
+        return
+    candidates = ("/run", "/tmp", tempfile.gettempdir())
+    parent = next((c for c in candidates if _traversable(Path(c), uid, gid)), None)
+    if parent is None:
+        raise SandboxError(f"no directory reachable by uid {uid} to mount the rootfs under")
+    base = Path(tempfile.mkdtemp(prefix="distill-run-", dir=parent))
+    try:
+        os.chmod(base, 0o711)
+        target = base / "root"
+        target.mkdir(mode=0o755)
+        try:
+            _libc.mount(str(rootfs), target, None, _libc.MS_BIND, None)
+        except OSError as exc:
+            raise SandboxError(
+                f"cannot bind-mount the rootfs for uid {uid}: {exc.strerror}"
+            ) from exc
+        try:
+            yield target
+        finally:
+            _libc.umount2(target, _libc.MNT_DETACH)
+    finally:
+        # Never rmtree here: if the unmount failed, that would empty the rootfs.
+        for leftover in (base / "root", base):
+            with suppress(OSError):
+                os.rmdir(leftover)
+
+
 def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None) -> int:
     """Run ``spec`` inside bubblewrap with ``rootfs`` as "/" and return its exit code.
 
@@ -194,7 +251,8 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
                 where[path] = stubs.add(path, is_dir=False)
         make_dirs(rootfs, spec.cwd)
         stubs.setup_done()
-        return _spawn(bwrap, rootfs, spec, where, stdout)
+        with _reachable(rootfs, spec.uid, spec.gid) as reachable:
+            return _spawn(bwrap, reachable, spec, where, stdout)
     finally:
         stubs.remove()
 
