@@ -9,7 +9,9 @@ temp file and the rename of identical content is atomic.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,18 +89,36 @@ class BlobStore:
     ) -> tuple[Digest, int, Digest, int]:
         """Stream an uncompressed tar through gzip into the store.
 
+        The tar is produced on this thread; hashing and compression run on a
+        worker thread (isal and hashlib release the GIL), so the two overlap.
         Returns (blob digest, blob size, diff_id, uncompressed size).
         """
-        diff: list[HashingWriter] = []
+        with self._temp() as (f, tmp):
+            blob = HashingWriter(f)
+            diff = HashingWriter(None)
+            pipe = _ChunkPipe()
 
-        def produce(out: BinaryIO) -> None:
-            with igzip.IGzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
-                raw = HashingWriter(gz)  # type: ignore[arg-type]
-                produce_tar(raw)  # type: ignore[arg-type]
-                diff.append(raw)
+            def consume() -> None:
+                with igzip.IGzipFile(fileobj=blob, mode="wb",  # type: ignore[arg-type]
+                                     compresslevel=1, mtime=0) as gz:
+                    for chunk in pipe:
+                        diff.write(chunk)
+                        gz.write(chunk)
 
-        digest, size = self.write(produce)
-        return digest, size, diff[0].digest(), diff[0].size
+            worker = threading.Thread(target=pipe.run, args=(consume,), daemon=True)
+            worker.start()
+            try:
+                produce_tar(pipe)  # type: ignore[arg-type]
+            finally:
+                pipe.close()
+                worker.join()
+            pipe.raise_error()
+            f.flush()
+            os.fsync(f.fileno())
+            digest = blob.digest()
+            if not self.has(digest):
+                self._commit(tmp, digest)
+            return digest, blob.size, diff.digest(), diff.size
 
     @contextmanager
     def temp_dir(self, prefix: str = "dir-") -> Iterator[Path]:
@@ -125,3 +145,52 @@ def remove_tree(path: Path) -> None:
             pass
 
     shutil.rmtree(path, onerror=fix)
+
+
+class _ChunkPipe:
+    """A write-only stream feeding 1 MiB chunks to a consumer thread (bounded queue)."""
+
+    CHUNK = 1 << 20
+    _END = b""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=16)
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def write(self, data: bytes) -> int:
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+        if len(self._buf) >= self.CHUNK:
+            self._queue.put(bytes(self._buf))
+            self._buf.clear()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._buf:
+                self._queue.put(bytes(self._buf))
+                self._buf.clear()
+            self._queue.put(self._END)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (chunk := self._queue.get()) is not self._END and chunk:
+            yield chunk
+
+    def run(self, consume: Callable[[], None]) -> None:
+        try:
+            consume()
+        except BaseException as e:  # surfaced on the producer's thread
+            self._error = e
+            while self._queue.get() is not self._END:  # drain so the producer never blocks
+                pass
+
+    def raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error

@@ -1,0 +1,158 @@
+"""Cold build of examples/go-hello: distill vs buildah vs BuildKit, in one run.
+
+Every builder starts from the same Debian bookworm base (mmdebstrap minbase, already
+loaded into each builder's own store, not timed) with no build cache, and builds the
+same Dockerfile to a tagged image. Times are wall-clock seconds; ratios are
+other / distill (above 1 means distill is faster).
+
+    .venv/bin/python bench/go_hello.py [--runs N] [--no-buildkit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.helpers.bases import debian_rootfs_tar  # noqa: E402
+from tests.helpers.dockerd import DOCKER_CLI, private_dockerd  # noqa: E402
+
+EXAMPLE = REPO / "examples" / "go-hello"
+DISTILL = str(Path(sys.executable).with_name("distill"))
+
+
+def sh(argv: list[str], env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(argv, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed:\n{proc.stderr[-3000:]}")
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.monotonic()
+    sh(argv, env)
+    return time.monotonic() - started
+
+
+class Distill:
+    name = "distill"
+
+    def __init__(self, work: Path, base_tar: Path) -> None:
+        self.work, self.base_tar = work, base_tar
+
+    def cold(self, run: int) -> float:
+        root = self.work / f"distill-{run}"
+        env = {"DISTILL_ROOT": str(root)}
+        sh([DISTILL, "import", str(self.base_tar), "debian:bookworm"], env)
+        return timed([DISTILL, "build", "--progress", "quiet", "--no-cache", "-t", "go-hello:bench",
+                      str(EXAMPLE)], env)
+
+    def base_layout(self, dest: Path) -> Path:
+        env = {"DISTILL_ROOT": str(self.work / "distill-layout")}
+        sh([DISTILL, "import", str(self.base_tar), "debian:bookworm"], env)
+        ctx = self.work / "layout-ctx"
+        ctx.mkdir(exist_ok=True)
+        (ctx / "Dockerfile").write_text("FROM debian:bookworm\n")
+        sh([DISTILL, "build", "--progress", "quiet", "-t", "debian:bookworm",
+            "--output", f"type=oci,dest={dest},tar=false", str(ctx)], env)
+        return dest
+
+
+class Buildah:
+    name = "buildah"
+
+    def __init__(self, work: Path, layout: Path) -> None:
+        self.work, self.layout = work, layout
+
+    def _argv(self, home: Path, *args: str) -> list[str]:
+        return ["buildah", "--root", str(home / "root"), "--runroot", str(home / "run"),
+                "--storage-driver", "overlay", *args]
+
+    def cold(self, run: int) -> float:
+        home = self.work / f"buildah-{run}"
+        sh(self._argv(home, "pull", "--quiet", f"oci:{self.layout}:bookworm"))
+        images = subprocess.run(self._argv(home, "images", "-q"), capture_output=True,
+                                text=True).stdout.split()
+        sh(self._argv(home, "tag", images[0], "localhost/debian:bookworm"))
+        try:
+            return timed(self._argv(home, "build", "--isolation=chroot", "--pull=never",
+                                    "--layers", "--no-cache", "--build-arg",
+                                    "BASE=localhost/debian:bookworm", "-t", "go-hello:bench",
+                                    str(EXAMPLE)))
+        finally:
+            subprocess.run(self._argv(home, "rm", "--all"), capture_output=True)
+            subprocess.run(self._argv(home, "rmi", "--all", "--force"), capture_output=True)
+
+
+class BuildKit:
+    name = "buildkit"
+
+    def __init__(self, docker: object, archive: Path) -> None:
+        self.docker = docker
+        self.archive = archive
+        docker("load", "-i", str(archive))  # type: ignore[operator]
+
+    def cold(self, run: int) -> float:
+        self.docker("builder", "prune", "-af", check=False)  # type: ignore[operator]
+        started = time.monotonic()
+        proc = subprocess.run([DOCKER_CLI, "--host", self.docker.host, "build",  # type: ignore[attr-defined]
+                               "--no-cache", "-t", "go-hello:bench", str(EXAMPLE)],
+                              env={**os.environ, "DOCKER_BUILDKIT": "1"},
+                              capture_output=True, text=True)
+        elapsed = time.monotonic() - started
+        if proc.returncode != 0:
+            sys.exit(f"bench: BuildKit build failed:\n{proc.stderr[-3000:]}")
+        return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--no-buildkit", action="store_true")
+    args = ap.parse_args()
+    base_tar = debian_rootfs_tar(REPO / ".cache")
+    with tempfile.TemporaryDirectory(prefix="distill-bench-", dir="/var/tmp") as tmp:
+        work = Path(tmp)
+        distill = Distill(work, base_tar)
+        layout = distill.base_layout(work / "debian-layout")
+        builders: list[object] = [distill, Buildah(work, layout)]
+        times: dict[str, list[float]] = {}
+
+        def measure() -> None:
+            for run in range(args.runs):
+                for b in builders:
+                    t = b.cold(run)  # type: ignore[attr-defined]
+                    times.setdefault(b.name, []).append(t)  # type: ignore[attr-defined]
+                    print(f"run {run + 1}: {b.name:8} {t:6.1f}s", flush=True)  # type: ignore[attr-defined]
+
+        if args.no_buildkit or shutil.which("dockerd") is None:
+            measure()
+        else:
+            archive = work / "debian.tar"
+            sh([DISTILL, "build", "--progress", "quiet", "-t", "debian:bookworm",
+                "--output", f"type=docker,dest={archive}", str(work / "layout-ctx")],
+               {"DISTILL_ROOT": str(work / "distill-layout")})
+            with private_dockerd(work / "docker") as docker:
+                builders.append(BuildKit(docker, archive))
+                measure()
+    base = statistics.median(times["distill"])
+    print("\ncold build of examples/go-hello (median of "
+          f"{args.runs} run{'s' if args.runs > 1 else ''})")
+    for name, values in times.items():
+        med = statistics.median(values)
+        ratio = "" if name == "distill" else f"   {med / base:.2f}x distill's time"
+        print(f"  {name:8} {med:6.1f}s{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
