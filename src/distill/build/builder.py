@@ -16,7 +16,7 @@ from distill.dockerfile.shell import Lexer
 from distill.errors import DistillError, UsageError
 from distill.formats.oci_layout import import_layout
 from distill.image.image import Image, Layer
-from distill.image.io import load
+from distill.formats.stored import load
 from distill.oci.config import ImageConfig
 from distill.plan.plan import BuildPlan, PlannedStage, platform_args
 from distill.store.store import Store

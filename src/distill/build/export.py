@@ -13,7 +13,7 @@ from distill.build.sources import Source
 from distill.errors import UsageError
 from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
 from distill.image.image import Image
-from distill.image.io import save
+from distill.formats.stored import save
 from distill.store.store import Store
 
 

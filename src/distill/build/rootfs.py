@@ -12,7 +12,7 @@ from isal import igzip
 
 from distill.errors import ImageError
 from distill.image.image import Image, Layer
-from distill.image.io import record_facts
+from distill.formats.stored import record_facts
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
 from distill.sandbox import OverlayMount, extract_layer, overlay_mount, write_layer_from_upper

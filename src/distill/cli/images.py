@@ -10,7 +10,7 @@ from rich.table import Table
 
 from distill.build.export import normalize_name, tag_in_store
 from distill.formats.rootfs import import_rootfs
-from distill.image.io import load
+from distill.formats.stored import load
 from distill.report.sizes import human
 from distill.store.store import Store
 

@@ -16,7 +16,7 @@ from isal import igzip
 
 from distill.errors import DigestMismatchError, ImageError
 from distill.image.image import Image, Layer
-from distill.image.io import record_facts, save
+from distill.formats.stored import record_facts, save
 from distill.oci import mediatypes as mt
 from distill.oci.config import ImageConfig
 from distill.oci.descriptor import Descriptor, canonical_json, load_json
@@ -180,7 +180,7 @@ def import_layout(store: Store, path: Path, ref: str | None) -> Image:
     copy(desc)
     doc = load_json(store.blobs.read(desc.digest), "manifest")
     if doc.get("mediaType") in mt.INDEXES:
-        from distill.image.io import pick_platform_manifest
+        from distill.formats.stored import pick_platform_manifest
 
         desc = pick_platform_manifest(doc)
         copy(desc)

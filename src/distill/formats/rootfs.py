@@ -11,7 +11,7 @@ from isal import igzip
 
 from distill.errors import ImageError
 from distill.image.image import Image, Layer
-from distill.image.io import record_facts
+from distill.formats.stored import record_facts
 from distill.oci import mediatypes as mt
 from distill.oci.config import ImageConfig, RuntimeConfig
 from distill.oci.descriptor import Descriptor
