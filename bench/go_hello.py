@@ -105,7 +105,7 @@ class BuildKit:
         self.docker("builder", "prune", "-af", check=False)  # type: ignore[operator]
         started = time.monotonic()
         proc = subprocess.run([DOCKER_CLI, "--host", self.docker.host, "build",  # type: ignore[attr-defined]
-                               "--no-cache", "-t", "go-hello:bench", str(EXAMPLE)],
+                               "--no-cache", "--network=host", "-t", "go-hello:bench", str(EXAMPLE)],
                               env={**os.environ, "DOCKER_BUILDKIT": "1"},
                               capture_output=True, text=True)
         elapsed = time.monotonic() - started

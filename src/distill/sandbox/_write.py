@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from distill.sandbox._tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarStream
 from distill.sandbox._extract import (
     OPAQUE_MARKER,
     OPAQUE_XATTR,
@@ -60,8 +60,8 @@ def _is_whiteout(path: str, st: os.stat_result) -> bool:
     )
 
 
-def _walk(root: str) -> Iterator[tuple[str, str]]:
-    """(absolute path, relative name) of everything under root, sorted, depth first."""
+def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(absolute path, relative name, lstat) of everything under root, sorted, depth first."""
     stack: list[Iterator[str]] = [iter(sorted(os.listdir(root)))]
     prefixes = [""]
     while stack:
@@ -72,86 +72,70 @@ def _walk(root: str) -> Iterator[tuple[str, str]]:
             continue
         rel = prefixes[-1] + name
         path = os.path.join(root, rel)
-        yield path, rel
-        if stat.S_ISDIR(os.lstat(path).st_mode):
+        st = os.lstat(path)
+        yield path, rel, st
+        if stat.S_ISDIR(st.st_mode):
             stack.append(iter(sorted(os.listdir(path))))
             prefixes.append(rel + "/")
 
 
 class _LayerWriter:
-    """Builds tar headers for one upper directory."""
+    """Writes the tar entries of one upper directory."""
 
-    def __init__(self, tar: tarfile.TarFile, mtime_clamp: int | None) -> None:
+    def __init__(self, tar: TarStream, mtime_clamp: int | None) -> None:
         self.tar = tar
         self.clamp = mtime_clamp
         self.inodes: dict[tuple[int, int], str] = {}
 
-    def header(self, name: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
-        info = tarfile.TarInfo(name)
-        info.type = kind
-        info.mode = stat.S_IMODE(st.st_mode)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.uname = info.gname = ""
+    def fields(self, st: os.stat_result) -> dict[str, int]:
         mtime = st.st_mtime_ns // 1_000_000_000
-        info.mtime = min(mtime, self.clamp) if self.clamp is not None else mtime
-        return info
+        if self.clamp is not None:
+            mtime = min(mtime, self.clamp)
+        return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+                "mtime": mtime}
 
-    def add(self, path: str, rel: str) -> None:
-        st = os.lstat(path)
+    def add(self, path: str, rel: str, st: os.stat_result) -> None:
         mode = st.st_mode
         if stat.S_ISSOCK(mode):
             return
         if _is_whiteout(path, st):
             parent, _, base = rel.rpartition("/")
             name = f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base
-            self.tar.addfile(self.header(name, st, tarfile.REGTYPE))
+            self.tar.add(name, REG, **self.fields(st))
             return
         if stat.S_ISDIR(mode):
-            self._with_xattrs(path, self.header(rel, st, tarfile.DIRTYPE))
+            self.tar.add(rel + "/", DIR, xattrs=_emitted_xattrs(path), **self.fields(st))
             if _has_xattr(path, OPAQUE_XATTR) == b"y":
-                self.tar.addfile(self.header(f"{rel}/{OPAQUE_MARKER}", st, tarfile.REGTYPE))
+                self.tar.add(f"{rel}/{OPAQUE_MARKER}", REG, **self.fields(st))
             return
         if st.st_nlink > 1:
             first = self.inodes.setdefault((st.st_dev, st.st_ino), rel)
             if first != rel:
-                info = self.header(rel, st, tarfile.LNKTYPE)
-                info.linkname = first
-                self.tar.addfile(info)
+                self.tar.add(rel, LNK, linkname=first, **self.fields(st))
                 return
         if stat.S_ISREG(mode):
-            self._regular(path, rel)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                self.tar.add_file(rel, fd, st.st_size, xattrs=_emitted_xattrs(path),
+                                  **self.fields(st))
+            finally:
+                os.close(fd)
         elif stat.S_ISLNK(mode):
-            info = self.header(rel, st, tarfile.SYMTYPE)
-            info.linkname = os.readlink(path)
-            self._with_xattrs(path, info)
+            self.tar.add(rel, SYM, linkname=os.readlink(path), xattrs=_emitted_xattrs(path),
+                         **self.fields(st))
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info = self.header(rel, st, tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE)
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            self._with_xattrs(path, info)
+            self.tar.add(rel, CHR if stat.S_ISCHR(mode) else BLK,
+                         devmajor=os.major(st.st_rdev), devminor=os.minor(st.st_rdev),
+                         xattrs=_emitted_xattrs(path), **self.fields(st))
         elif stat.S_ISFIFO(mode):
-            self._with_xattrs(path, self.header(rel, st, tarfile.FIFOTYPE))
-
-    def _regular(self, path: str, rel: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as src:
-            st = os.fstat(src.fileno())
-            info = self.header(rel, st, tarfile.REGTYPE)
-            info.size = st.st_size
-            self._with_xattrs(path, info, src)
-
-    def _with_xattrs(self, path: str, info: tarfile.TarInfo, src: BinaryIO | None = None) -> None:
-        # tarfile re-encodes surrogate-escaped values byte for byte (hdrcharset=BINARY).
-        info.pax_headers = {
-            XATTR_PAX_PREFIX + name: value.decode("utf-8", "surrogateescape")
-            for name, value in _emitted_xattrs(path).items()
-        }
-        self.tar.addfile(info, src)
+            self.tar.add(rel, FIFO, xattrs=_emitted_xattrs(path), **self.fields(st))
 
 
 def write_layer_from_upper(upper: Path, out: BinaryIO, *, mtime_clamp: int | None = None) -> None:
     """Write the overlay upper directory ``upper`` as an uncompressed OCI layer tar to ``out``.
 
-    Deterministic (sorted walk, PAX format, empty uname/gname, whole-second
+    Deterministic (sorted walk, ustar/PAX, empty uname/gname, whole-second
     mtimes) and streaming (``out`` is only written to, never sought). Entry
     names are relative, without "./"; directories end with "/". Whiteouts
     and opaque directories are translated to OCI form; ``trusted.*`` xattrs
@@ -159,7 +143,8 @@ def write_layer_from_upper(upper: Path, out: BinaryIO, *, mtime_clamp: int | Non
     ``SCHILY.xattr.*`` records. Files sharing an inode become hardlinks to the
     first path written; sockets are skipped. ``mtime_clamp`` caps every mtime.
     """
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        writer = _LayerWriter(tar, mtime_clamp)
-        for path, rel in _walk(os.fspath(upper)):
-            writer.add(path, rel)
+    tar = TarStream(out)
+    writer = _LayerWriter(tar, mtime_clamp)
+    for path, rel, st in _walk(os.fspath(upper)):
+        writer.add(path, rel, st)
+    tar.close()
