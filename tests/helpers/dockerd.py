@@ -59,3 +59,13 @@ def private_dockerd(workdir: Path, timeout: float = 60) -> Iterator[Docker]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        _unmount_under(workdir)
+
+
+def _unmount_under(workdir: Path) -> None:
+    """dockerd leaves its netns and overlay mounts behind; detach them (deepest first)."""
+    prefix = str(workdir.resolve()) + "/"
+    with open("/proc/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
