@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from distill.image.io import load
+from distill.formats.stored import load
 from distill.report.sizes import human
 from distill.store.store import Store
 
@@ -49,7 +49,7 @@ def build(name: str, dockerfile: str) -> tuple[str, float]:
 
 
 def main() -> int:
-    console = Console()
+    console = Console(width=110)
     debian_base(console)
     results = [("go-hello:multi-stage", *build("go-hello:multi-stage", "Dockerfile")),
                ("go-hello:single-stage", *build("go-hello:single-stage", "Dockerfile.single"))]
