@@ -1,0 +1,191 @@
+"""The differential cases: one directory each under ``cases/`` (Dockerfile + context files),
+plus what a directory cannot hold in git (symlinks, hardlinks, build flags) declared here.
+
+Every directory under ``cases/`` must have an entry in ``CASES`` and the other way round
+(``test_every_case_is_declared`` checks). Context files are normalized before a build:
+files 0644, directories 0755, owner root, every mtime ``CONTEXT_MTIME``; ``setup`` runs
+after that (and its links get the same mtime).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+
+# 2001-09-09T01:46:40Z: older than any build, so a file keeping it proves a builder kept it.
+CONTEXT_MTIME = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    setup: Callable[[Path], None] | None = None
+    # BuildKit semantics buildah lacks, per path: {DELIBERATE rule: {path: {field: value}}}
+    # or {rule: {"config:FIELD": value}}
+    expect: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bug: str | None = None        # a distill bug: the case is a strict xfail with this reason
+    bug_shows: str = ""           # ...and its failure report must contain this text
+
+    @property
+    def dir(self) -> Path:
+        return CASES_DIR / self.name
+
+
+def _symlinks(ctx: Path) -> None:
+    tree = ctx / "tree"
+    os.symlink("target.txt", tree / "link")
+    os.symlink("nowhere", tree / "dangling")
+    os.symlink("/etc/passwd", tree / "abs")
+    os.symlink("sub", tree / "dirlink")
+    os.symlink("../target.txt", tree / "sub" / "up")
+
+
+def _empty_entries(ctx: Path) -> None:
+    (ctx / "tree" / "empty").mkdir()
+    (ctx / "tree" / "sub" / "empty-file").touch()
+
+
+def _odd_names(ctx: Path) -> None:
+    names = ctx / "names"
+    (names / "with space.txt").write_text("space\n")
+    (names / "\u00fcn\u00efc\u00f6d\u00e9 \u2603.txt").write_text("utf-8\n")
+    (names / ("long-" + "x" * 195)).write_text("a 200-byte name\n")
+    deep = names.joinpath(*[f"level{i:02d}-" + "d" * 20 for i in range(12)])
+    deep.mkdir(parents=True)
+    (deep / "leaf.txt").write_text("a path longer than 255 bytes\n")
+    (names / "-dash").write_text("leading dash\n")
+
+
+def _toplevel_symlink(ctx: Path) -> None:
+    os.symlink("real.txt", ctx / "link.txt")
+
+
+def _hardlinks(ctx: Path) -> None:
+    tree = ctx / "tree"
+    (tree / "sub").mkdir()
+    os.link(tree / "a", tree / "b")
+    os.link(tree / "a", tree / "sub" / "c")
+
+
+def _modes(ctx: Path) -> None:
+    """Modes git does not keep: an executable, a private file, a group-only directory."""
+    os.chmod(ctx / "tree" / "a", 0o755)
+    os.chmod(ctx / "tree" / "d" / "b", 0o600)
+    os.chmod(ctx / "tree" / "d", 0o750)
+
+
+def _setid_modes(ctx: Path) -> None:
+    tree = ctx / "tree"
+    os.chmod(tree / "suid", 0o4755)
+    os.chmod(tree / "sgid-file", 0o2755)
+    os.chmod(tree / "sgid-dir", 0o2775)
+    os.chmod(tree / "sticky", 0o1777)
+
+
+def _private_dir(ctx: Path) -> None:
+    os.chmod(ctx / "private", 0o700)
+
+
+def _dockerignore_modes(ctx: Path) -> None:
+    os.chmod(ctx / "a.txt", 0o755)
+
+
+USER_GROUPS_BUG = (
+    "distill bug: RUN runs with no supplementary groups at all. BuildKit (and buildah) set "
+    "them to the primary gid plus, when USER has no explicit group, the groups that list "
+    "the user in /etc/group (moby/sys/user GetExecUser Sgids + ensureAdditionalGids in "
+    "executor/oci/user.go). `RUN id` after `USER app` / `USER 1000` prints 'uid=1000(app) "
+    "gid=1000(app)' under distill but '... groups=50(staff),1000(app)' under buildah; after "
+    "`USER 1000:1000` '... groups=1000(app)'; after `USER app:staff` 'uid=1000(app) "
+    "gid=50(staff) groups=50(staff)'; as root 'uid=0(root) gid=0(root) groups=0(root)'"
+)
+
+DOCKERIGNORE_BUG = (
+    "distill bug: .dockerignore is not read at all: with '*.log', '!keep.log', 'secret/', "
+    "'**/*.tmp', 'Dockerfile' in it, `COPY . /ctx/` still copies /ctx/Dockerfile, "
+    "/ctx/drop.log, /ctx/secret/key, /ctx/sub/x.tmp and /ctx/deep/er/z.tmp (buildah and "
+    "BuildKit leave them out)"
+)
+
+DEST_DIR_META_BUG = (
+    "distill bug: COPY of a directory applies the source directory's own mode/owner to the "
+    "destination directory: with private/ at 0700, `COPY private /tmp/` turns the existing "
+    "/tmp from 1777 into 0700 and `COPY --chown=1000:1000 private /home/` makes /home 0700 "
+    "1000:1000 (buildah and BuildKit leave an existing destination alone), and "
+    "`COPY private /new/` creates /new as 0700 instead of 0755 (BuildKit: MkdirAll 0755, "
+    "owner from --chown)"
+)
+
+ENV_ORDER_BUG = (
+    "distill bug: ENV of a variable that already exists moves it to the end of Env: after "
+    "`ENV FIRST=1 SECOND=2 THIRD=3`, `ENV PATH=/opt/bin:$PATH`, `ENV FIRST=replaced` on a "
+    "base whose Env is [PATH], distill writes [SECOND, THIRD, PATH, FIRST]; BuildKit (addEnv) "
+    "replaces in place: [PATH, FIRST, SECOND, THIRD]"
+)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+EXPOSE_RANGE_BUG = (
+    "distill bug: EXPOSE 9000-9002/udp 7000-7001 is stored as the keys '9000-9002/udp' and "
+    "'7000-7001/tcp'; BuildKit expands a range into one key per port (9000/udp, 9001/udp, "
+    "9002/udp, 7000/tcp, 7001/tcp)"
+)
+
+CASES: dict[str, Case] = {c.name: c for c in [
+    Case("copy_dir_contents", setup=_empty_entries),
+    Case("copy_odd_names", setup=_odd_names),
+    Case("copy_through_symlinks"),
+    Case("copy_file_dest"),
+    Case("copy_multi_sources"),
+    Case("copy_globs"),
+    Case("copy_chown_numeric", setup=_modes),
+    Case("copy_chown_name", setup=_modes),
+    Case("copy_chmod", setup=_modes,
+         expect={"chmod-created-dest-dir": {"tree751": {"mode": 0o751}}}),
+    Case("copy_setid_modes", setup=_setid_modes,
+         expect={"context-setid-bits": {
+             "tree/suid": {"mode": 0o4755}, "tree/sgid-file": {"mode": 0o2755},
+             "tree/sgid-dir": {"mode": 0o2775}, "top-suid": {"mode": 0o4755},
+             "chowned/suid": {"mode": 0o4755}, "chowned/sgid-file": {"mode": 0o2755},
+             "chowned/sgid-dir": {"mode": 0o2775}}}),
+    Case("copy_dir_dest_meta", setup=_private_dir, bug=DEST_DIR_META_BUG,
+         bug_shows="/tmp: mode: 0700 (distill) != 1777 (buildah)"),
+    Case("copy_from_owner"),
+    Case("dockerignore", setup=_dockerignore_modes, bug=DOCKERIGNORE_BUG,
+         bug_shows="/ctx/drop.log: only in distill"),
+    Case("workdir"),
+    Case("user_numeric_run"),
+    Case("user_name_run"),
+    Case("user_identity", bug=USER_GROUPS_BUG, bug_shows="groups="),
+    Case("whiteout_files"),
+    Case("run_metadata_only"),
+    Case("opaque_dir"),
+    Case("symlink_copy", setup=_symlinks),
+    Case("symlink_copy_toplevel", setup=_toplevel_symlink),
+    Case("symlink_run"),
+    Case("hardlink_run"),
+    Case("hardlink_copy", setup=_hardlinks),
+    Case("target_skips_broken", target="good"),
+    Case("args_expansion"),
+    Case("args_build_arg", build_args={"BASE": "busybox", "GLOBAL": "from-cli",
+                                       "LOCAL": "from-cli", "NO_DEFAULT": "given",
+                                       "NEVER_DECLARED": "x"}),
+    Case("multistage_from_name"),
+    Case("multistage_from_index"),
+    Case("cmd_shell_form"),
+    Case("cmd_exec_form"),
+    Case("cmd_only"),
+    Case("labels_expose", build_args={"PORT": "7000"}),
+    Case("env_forms"),
+    Case("env_replace_order", bug=ENV_ORDER_BUG, bug_shows="config Env",
+         expect={"env-order-in-place": {"config:Env": [
+             f"PATH=/opt/bin:{DEFAULT_PATH}", "FIRST=replaced", "SECOND=2", "THIRD=3"]}}),
+    Case("expose_range", bug=EXPOSE_RANGE_BUG, bug_shows='"9000-9002/udp"'),
+    Case("from_scratch"),
+]}

@@ -1,0 +1,124 @@
+"""Build one case with distill and with buildah, unpack both, and compare them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.differential.cases import CONTEXT_MTIME, Case
+from tests.differential.deliberate import apply_deliberate
+from tests.helpers.buildah import Buildah, BuildahError
+from tests.helpers.compare import ImageSnapshot, compare, format_report, snapshot_image
+from tests.helpers.readback import ToolError
+
+REF = "latest"
+
+
+@dataclass
+class Outcome:
+    case: Case
+    ok: bool
+    report: str
+    seconds: float
+    deliberate: tuple[str, ...] = ()
+    snapshots: tuple[ImageSnapshot, ImageSnapshot] | None = None   # (distill, buildah)
+
+
+def prepare_context(case: Case, dest: Path) -> Path:
+    """Copy the case directory to ``dest`` with normalized modes, owners and mtimes."""
+    shutil.copytree(case.dir, dest, symlinks=True)
+    for dirpath, dirnames, filenames in os.walk(dest):
+        os.chmod(dirpath, 0o755)
+        os.lchown(dirpath, 0, 0)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
+            os.lchown(path, 0, 0)
+    if case.setup is not None:
+        case.setup(dest)
+    for dirpath, dirnames, filenames in os.walk(dest):
+        for name in dirnames + filenames:
+            os.utime(os.path.join(dirpath, name), (CONTEXT_MTIME, CONTEXT_MTIME),
+                     follow_symlinks=False)
+    os.utime(dest, (CONTEXT_MTIME, CONTEXT_MTIME))
+    return dest
+
+
+class DifferentialRunner:
+    """Runs cases in ``workdir``; ``distill`` is the conftest CLI runner."""
+
+    def __init__(self, distill: Any, buildah: Buildah, workdir: Path) -> None:
+        self.distill = distill
+        self.buildah = buildah
+        self.workdir = workdir
+        self.started = time.time()
+        self.outcomes: dict[str, Outcome] = {}
+
+    def outcome(self, case: Case) -> Outcome:
+        if case.name not in self.outcomes:
+            self.outcomes[case.name] = self._run(case)
+        return self.outcomes[case.name]
+
+    def _build_distill(self, case: Case, ctx: Path, out: Path) -> str | None:
+        args = ["build", "--progress", "plain", "-f", str(ctx / "Dockerfile"),
+                "--output", f"type=oci,dest={out},tar=false",
+                "-t", f"differential-{case.name.replace('_', '-')}:{REF}"]
+        for key, value in case.build_args.items():
+            args += ["--build-arg", f"{key}={value}"]
+        if case.target:
+            args += ["--target", case.target]
+        proc = self.distill(*args, str(ctx), check=False)
+        if proc.returncode != 0:
+            return f"distill build failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
+        return None
+
+    def _build_buildah(self, case: Case, ctx: Path, out: Path) -> str | None:
+        tag = f"localhost/differential-{case.name.replace('_', '-')}:{REF}"
+        try:
+            self.buildah.build(ctx, ctx / "Dockerfile", tag, build_args=case.build_args,
+                               target=case.target)
+            self.buildah.push_oci(tag, out, REF)
+        except BuildahError as e:
+            return f"buildah build failed: {e}"
+        finally:
+            self.buildah.remove_image(tag)
+        return None
+
+    def _run(self, case: Case) -> Outcome:
+        started = time.monotonic()
+        base = self.workdir / case.name
+        if base.exists():
+            shutil.rmtree(base)
+        base.mkdir(parents=True)
+        ctx = prepare_context(case, base / "context")
+        d_out, b_out = base / "distill.oci", base / "buildah.oci"
+        with ThreadPoolExecutor(2) as pool:
+            d_err = pool.submit(self._build_distill, case, ctx, d_out)
+            b_err = pool.submit(self._build_buildah, case, ctx, b_out)
+            errors = [e for e in (d_err.result(), b_err.result()) if e]
+        title = f"differential case {case.name!r} (distill vs buildah)"
+        if errors:
+            return Outcome(case, False, title + ":\n" + "\n".join(errors),
+                           time.monotonic() - started)
+        try:
+            ours = snapshot_image(d_out, REF, base / "unpacked-distill")
+            theirs = snapshot_image(b_out, REF, base / "unpacked-buildah")
+        except ToolError as e:
+            return Outcome(case, False, f"{title}: reading an output failed: {e}",
+                           time.monotonic() - started)
+        try:
+            applied = apply_deliberate(ours, theirs, case.expect)
+        except KeyError as e:
+            return Outcome(case, False, f"{title}: a case expectation names {e}, which is "
+                           "missing", time.monotonic() - started)
+        lines = compare(ours, theirs, pinned_before=self.started)
+        shutil.rmtree(base / "unpacked-distill", ignore_errors=True)
+        shutil.rmtree(base / "unpacked-buildah", ignore_errors=True)
+        return Outcome(case, not lines, format_report(title, lines, applied),
+                       time.monotonic() - started, tuple(applied), (ours, theirs))

@@ -1,0 +1,84 @@
+"""Differential tests: each case under cases/ is built by distill and by buildah, and the two
+images must have the same files (type, mode, owner, content, link targets, hardlinks, kept
+mtimes) and the same run config. See tests/helpers/compare.py for exactly what is compared
+and tests/differential/deliberate.py for the differences that are deliberate."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.differential.cases import CASES, CASES_DIR, CONTEXT_MTIME
+from tests.differential.deliberate import DELIBERATE
+from tests.differential.runner import DifferentialRunner
+
+pytestmark = pytest.mark.integration
+
+
+class DifferentFailure(Exception):
+    """A case marked as a known distill bug failed, but not in the way the bug shows."""
+
+
+def _param(name: str) -> object:
+    case = CASES[name]
+    marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=case.bug)] \
+        if case.bug else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in CASES])
+def test_same_image_as_buildah(differential: DifferentialRunner, name: str) -> None:
+    case = CASES[name]
+    outcome = differential.outcome(case)
+    if case.bug and not outcome.ok and case.bug_shows not in outcome.report:
+        raise DifferentFailure(f"expected the known bug ({case.bug_shows!r}), got:\n"
+                               + outcome.report)
+    assert outcome.ok, outcome.report
+
+
+def test_every_case_is_declared() -> None:
+    on_disk = {p.name for p in CASES_DIR.iterdir() if (p / "Dockerfile").is_file()}
+    assert on_disk == set(CASES), "cases/ and CASES disagree"
+    assert len(CASES) >= 20
+
+
+def test_deliberate_differences_are_explained() -> None:
+    for name, rule in DELIBERATE.items():
+        assert rule.why.strip().endswith("."), name
+
+
+def test_mtimes_are_compared(differential: DifferentialRunner) -> None:
+    """The mtime rule has teeth: both builders keep a context file's mtime on COPY and a
+    time set by RUN, so a builder that dropped them would fail the comparison."""
+    outcome = differential.outcome(CASES["copy_dir_contents"])
+    assert outcome.snapshots is not None, outcome.report
+    for side in outcome.snapshots:
+        assert side.mtimes["with-slash/top.txt"] == CONTEXT_MTIME
+        assert side.mtimes["deep/er/deeper/leaf.txt"] == CONTEXT_MTIME
+    outcome = differential.outcome(CASES["run_metadata_only"])
+    assert outcome.snapshots is not None, outcome.report
+    for side in outcome.snapshots:
+        assert side.mtimes["etc/passwd"] == 1234567890
+        assert side.mtimes["bin/busybox"] == 0     # from the base, untouched
+
+
+def test_summary(differential: DifferentialRunner, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs any case not yet run, prints one line, and checks that exactly the cases marked
+    as known distill bugs fail."""
+    outcomes = [differential.outcome(case) for case in CASES.values()]
+    passed = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    seconds = sum(o.seconds for o in outcomes)
+    lines = [f"differential: {len(passed)} passed, {len(failed)} failed "
+             f"({len(outcomes)} cases vs buildah, {seconds:.0f}s)"]
+    for o in failed:
+        lines.append(f"  failed: {o.case.name}" + (" (known distill bug)" if o.case.bug else ""))
+    used = sorted({d for o in outcomes for d in o.deliberate})
+    if used:
+        lines.append(f"  deliberate differences applied: {', '.join(used)}")
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    unexpected = [o.case.name for o in failed
+                  if not o.case.bug or o.case.bug_shows not in o.report]
+    fixed = [o.case.name for o in passed if o.case.bug]
+    assert not unexpected, f"unexpected differences in: {unexpected}"
+    assert not fixed, f"marked as distill bugs but now equal (remove the mark): {fixed}"
