@@ -114,28 +114,9 @@ DOCKERIGNORE_BUG = (
     "BuildKit leave them out)"
 )
 
-DEST_DIR_META_BUG = (
-    "distill bug: COPY of a directory applies the source directory's own mode/owner to the "
-    "destination directory: with private/ at 0700, `COPY private /tmp/` turns the existing "
-    "/tmp from 1777 into 0700 and `COPY --chown=1000:1000 private /home/` makes /home 0700 "
-    "1000:1000 (buildah and BuildKit leave an existing destination alone), and "
-    "`COPY private /new/` creates /new as 0700 instead of 0755 (BuildKit: MkdirAll 0755, "
-    "owner from --chown)"
-)
 
-ENV_ORDER_BUG = (
-    "distill bug: ENV of a variable that already exists moves it to the end of Env: after "
-    "`ENV FIRST=1 SECOND=2 THIRD=3`, `ENV PATH=/opt/bin:$PATH`, `ENV FIRST=replaced` on a "
-    "base whose Env is [PATH], distill writes [SECOND, THIRD, PATH, FIRST]; BuildKit (addEnv) "
-    "replaces in place: [PATH, FIRST, SECOND, THIRD]"
-)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-EXPOSE_RANGE_BUG = (
-    "distill bug: EXPOSE 9000-9002/udp 7000-7001 is stored as the keys '9000-9002/udp' and "
-    "'7000-7001/tcp'; BuildKit expands a range into one key per port (9000/udp, 9001/udp, "
-    "9002/udp, 7000/tcp, 7001/tcp)"
-)
 
 CASES: dict[str, Case] = {c.name: c for c in [
     Case("copy_dir_contents", setup=_empty_entries),
@@ -154,8 +135,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
              "tree/sgid-dir": {"mode": 0o2775}, "top-suid": {"mode": 0o4755},
              "chowned/suid": {"mode": 0o4755}, "chowned/sgid-file": {"mode": 0o2755},
              "chowned/sgid-dir": {"mode": 0o2775}}}),
-    Case("copy_dir_dest_meta", setup=_private_dir, bug=DEST_DIR_META_BUG,
-         bug_shows="/tmp: mode: 0700 (distill) != 1777 (buildah)"),
+    Case("copy_dir_dest_meta", setup=_private_dir),
     Case("copy_from_owner"),
     Case("dockerignore", setup=_dockerignore_modes, bug=DOCKERIGNORE_BUG,
          bug_shows="/ctx/drop.log: only in distill"),
@@ -183,9 +163,9 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("cmd_only"),
     Case("labels_expose", build_args={"PORT": "7000"}),
     Case("env_forms"),
-    Case("env_replace_order", bug=ENV_ORDER_BUG, bug_shows="config Env",
+    Case("env_replace_order",
          expect={"env-order-in-place": {"config:Env": [
              f"PATH=/opt/bin:{DEFAULT_PATH}", "FIRST=replaced", "SECOND=2", "THIRD=3"]}}),
-    Case("expose_range", bug=EXPOSE_RANGE_BUG, bug_shows='"9000-9002/udp"'),
+    Case("expose_range"),
     Case("from_scratch"),
 ]}

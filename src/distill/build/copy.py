@@ -11,6 +11,7 @@ Destination paths resolve inside the root, so symlinks in base layers never lead
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import stat
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ class _Copier:
         return self.opts.mode if self.opts.mode is not None else stat.S_IMODE(st.st_mode)
 
     def ensure_dir(self, path: str, created_owner: tuple[int, int]) -> Path:
-        """mkdir -p inside the root; new directories are 0755 and owned by created_owner."""
+        """mkdir -p inside the root. New directories are owned by created_owner, with the
+        --chmod mode if given, else 0755 (BuildKit's MkdirAll); existing ones are kept."""
+        mode = self.opts.mode if self.opts.mode is not None else 0o755
         parts = [p for p in path.split("/") if p]
         current = "/"
         host = self.root
@@ -50,10 +53,10 @@ class _Copier:
             if os.path.isdir(host):
                 continue
             if os.path.lexists(host):
-                os.unlink(host)
-            os.mkdir(host, 0o755)
-            os.chmod(host, 0o755)
+                raise ContextError(f"cannot copy to non-directory: {current}")
+            os.mkdir(host, 0o700)
             os.lchown(host, *created_owner)
+            os.chmod(host, mode)
         return host
 
     def copy_entry(self, src: Path, dst: Path, st: os.stat_result) -> None:
@@ -85,31 +88,35 @@ class _Copier:
             self.links[key] = dst
 
     def copy_tree(self, src: Path, dst_path: str, created_owner: tuple[int, int]) -> None:
-        """Copy the contents of directory src into dst_path (a path inside the root)."""
-        st = os.stat(src)
-        dst = self.ensure_dir(dst_path, created_owner)
+        """Copy the contents of directory src into dst_path (a path inside the root).
+
+        Existing directories on the way are kept and followed, symlinks to directories
+        included (resolved inside the root), so `COPY rootfs/ /` keeps /lib -> usr/lib.
+        """
+        self.ensure_dir(dst_path, created_owner)
         dir_times: list[tuple[Path, int]] = []
-        self._apply_dir_meta(dst, st, dir_times)
         for dirpath, dirnames, filenames in os.walk(src):
             rel = os.path.relpath(dirpath, src)
-            base = dst if rel == "." else dst / rel
+            base = dst_path if rel == "." else posixpath.join(dst_path, rel)
             for name in sorted(dirnames):
                 s = os.lstat(os.path.join(dirpath, name))
                 if stat.S_ISLNK(s.st_mode):
-                    self.copy_entry(Path(dirpath, name), base / name, s)
+                    leaf = resolve_in_root(self.root, posixpath.join(base, name),
+                                           follow_final=False)
+                    self.copy_entry(Path(dirpath, name), leaf, s)
                     continue
-                target = base / name
-                if os.path.lexists(target) and not (os.path.isdir(target)
-                                                    and not os.path.islink(target)):
+                target = resolve_in_root(self.root, posixpath.join(base, name))
+                if os.path.lexists(target) and not os.path.isdir(target):
                     os.unlink(target)
                 if not os.path.lexists(target):
-                    os.mkdir(target)
+                    os.mkdir(target, 0o700)
                 self._apply_dir_meta(target, s, dir_times)
             dirnames[:] = sorted(d for d in dirnames
                                  if not os.path.islink(os.path.join(dirpath, d)))
             for name in sorted(filenames):
                 s = os.lstat(os.path.join(dirpath, name))
-                self.copy_entry(Path(dirpath, name), base / name, s)
+                leaf = resolve_in_root(self.root, posixpath.join(base, name), follow_final=False)
+                self.copy_entry(Path(dirpath, name), leaf, s)
         for path, mtime in reversed(dir_times):
             os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 

@@ -18,6 +18,7 @@ from distill.build.sources import Source, resolve_sources
 from distill.build.state import StageState
 from distill.build.users import home_of, resolve_chown, resolve_user
 from distill.dockerfile import instructions as ins
+from distill.dockerfile.ports import parse_ports
 from distill.errors import DockerfileError, RunError
 from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
@@ -210,14 +211,11 @@ def label(ctx: StageContext, state: StageState, inst: ins.Label) -> StageState:
 
 def expose(ctx: StageContext, state: StageState, inst: ins.Expose) -> StageState:
     ports = set(state.runtime.exposed_ports)
-    for raw in inst.ports:
-        for word in ctx.lexer.process_words(raw, state.expansion_env()):
-            port, _, proto = word.partition("/")
-            if not port or not all(p.isdigit() for p in port.split("-", 1)):
-                raise DockerfileError(f"invalid port {word!r} in EXPOSE", location=inst.location)
-            ports.add(f"{port}/{(proto or 'tcp').lower()}")
+    words = [w for raw in inst.ports for w in ctx.lexer.process_words(raw, state.expansion_env())]
+    added = parse_ports(words)
+    ports.update(added)
     runtime = replace(state.runtime, exposed_ports=tuple(sorted(ports)))
-    return state.with_runtime(runtime, "EXPOSE " + " ".join(sorted(ports)))
+    return state.with_runtime(runtime, "EXPOSE " + " ".join(words))
 
 
 def user(ctx: StageContext, state: StageState, inst: ins.User) -> StageState:

@@ -63,8 +63,15 @@ class RuntimeConfig:
         return out
 
     def with_env(self, name: str, value: str) -> RuntimeConfig:
-        entries = [e for e in self.env if e.partition("=")[0] != name]
-        entries.append(f"{name}={value}")
+        """Set a variable: replaced where it stands, else appended (BuildKit's order)."""
+        entry = f"{name}={value}"
+        entries = list(self.env)
+        for i, existing in enumerate(entries):
+            if existing.partition("=")[0] == name:
+                entries[i] = entry
+                break
+        else:
+            entries.append(entry)
         return replace(self, env=tuple(entries))
 
     def to_dict(self) -> dict[str, Any]:
