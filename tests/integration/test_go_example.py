@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.image.io import load
+from distill.formats.stored import load
 from distill.store.store import Store
 from tests.conftest import REPO, RunDistill
 from tests.helpers.dockerd import private_dockerd

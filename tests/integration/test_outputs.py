@@ -284,9 +284,6 @@ def test_tag_without_explicit_tag_is_latest(distill: RunDistill, app_context: Pa
     assert skopeo_inspect(store_root, "outputs/untagged:latest")["manifest_digest"] == digest
 
 
-@pytest.mark.xfail(strict=True, reason="distill bug: `distill images` elides long names with "
-                   "'…' when stdout is not a wide terminal (rich table), so the listed name is "
-                   "not the image's name")
 def test_images_lists_long_names_in_full(distill: RunDistill, app_context: Path) -> None:
     name = "registry.example.com:5000/some-team/a-rather-long-image-name:v1.2.3-build.45"
     distill("build", "-t", name, str(app_context))
@@ -408,12 +405,6 @@ def test_reproducible_across_stores_copy_only(distill: RunDistill, busybox_tar: 
     assert digests[0] == digests[1]
 
 
-@pytest.mark.xfail(strict=True, reason="distill bug: SOURCE_DATE_EPOCH only sets `created`; "
-                   "files and directories a step creates or modifies (RUN output, directories "
-                   "COPY creates, an existing /etc that COPY adds a file to) keep wall-clock "
-                   "mtimes in the layer tar (RootfsManager.mtime_clamp exists but the builder "
-                   "never sets it), so the same build in another store, or with --no-cache a "
-                   "second later, gets a different digest")
 def test_reproducible_across_stores(distill: RunDistill, busybox_tar: Path, app_context: Path,
                                     tmp_path: Path) -> None:
     env = {"SOURCE_DATE_EPOCH": "0"}

@@ -98,7 +98,8 @@ MISS = _Miss()
 class Builder:
     def __init__(self, store: Store, *, context_dir: Path, named_contexts: Mapping[str, str] = {},
                  no_cache: bool = False, log: Callable[[str], None] = lambda s: None,
-                 output: BinaryIO | None = None, lexer: Lexer | None = None) -> None:
+                 output: BinaryIO | None = None, lexer: Lexer | None = None,
+                 mtime_clamp: int | None = None) -> None:
         self.store = store
         self.context_dir = context_dir
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
@@ -106,7 +107,7 @@ class Builder:
         self.log = log
         self.output = output
         self.lexer = lexer or Lexer()
-        self.rootfs = RootfsManager(store)
+        self.rootfs = RootfsManager(store, mtime_clamp)
         self.stage_images: dict[int, Image] = {}
         self._bases: dict[str, Image] = {}
 

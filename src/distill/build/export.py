@@ -10,9 +10,10 @@ from pathlib import Path
 from distill.build.copy import CopyOptions, copy_sources
 from distill.build.rootfs import RootfsManager
 from distill.build.sources import Source
-from distill.errors import UsageError
+from distill.errors import ImageError, UsageError
 from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
 from distill.image.image import Image
+from distill.oci.reference import parse_reference
 from distill.formats.stored import save
 from distill.store.store import Store
 
@@ -46,9 +47,33 @@ class OutputSpec:
             raise UsageError(f"unsupported --output options: {', '.join(sorted(fields))}")
         return cls(kind, dest, tar)
 
+    @property
+    def is_tar(self) -> bool:
+        return self.type != "local" and self.tar
+
+    def check(self) -> None:
+        """Fail before the build, not after it, when dest cannot be written."""
+        if self.dest == "-":
+            if not self.is_tar:
+                raise UsageError(f"--output type={self.type} cannot be written to stdout")
+            return
+        dest = Path(self.dest)
+        if self.is_tar and dest.is_dir():
+            raise UsageError(f"--output dest={self.dest} is a directory; "
+                             f"type={self.type} writes a tar file")
+        if not self.is_tar and dest.exists() and not dest.is_dir():
+            raise UsageError(f"--output dest={self.dest} exists and is not a directory")
+
 
 def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]) -> None:
     save(store, image)
+    try:
+        _export(store, image, spec, names)
+    except OSError as e:
+        raise ImageError(f"cannot write --output dest={spec.dest}: {e.strerror or e}") from None
+
+
+def _export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]) -> None:
     tagged = [Tagged(image, names)]
     if spec.type == "local":
         dest = Path(spec.dest)
@@ -65,10 +90,15 @@ def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...])
     if spec.dest == "-":
         write_layout_tar(store, tagged, sys.stdout.buffer, docker_manifest=docker)
         return
-    tmp = Path(spec.dest + ".tmp")
-    with open(tmp, "wb") as out:
-        write_layout_tar(store, tagged, out, docker_manifest=docker)
-    os.replace(tmp, spec.dest)
+    dest = Path(spec.dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.distill-tmp")
+    try:
+        with open(tmp, "wb") as out:
+            write_layout_tar(store, tagged, out, docker_manifest=docker)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def tag_in_store(store: Store, image: Image, names: tuple[str, ...]) -> None:
@@ -78,5 +108,5 @@ def tag_in_store(store: Store, image: Image, names: tuple[str, ...]) -> None:
 
 
 def normalize_name(name: str) -> str:
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last or "@" in name else name + ":latest"
+    """Check an image name (as `docker tag` would) and add ':latest' if it has no tag."""
+    return str(parse_reference(name).with_default_tag())

@@ -39,7 +39,8 @@ def _layer_step(ctx: StageContext, state: StageState, signature: list[object],
     """Run ``work`` on a writable rootfs, turning its changes into a layer; cached by signature."""
     image = state.image
     key = hashlib.sha256(json.dumps(
-        [[str(d) for d in image.config.diff_ids], signature], sort_keys=True).encode()).hexdigest()
+        [[str(d) for d in image.config.diff_ids], signature, ctx.rootfs.mtime_clamp],
+        sort_keys=True).encode()).hexdigest()
     layer: Layer | None = None
     hit = ctx.cache_lookup(key)
     if hit is not None:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from distill.build.builder import Builder
-from distill.build.export import OutputSpec, export, tag_in_store
+from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
 from distill.cli.render import size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.parse import parse
@@ -47,9 +47,19 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org): image times and layer mtimes clamp to it."""
+    sde = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not sde:
+        return None
+    if not sde.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH={sde!r} is not a number of seconds")
+    return int(sde)
+
+
 def _epoch_created() -> str:
-    sde = os.environ.get("SOURCE_DATE_EPOCH")
-    ts = datetime.fromtimestamp(int(sde), timezone.utc) if sde and sde.isdigit() \
+    sde = _source_date_epoch()
+    ts = datetime.fromtimestamp(sde, timezone.utc) if sde is not None \
         else datetime.now(timezone.utc).replace(microsecond=0)
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -68,8 +78,17 @@ def run(args: argparse.Namespace) -> int:
     if len(args.output) > 1:
         raise UsageError("only one --output is supported")
     output = OutputSpec.parse(args.output[0]) if args.output else None
+    if output is not None:
+        output.check()
+    names = tuple(normalize_name(t) for t in args.tag)
     build_args = _pairs(args.build_arg, "--build-arg")
-    named = _pairs(args.build_context, "--build-context")
+    named = {}
+    for spec in args.build_context:
+        key, eq, value = spec.partition("=")
+        if not key or not eq or not value:
+            raise UsageError(f"--build-context {spec!r}: expected NAME=SOURCE",
+                             hint="e.g. --build-context base=oci-layout://./layout:tag")
+        named[key] = value
 
     quiet = args.progress == "quiet"
     console = stderr_console()
@@ -89,12 +108,11 @@ def run(args: argparse.Namespace) -> int:
                      named_contexts=frozenset(k.lower() for k in named))
     store = Store()
     builder = Builder(store, context_dir=context.resolve(), named_contexts=named,
-                      no_cache=args.no_cache, log=log,
+                      no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
                       output=None if quiet else sys.stderr.buffer)
     started = time.monotonic()
     result = builder.build(plan)
     image = result.image.with_created(_epoch_created())
-    names = tuple(args.tag)
     if output is not None:
         export(store, image, output, names)
     elif names:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from distill.build.export import normalize_name, tag_in_store
 from distill.formats.rootfs import import_rootfs
 from distill.formats.stored import load
@@ -25,21 +22,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def run_images(args: argparse.Namespace) -> int:
+    """Plain columns (like `docker images`): names are never shortened."""
     store = Store()
-    table = Table(box=None)
-    for col in ("NAME", "DIGEST", "LAYERS", "SIZE"):
-        table.add_column(col)
+    rows = [("NAME", "DIGEST", "LAYERS", "SIZE")]
     for name, desc in store.names.entries():
         image = load(store, desc.digest)
-        table.add_row(name, str(desc.digest)[:19], str(len(image.layers)),
-                      human(image.compressed_size()))
-    Console().print(table)
+        rows.append((name, str(desc.digest)[:19], str(len(image.layers)),
+                     human(image.compressed_size())))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
+    name = normalize_name(args.name)
     store = Store()
     image = import_rootfs(store, Path(args.tarball))
-    tag_in_store(store, image, (args.name,))
-    print(f"{normalize_name(args.name)} {image.digest}")
+    tag_in_store(store, image, (name,))
+    print(f"{name} {image.digest}")
     return 0

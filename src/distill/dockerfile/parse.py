@@ -45,7 +45,9 @@ def parse(text: str, path: str = "Dockerfile") -> list[Node]:
     try:
         commands = _bk.parse_string(text)
     except _bk.GoParseError as e:
-        raise DockerfileError(str(e), location=_find_error_line(text, str(e), path)) from None
+        location = _find_error_line(text, str(e), path)
+        message = str(e) if location is not None else f"{path}: {e}"
+        raise DockerfileError(message, location=location) from None
     nodes = []
     for c in commands:
         nodes.append(Node(
