@@ -23,7 +23,17 @@ def test_blob_roundtrip_and_verification(tmp_path: Path) -> None:
     assert store.blobs.read(digest) == b"hello"
     with pytest.raises(DigestMismatchError):
         store.blobs.put_bytes(b"other", expected=digest)
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list(store.blobs.tmp_dir.iterdir()) == []
+
+
+def test_temp_dirs_of_dead_processes_are_reclaimed(tmp_path: Path) -> None:
+    orphan = tmp_path / "tmp" / "999999999-12345" / "mnt-x" / "upper"
+    orphan.mkdir(parents=True)
+    (orphan / "big").write_bytes(b"x" * 1000)
+    live = Store(tmp_path)
+    assert not (tmp_path / "tmp" / "999999999-12345").exists()
+    Store(tmp_path)  # a second store object in the same live process keeps the first's dir
+    assert live.blobs.tmp_dir.is_dir()
 
 
 def test_concurrent_tagging_keeps_index_consistent(tmp_path: Path) -> None:

@@ -28,9 +28,14 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.blob_dir = root / "blobs" / "sha256"
-        self.tmp_dir = root / "tmp"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp_root = root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        remove_orphaned_temp_dirs(tmp_root)
+        # Each process works in its own temp dir, named so that a later process can tell
+        # when its owner died (a killed build) and reclaim the space.
+        self.tmp_dir = tmp_root / _process_tag(os.getpid())
+        self.tmp_dir.mkdir(exist_ok=True)
 
     def path(self, digest: Digest) -> Path:
         return self.blob_dir / digest.hex
@@ -127,6 +132,26 @@ class BlobStore:
             yield path
         finally:
             remove_tree(path)
+
+
+def _process_tag(pid: int) -> str:
+    """'<pid>-<start time>': unique for a process's whole life, even across pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return f"{pid}-{fields[19]}"
+    except (OSError, IndexError):
+        return f"{pid}-0"
+
+
+def remove_orphaned_temp_dirs(tmp_root: Path) -> None:
+    """Remove temp dirs whose owning process is gone (it was killed mid-build)."""
+    for entry in tmp_root.iterdir():
+        pid, sep, _ = entry.name.partition("-")
+        if not sep or not pid.isdigit():
+            continue
+        if entry.name != _process_tag(int(pid)):
+            remove_tree(entry)
 
 
 def remove_tree(path: Path) -> None:
