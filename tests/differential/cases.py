@@ -97,15 +97,6 @@ def _dockerignore_modes(ctx: Path) -> None:
     os.chmod(ctx / "a.txt", 0o755)
 
 
-USER_GROUPS_BUG = (
-    "distill bug: RUN runs with no supplementary groups at all. BuildKit (and buildah) set "
-    "them to the primary gid plus, when USER has no explicit group, the groups that list "
-    "the user in /etc/group (moby/sys/user GetExecUser Sgids + ensureAdditionalGids in "
-    "executor/oci/user.go). `RUN id` after `USER app` / `USER 1000` prints 'uid=1000(app) "
-    "gid=1000(app)' under distill but '... groups=50(staff),1000(app)' under buildah; after "
-    "`USER 1000:1000` '... groups=1000(app)'; after `USER app:staff` 'uid=1000(app) "
-    "gid=50(staff) groups=50(staff)'; as root 'uid=0(root) gid=0(root) groups=0(root)'"
-)
 
 DOCKERIGNORE_BUG = (
     "distill bug: .dockerignore is not read at all: with '*.log', '!keep.log', 'secret/', "
@@ -142,7 +133,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("workdir"),
     Case("user_numeric_run"),
     Case("user_name_run"),
-    Case("user_identity", bug=USER_GROUPS_BUG, bug_shows="groups="),
+    Case("user_identity"),
     Case("whiteout_files"),
     Case("run_metadata_only"),
     Case("opaque_dir"),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from distill.build.copy import CopyOptions, copy_sources
 from distill.build.sources import Source, resolve_sources
 from distill.build.state import StageState
-from distill.build.users import home_of, resolve_chown, resolve_user
+from distill.build.users import home_of, resolve_chown, resolve_user, supplementary_groups
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.ports import parse_ports
 from distill.errors import DockerfileError, RunError
@@ -83,7 +83,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     def work(root: Path) -> None:
         uid, gid = resolve_user(root, user) if user else (0, 0)
         run_env = env if "HOME" in env else {**env, "HOME": home_of(root, uid)}
-        spec = RunSpec(argv=argv, env=run_env, cwd=cwd, uid=uid, gid=gid)
+        spec = RunSpec(argv=argv, env=run_env, cwd=cwd, uid=uid, gid=gid,
+                       groups=supplementary_groups(root, user))
         code = run_in_rootfs(root, spec, stdout=ctx.output)
         if code != 0:
             raise RunError(shown, code, location=inst.location)

@@ -66,3 +66,20 @@ def home_of(root: Path, uid: int) -> str:
         if len(row) > 5 and row[2] == str(uid) and row[5]:
             return row[5]
     return "/root" if uid == 0 else "/"
+
+
+def supplementary_groups(root: Path, spec: str) -> tuple[int, ...]:
+    """Extra groups for USER, as runc computes them: none when USER names a group (or is
+    empty); else every /etc/group entry listing the user's passwd name, in file order."""
+    user, _, group = spec.partition(":")
+    if not user or group:
+        return ()
+    name = None
+    for row in _table(root, "passwd"):
+        if len(row) > 2 and (row[0] == user or (user.isdigit() and row[2] == user)):
+            name = row[0]
+            break
+    if name is None:
+        return ()
+    return tuple(int(row[2]) for row in _table(root, "group")
+                 if len(row) > 3 and row[2].isdigit() and name in row[3].split(","))

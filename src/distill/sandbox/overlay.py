@@ -26,7 +26,7 @@ from distill.errors import SandboxError
 from distill.sandbox import _libc
 
 #: Options that make the upper directory a clean, self-contained diff.
-CLEAN_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off,xino=off"
+CLEAN_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off,xino=off,volatile"
 
 #: mount(2) copies at most one page of option data; stay well below it.
 _MAX_OPTIONS = 3000

@@ -4,17 +4,24 @@ Isolation is that of a Docker RUN step: own PID, IPC and UTS namespaces,
 a fresh /dev and /proc, the host's DNS configuration, the host network
 unless ``network="none"``, Docker's default capability set for root.
 
-A non-root ``uid`` runs bubblewrap itself as that uid in a user namespace
-mapping uid N inside to uid N outside, so files it creates are owned by N in
-the overlay upper directory. Two consequences: bubblewrap must be able to
-reach the rootfs as uid N (when an ancestor directory is closed to N, the
-rootfs is bind-mounted for the run under a 0711 directory in /run or /tmp),
-and inside the sandbox files of other owners show up as the overflow uid
-(65534, "nobody"), as in any rootless container.
+The process gets the identity runc gives a container process: uid, gid and
+the supplementary groups ``{gid} | groups`` (the caller resolves ``groups``
+from the image's /etc/group; the primary gid is always added, as containerd
+does). Root runs without a user namespace. A non-root uid runs in a user
+namespace owned by root in which every id maps to itself (see
+:mod:`~distill.sandbox._userns`): files it creates are owned by uid:gid in
+the overlay upper directory, files of other owners keep their owner, and it
+has no capabilities. bubblewrap resolves the rootfs path as that uid, so when
+an ancestor directory is closed to it, the rootfs is bind-mounted for the run
+under a 0711 directory in /run or /tmp.
+
+bubblewrap always sets no_new_privs, so setuid and file-capability binaries
+do not gain privileges in any RUN (Docker allows that by default).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -25,10 +32,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Self
 
 from distill.errors import SandboxError
-from distill.sandbox import _libc
+from distill.sandbox import _libc, _userns
 from distill.sandbox._rootfs import MountStubs, make_dirs
 
 #: Docker's default capabilities for a container's root user.
@@ -54,6 +61,8 @@ HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")
 
 _NETWORKS = ("default", "host", "none")
 _TAIL = 8192
+_MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
+_MAX_GROUPS = 65536  # NGROUPS_MAX
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,10 @@ class RunSpec:
     cwd: str = "/"
     uid: int = 0
     gid: int = 0
+    #: Supplementary groups besides ``gid`` (which is always one): for Docker's
+    #: rules, the gids of the /etc/group entries listing the user, when USER
+    #: names no group. None or () = just ``gid``.
+    groups: tuple[int, ...] | None = None
     network: str = "default"
     hostname: str = "distill"
 
@@ -82,8 +95,16 @@ def _validate(spec: RunSpec) -> None:
     for name in spec.env:
         if not name or "=" in name or "\0" in name:
             raise SandboxError(f"invalid environment variable name {name!r}")
-    if spec.uid < 0 or spec.gid < 0:
+    if not (0 <= spec.uid <= _MAX_ID and 0 <= spec.gid <= _MAX_ID):
         raise SandboxError(f"invalid uid/gid {spec.uid}:{spec.gid}")
+    groups = spec.groups or ()
+    if any(not 0 <= g <= _MAX_ID for g in groups) or len(groups) > _MAX_GROUPS:
+        raise SandboxError(f"invalid supplementary groups {groups!r}")
+
+
+def supplementary_groups(spec: RunSpec) -> list[int]:
+    """The process's supplementary groups: ``gid`` and ``spec.groups``, sorted, once each."""
+    return sorted({spec.gid, *(spec.groups or ())})
 
 
 def _bwrap() -> str:
@@ -102,11 +123,15 @@ def bwrap_argv(
     spec: RunSpec,
     status_fd: int,
     mount_points: dict[str, str] | None = None,
+    *,
+    userns_fds: tuple[int, int] | None = None,
 ) -> list[str]:
     """The bubblewrap command line for ``spec`` (exposed for tests and debugging).
 
     ``mount_points`` maps "/dev", "/proc" and the host files to the paths to
     mount on inside the rootfs (symlinks already resolved); identity by default.
+    ``userns_fds`` (block fd, info fd) makes bwrap wait, for a non-root uid,
+    until the caller has written the user namespace's id maps.
     """
     where = {p: p for p in ("/dev", "/proc", *HOST_FILES)} | (mount_points or {})
     argv = [bwrap, "--bind", str(rootfs), "/", "--dev", where["/dev"], "--proc", where["/proc"]]
@@ -119,6 +144,8 @@ def bwrap_argv(
         argv.append("--unshare-net")
     if spec.uid != 0:
         argv += ["--unshare-user", "--uid", str(spec.uid), "--gid", str(spec.gid)]
+        if userns_fds is not None:
+            argv += ["--userns-block-fd", str(userns_fds[0]), "--info-fd", str(userns_fds[1])]
     else:
         argv += ["--cap-drop", "ALL"]
         for cap in DEFAULT_CAPABILITIES:
@@ -177,8 +204,8 @@ def _failure(returncode: int, tail: bytes) -> int:
     raise SandboxError(f"could not set up the sandbox: {message}")
 
 
-def _traversable(path: Path, uid: int, gid: int) -> bool:
-    """Can uid:gid (no supplementary groups) search every directory down to ``path``?"""
+def _traversable(path: Path, uid: int, groups: list[int]) -> bool:
+    """Can ``uid`` with ``groups`` search every directory down to ``path``?"""
     current = Path(os.path.realpath(path))
     for directory in (current, *current.parents):
         try:
@@ -187,7 +214,7 @@ def _traversable(path: Path, uid: int, gid: int) -> bool:
             return False
         if st.st_uid == uid:
             bit = stat.S_IXUSR
-        elif st.st_gid == gid:
+        elif st.st_gid in groups:
             bit = stat.S_IXGRP
         else:
             bit = stat.S_IXOTH
@@ -197,13 +224,17 @@ def _traversable(path: Path, uid: int, gid: int) -> bool:
 
 
 @contextmanager
-def _reachable(rootfs: Path, uid: int, gid: int) -> Iterator[Path]:
-    """``rootfs`` at a path uid:gid can reach: itself, or a temporary bind mount."""
-    if uid == 0 or _traversable(rootfs, uid, gid):
+def _reachable(rootfs: Path, uid: int, groups: list[int]) -> Iterator[Path]:
+    """``rootfs`` at a path ``uid`` can reach: itself, or a temporary bind mount.
+
+    In its setuid mode bubblewrap resolves mount sources as the real user,
+    without the capabilities that would let it pass a closed directory.
+    """
+    if uid == 0 or _traversable(rootfs, uid, groups):
         yield rootfs
         return
     candidates = ("/run", "/tmp", tempfile.gettempdir())
-    parent = next((c for c in candidates if _traversable(Path(c), uid, gid)), None)
+    parent = next((c for c in candidates if _traversable(Path(c), uid, groups)), None)
     if parent is None:
         raise SandboxError(f"no directory reachable by uid {uid} to mount the rootfs under")
     base = Path(tempfile.mkdtemp(prefix="distill-run-", dir=parent))
@@ -251,10 +282,48 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
                 where[path] = stubs.add(path, is_dir=False)
         make_dirs(rootfs, spec.cwd)
         stubs.setup_done()
-        with _reachable(rootfs, spec.uid, spec.gid) as reachable:
+        with _reachable(rootfs, spec.uid, supplementary_groups(spec)) as reachable:
             return _spawn(bwrap, reachable, spec, where, stdout)
     finally:
         stubs.remove()
+
+
+def _identity(spec: RunSpec) -> dict[str, Any]:
+    """Popen arguments giving bwrap the run's groups and, for non-root, its uid.
+
+    Groups are set before exec and inherited through bwrap (which never calls
+    setgroups). A non-root uid N starts bwrap with real uid N and effective
+    uid 0: bubblewrap's setuid mode, in which the user namespace it creates is
+    owned by root and it switches to N itself once the maps are written.
+    """
+    identity: dict[str, Any] = {"group": spec.gid, "extra_groups": supplementary_groups(spec)}
+    if spec.uid != 0:
+        identity["preexec_fn"] = functools.partial(os.setresuid, spec.uid, 0, 0)
+    return identity
+
+
+class _Fds:
+    """File descriptors that are closed on exit unless closed before."""
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()
+
+    def pipe(self) -> tuple[int, int]:
+        read_end, write_end = os.pipe()
+        self._open |= {read_end, write_end}
+        return read_end, write_end
+
+    def close(self, *fds: int) -> None:
+        for fd in fds:
+            if fd in self._open:
+                self._open.discard(fd)
+                os.close(fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close(*self._open)
 
 
 def _spawn(
@@ -265,32 +334,36 @@ def _spawn(
     stdout: BinaryIO | None,
 ) -> int:
     """Start bwrap, relay its output, and return the command's exit code."""
-    status_r, status_w = os.pipe()
-    # Non-root: bwrap itself runs as uid:gid (no supplementary groups) and maps
-    # that id to itself in a user namespace. Root with a gid: only switch group.
-    user = spec.uid if spec.uid != 0 else None
-    group = spec.gid if spec.uid != 0 or spec.gid != 0 else None
-    extra_groups: list[int] | None = [] if group is not None else None
-    try:
+    with _Fds() as fds:
+        status_r, status_w = fds.pipe()
+        child_fds = [status_w]
+        userns_fds: tuple[int, int] | None = None  # bwrap's ends: block fd, info fd
+        ours: tuple[int, int] | None = None  # our ends: info fd, block fd
+        if spec.uid != 0:
+            block_r, block_w = fds.pipe()
+            info_r, info_w = fds.pipe()
+            userns_fds, ours = (block_r, info_w), (info_r, block_w)
+            child_fds += userns_fds
+        argv = bwrap_argv(bwrap, rootfs, spec, status_w, mount_points, userns_fds=userns_fds)
         try:
             proc = subprocess.Popen(
-                bwrap_argv(bwrap, rootfs, spec, status_w, mount_points),
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(status_w,),
+                pass_fds=child_fds,
                 cwd="/",
                 env={},
-                user=user,
-                group=group,
-                extra_groups=extra_groups,
+                **_identity(spec),
             )
         except OSError as exc:
             raise SandboxError(f"cannot start bubblewrap: {exc}") from exc
         finally:
-            os.close(status_w)
+            fds.close(*child_fds)  # only bwrap may hold them, or our reads never end
         assert proc.stdout is not None
         try:
+            if ours is not None:
+                _map_ids(fds, *ours)
             tail = _relay(proc.stdout.fileno(), stdout)
             returncode = proc.wait()
         finally:
@@ -301,7 +374,18 @@ def _spawn(
         status = b""
         while chunk := os.read(status_r, 4096):
             status += chunk
-    finally:
-        os.close(status_r)
     code = _exit_code(status)
     return code if code is not None else _failure(returncode, tail)
+
+
+def _map_ids(fds: _Fds, info_fd: int, block_fd: int) -> None:
+    """Map the ids of the user namespace bwrap made, then let bwrap go on.
+
+    With no info, bwrap failed before creating it, and its exit status says
+    why; unblocked without maps, bwrap cannot switch to the uid and fails.
+    """
+    info = _userns.read_info(info_fd)
+    if info is not None:
+        _userns.map_identity(info)
+        os.write(block_fd, b"1")
+    fds.close(block_fd)
