@@ -28,6 +28,8 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.umount2.restype = ctypes.c_int
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.unshare.restype = ctypes.c_int
+_libc.syncfs.argtypes = [ctypes.c_int]
+_libc.syncfs.restype = ctypes.c_int
 
 
 def _b(value: str | os.PathLike[str] | None) -> bytes | None:
@@ -59,3 +61,12 @@ def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
 def unshare(flags: int) -> None:
     """unshare(2); raises OSError with errno set on failure."""
     _check(_libc.unshare(flags), "unshare")
+
+
+def syncfs(path: str | os.PathLike[str]) -> None:
+    """syncfs(2) on the filesystem holding ``path``: one flush instead of many fsyncs."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _check(_libc.syncfs(fd), "syncfs")
+    finally:
+        os.close(fd)

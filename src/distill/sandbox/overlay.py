@@ -25,7 +25,8 @@ from pathlib import Path
 from distill.errors import SandboxError
 from distill.sandbox import _libc
 
-#: Options that make the upper directory a clean, self-contained diff.
+#: Options that make the upper directory a clean, self-contained diff; ``volatile`` makes
+#: fsync inside a step a no-op (the upper dir is synced once when the step ends).
 CLEAN_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off,xino=off,volatile"
 
 #: mount(2) copies at most one page of option data; stay well below it.
@@ -255,3 +256,6 @@ def overlay_mount(lowers: Sequence[Path], scratch: Path) -> Iterator[OverlayMoun
         _unmount(merged)  # raises (leaving scratch as is) if even a lazy detach fails
         _cleanup(scratch)
     _prune_unchanged_dirs(upper, lowers)
+    # The mount is volatile (fsync inside a step is a no-op: dpkg alone issues thousands);
+    # one syncfs makes the finished upper dir durable before anyone keeps it.
+    _libc.syncfs(upper)
