@@ -98,12 +98,6 @@ def _dockerignore_modes(ctx: Path) -> None:
 
 
 
-DOCKERIGNORE_BUG = (
-    "distill bug: .dockerignore is not read at all: with '*.log', '!keep.log', 'secret/', "
-    "'**/*.tmp', 'Dockerfile' in it, `COPY . /ctx/` still copies /ctx/Dockerfile, "
-    "/ctx/drop.log, /ctx/secret/key, /ctx/sub/x.tmp and /ctx/deep/er/z.tmp (buildah and "
-    "BuildKit leave them out)"
-)
 
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -128,8 +122,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
              "chowned/sgid-dir": {"mode": 0o2775}}}),
     Case("copy_dir_dest_meta", setup=_private_dir),
     Case("copy_from_owner"),
-    Case("dockerignore", setup=_dockerignore_modes, bug=DOCKERIGNORE_BUG,
-         bug_shows="/ctx/drop.log: only in distill"),
+    Case("dockerignore", setup=_dockerignore_modes),
     Case("workdir"),
     Case("user_numeric_run"),
     Case("user_name_run"),

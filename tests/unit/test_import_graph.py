@@ -16,9 +16,11 @@ ALLOWED: dict[str, set[str]] = {
     "plan": {"dockerfile", "oci", "errors"},
     "sandbox": {"oci", "errors"},
     "report": {"image", "oci", "errors"},
-    "build": {"plan", "dockerfile", "image", "store", "sandbox", "formats", "oci", "errors"},
+    "ignore": {"errors"},
+    "build": {"plan", "dockerfile", "image", "store", "sandbox", "formats", "oci", "errors",
+              "ignore"},
     "cli": {"build", "plan", "dockerfile", "image", "store", "sandbox", "formats", "report",
-            "oci", "errors", "__init__"},
+            "oci", "errors", "ignore", "__init__"},
 }
 
 

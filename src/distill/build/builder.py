@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from distill.build import steps
+from distill.build.context import BuildContext
 from distill.build.rootfs import RootfsManager
 from distill.build.state import DEFAULT_PATH, StageState
 from distill.dockerfile import instructions as ins
@@ -64,7 +65,7 @@ class StageContext:
 
     builder: Builder
     planned: PlannedStage
-    context_dir: Path
+    context: BuildContext
     lexer: Lexer
     build_args: Mapping[str, str]
     global_args: Mapping[str, str]
@@ -96,12 +97,12 @@ MISS = _Miss()
 
 
 class Builder:
-    def __init__(self, store: Store, *, context_dir: Path, named_contexts: Mapping[str, str] = {},
+    def __init__(self, store: Store, *, context: BuildContext, named_contexts: Mapping[str, str] = {},
                  no_cache: bool = False, log: Callable[[str], None] = lambda s: None,
                  output: BinaryIO | None = None, lexer: Lexer | None = None,
                  mtime_clamp: int | None = None) -> None:
         self.store = store
-        self.context_dir = context_dir
+        self.context = context
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
         self.no_cache = no_cache
         self.log = log
@@ -152,7 +153,7 @@ class Builder:
             steps_in_stage = len(stage.instructions) + 1
             self.log(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
             state = StageState(image=base)
-            ctx = StageContext(self, planned, self.context_dir, self.lexer, plan.build_args,
+            ctx = StageContext(self, planned, self.context, self.lexer, plan.build_args,
                                plan.global_args, platform_args(plan.platform), self.rootfs,
                                self.output, self.log)
             for i, inst in enumerate(stage.instructions):

@@ -14,6 +14,7 @@ import os
 import posixpath
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from distill.errors import ContextError
 class CopyOptions:
     owner: tuple[int, int] | None = None     # None: keep the source's owner
     mode: int | None = None                  # --chmod
+    allow: Callable[[Path], bool] | None = None   # source filter (.dockerignore)
 
 
 class _Copier:
@@ -98,6 +100,9 @@ class _Copier:
         for dirpath, dirnames, filenames in os.walk(src):
             rel = os.path.relpath(dirpath, src)
             base = dst_path if rel == "." else posixpath.join(dst_path, rel)
+            if self.opts.allow is not None:
+                dirnames[:] = [d for d in dirnames if self.opts.allow(Path(dirpath, d))]
+                filenames = [f for f in filenames if self.opts.allow(Path(dirpath, f))]
             for name in sorted(dirnames):
                 s = os.lstat(os.path.join(dirpath, name))
                 if stat.S_ISLNK(s.st_mode):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -60,7 +61,10 @@ def _compile(component: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def _glob(root: Path, pattern: str) -> list[Source]:
+Allow = Callable[[Path], bool]
+
+
+def _glob(root: Path, pattern: str, allow: Allow | None) -> list[Source]:
     parts = [p for p in pattern.split("/") if p not in ("", ".")]
     current: list[str] = [""]
     for part in parts:
@@ -80,25 +84,26 @@ def _glob(root: Path, pattern: str) -> list[Source]:
     found = []
     for rel in current:
         host = resolve_in_root(root, rel)
-        if os.path.lexists(host):
+        if os.path.lexists(host) and (allow is None or allow(host)):
             found.append(Source(rel, host))
     return found
 
 
 def resolve_sources(root: Path, patterns: list[str], what: str,
-                    forbid_escape: bool = False) -> list[Source]:
+                    forbid_escape: bool = False, allow: Allow | None = None) -> list[Source]:
     """Match every pattern inside root. A literal that matches nothing is an error;
-    a wildcard that matches nothing is allowed (as BuildKit allows it)."""
+    a wildcard that matches nothing is allowed (as BuildKit allows it). ``allow``
+    filters paths (.dockerignore): what it rejects does not exist."""
     out: list[Source] = []
     for pattern in patterns:
         if forbid_escape and os.path.normpath(pattern.lstrip("/") or ".").split("/")[0] == "..":
             raise ContextError(f"forbidden path outside the build context: {pattern}")
         if has_glob(pattern):
-            out += _glob(root, pattern)
+            out += _glob(root, pattern, allow)
             continue
         rel = os.path.normpath("/" + pattern).lstrip("/") or "."
         host = resolve_in_root(root, pattern)
-        if not os.path.lexists(host):
+        if not os.path.lexists(host) or (allow is not None and not allow(host)):
             raise ContextError(f"{pattern!r} not found in {what}")
         out.append(Source(rel, host))
     return out

@@ -94,7 +94,7 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
 
 # -- COPY ---------------------------------------------------------------------------
 
-def _tree_hash(sources: list[Source]) -> str:
+def _tree_hash(sources: list[Source], allow: Callable[[Path], bool] | None) -> str:
     """Content hash of everything a COPY would read (names, types, modes, owners, bytes)."""
     h = hashlib.sha256()
 
@@ -112,6 +112,9 @@ def _tree_hash(sources: list[Source]) -> str:
         entry(str(src.host), src.rel)
         if src.host.is_dir():
             for dirpath, dirnames, filenames in os.walk(src.host):
+                if allow is not None:
+                    dirnames[:] = [d for d in dirnames if allow(Path(dirpath, d))]
+                    filenames = [f for f in filenames if allow(Path(dirpath, f))]
                 dirnames.sort()
                 for name in sorted(dirnames) + sorted(filenames):
                     p = os.path.join(dirpath, name)
@@ -146,20 +149,23 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
     chmod = _parse_chmod(inst, _expand(ctx, state, inst.chmod)) if inst.chmod else None
 
     with ExitStack() as stack:
+        allow: Callable[[Path], bool] | None = None
         if inst.from_ is None:
-            root, what, escape = ctx.context_dir, "the build context", True
+            root, what, escape = ctx.context.root, "the build context", True
+            allow = ctx.context.allows if ctx.context.matcher is not None else None
         else:
             image = ctx.copy_source_image(inst)
             root = stack.enter_context(ctx.rootfs.mounted(image)).merged
             what, escape = f"--from={inst.from_}", False
-        sources = resolve_sources(root, patterns, what, forbid_escape=escape)
-        signature: list[object] = ["copy", [s.rel for s in sources], _tree_hash(sources), dest,
-                                   chown, chmod, inst.from_ is None]
+        sources = resolve_sources(root, patterns, what, forbid_escape=escape, allow=allow)
+        signature: list[object] = ["copy", [s.rel for s in sources], _tree_hash(sources, allow),
+                                   dest, chown, chmod, inst.from_ is None]
 
         def work(dest_root: Path) -> None:
             owner = resolve_chown(dest_root, chown) if chown else (
                 (0, 0) if inst.from_ is None else None)
-            copy_sources(dest_root, sources, dest, CopyOptions(owner=owner, mode=chmod))
+            copy_sources(dest_root, sources, dest,
+                         CopyOptions(owner=owner, mode=chmod, allow=allow))
 
         flags = "".join(f" --{k}={v}" for k, v in (("from", inst.from_), ("chown", chown),
                                                      ("chmod", inst.chmod)) if v)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from distill.build.builder import Builder
+from distill.build.context import BuildContext
 from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
 from distill.cli.render import size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(df, target=args.target, build_args=build_args,
                      named_contexts=frozenset(k.lower() for k in named))
     store = Store()
-    builder = Builder(store, context_dir=context.resolve(), named_contexts=named,
+    builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,
                       no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
                       output=None if quiet else sys.stderr.buffer)
     started = time.monotonic()
