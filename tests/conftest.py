@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bases import debian_rootfs_tar, write_busybox_rootfs_tar
+from tests.helpers.bases import write_busybox_rootfs_tar
 
 REPO = Path(__file__).resolve().parents[1]
 DISTILL = str(Path(sys.executable).with_name("distill"))
@@ -50,5 +50,5 @@ def busybox_image(distill: RunDistill, busybox_tar: Path) -> str:
 
 @pytest.fixture(scope="session")
 def debian_image(distill: RunDistill) -> str:
-    distill("import", str(debian_rootfs_tar(REPO / ".cache")), "debian:bookworm")
+    distill("base", "debian", "-t", "debian:bookworm")
     return "debian:bookworm"

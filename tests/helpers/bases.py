@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -45,15 +44,3 @@ def write_busybox_rootfs_tar(dest: Path) -> Path:
         add(tar, "etc/group", tarfile.REGTYPE, 0o644, GROUP.encode())
         add(tar, "home/app", tarfile.DIRTYPE, 0o755)
     return dest
-
-
-def debian_rootfs_tar(cache: Path) -> Path:
-    """A Debian bookworm minbase made with mmdebstrap, cached under ``cache``."""
-    tarball = cache / "debian-bookworm-minbase.tar"
-    if not tarball.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = tarball.with_suffix(".tmp")
-        subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase", "--mode=root", "bookworm",
-                        str(tmp), "http://deb.debian.org/debian"], check=True)
-        os.replace(tmp, tarball)
-    return tarball

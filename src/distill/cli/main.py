@@ -16,12 +16,13 @@ MOUNTING_COMMANDS = {"build"}
 
 
 def parser() -> argparse.ArgumentParser:
-    from distill.cli import build, images
+    from distill.cli import base, build, images
 
     p = argparse.ArgumentParser(prog="distill", description=__doc__)
     p.add_argument("--version", action="version", version=f"distill {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     build.add_parser(sub)
+    base.add_parser(sub)
     images.add_parsers(sub)
     return p
 
