@@ -88,3 +88,11 @@ class RunError(DistillError):
 
 class UsageError(DistillError):
     """A command-line flag or argument is wrong."""
+
+
+class ArchiveError(DistillError):
+    """The Debian archive cannot give what was asked (no such package, unreachable mirror)."""
+
+
+class VerificationError(ArchiveError):
+    """A signature or hash from the Debian archive does not verify: nothing is used."""

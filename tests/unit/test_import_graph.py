@@ -16,11 +16,13 @@ ALLOWED: dict[str, set[str]] = {
     "plan": {"dockerfile", "oci", "errors"},
     "sandbox": {"oci", "errors"},
     "report": {"image", "oci", "errors"},
+    "debian": {"sandbox", "errors"},
+    "distroless": {"debian", "sandbox", "store", "image", "formats", "oci", "errors"},
     "ignore": {"errors"},
     "build": {"plan", "dockerfile", "image", "store", "sandbox", "formats", "oci", "errors",
               "ignore"},
     "cli": {"build", "plan", "dockerfile", "image", "store", "sandbox", "formats", "report",
-            "oci", "errors", "ignore", "__init__"},
+            "oci", "errors", "ignore", "__init__", "distroless", "debian"},
 }
 
 

@@ -1,40 +1,91 @@
-"""distill base: base images from Debian packages."""
+"""distill base: base images from Debian packages (distroless presets or a full Debian)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-from distill.build.export import normalize_name, tag_in_store
+from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
+from distill.errors import UsageError
 from distill.formats.rootfs import import_rootfs
+from distill.image.image import Image
 from distill.oci.platform import Platform
 from distill.sandbox.mmdebstrap import DEFAULT_MIRROR, mmdebstrap_tarball
 from distill.store.store import Store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("base", help="make a base image from Debian packages")
-    p.add_argument("preset", choices=["debian"],
-                   help="debian: a full Debian (mmdebstrap minbase) where apt works in RUN")
-    p.add_argument("-t", "--tag", required=True, help="name:tag for the store")
+    p = sub.add_parser(
+        "base", help="make a base image from Debian packages",
+        description="PRESET is static, base, cc or python3 (optionally :nonroot, :debug, "
+                    ":debug-nonroot), assembled from verified .deb files without running "
+                    "anything; or debian, a full Debian made with mmdebstrap where apt works.")
+    p.add_argument("preset", nargs="?", help="static|base|cc|python3[:VARIANT] or debian")
+    p.add_argument("--package", action="append", default=[], metavar="P",
+                   help="packages to install (with their dependencies); repeatable")
+    p.add_argument("-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
     p.add_argument("--suite", default="bookworm")
     p.add_argument("--arch", default=Platform.host().architecture)
     p.add_argument("--mirror", default=DEFAULT_MIRROR)
-    p.add_argument("--include", action="append", default=[], metavar="PACKAGE",
-                   help="extra packages (repeatable)")
+    p.add_argument("--lock", metavar="FILE", help="build exactly what this lock file pins")
+    p.add_argument("--write-lock", metavar="FILE", help="write the resolved package set here")
+    p.add_argument("-o", "--output", metavar="SPEC", help="as for distill build")
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    name = normalize_name(args.tag)
-    store = Store()
-    with tempfile.TemporaryDirectory(dir=store.blobs.tmp_dir, prefix="base-") as tmp:
-        tarball = Path(tmp) / "rootfs.tar"
-        mmdebstrap_tarball(tarball, suite=args.suite, arch=args.arch, mirror=args.mirror,
-                           include=args.include)
-        image = import_rootfs(store, tarball, platform=Platform("linux", args.arch),
-                              cmd=("bash",))
-    tag_in_store(store, image, (name,))
-    print(f"{name} {image.digest}")
+def _finish(store: Store, image: Image, args: argparse.Namespace, names: tuple[str, ...],
+            output: OutputSpec | None) -> int:
+    if output is not None:
+        export(store, image, output, names)
+    if names and output is None:
+        tag_in_store(store, image, names)
+    for name in names or ("(untagged)",):
+        print(f"{name} {image.digest}")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    names = tuple(normalize_name(t) for t in args.tag)
+    output = OutputSpec.parse(args.output) if args.output else None
+    if output is not None:
+        output.check()
+    if not names and output is None:
+        raise UsageError("give -t NAME (to keep the image in the store) or --output")
+    store = Store()
+    if args.preset == "debian":
+        if args.lock or args.write_lock:
+            raise UsageError("lock files are for distroless presets; debian uses mmdebstrap")
+        with tempfile.TemporaryDirectory(dir=store.blobs.tmp_dir, prefix="base-") as tmp:
+            tarball = Path(tmp) / "rootfs.tar"
+            mmdebstrap_tarball(tarball, suite=args.suite, arch=args.arch, mirror=args.mirror,
+                               include=args.package)
+            image = import_rootfs(store, tarball, platform=Platform("linux", args.arch),
+                                  cmd=("bash",))
+        return _finish(store, image, args, names, output)
+
+    from distill.debian.archive import Archive
+    from distill.debian.lock import Lock
+    from distill.distroless.assemble import assemble, lock_selection
+    from distill.distroless.presets import select
+
+    selection = select(args.preset, tuple(args.package))
+    cache = store.root / "debs"
+    if args.lock:
+        try:
+            lock = Lock.from_json(Path(args.lock).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"lock file {args.lock} not found") from None
+        archive = Archive(lock.mirror, lock.suite, lock.arch, cache_dir=cache)
+    else:
+        archive = Archive(args.mirror, args.suite, args.arch, cache_dir=cache)
+        lock = lock_selection(archive, selection)
+    if args.write_lock:
+        Path(args.write_lock).write_text(lock.to_json())
+
+    def log(line: str) -> None:
+        print(f"# {line}", file=sys.stderr, flush=True)
+
+    image = assemble(store, archive, lock, selection.variant, log)
+    return _finish(store, image, args, names, output)
