@@ -222,7 +222,7 @@ def test_dockerignore_vector(vector: Vector) -> None:
     vector.check()
 
 
-def test_dockerignore_conformance_summary() -> None:
+def test_dockerignore_conformance_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert VECTORS, f"no conformance data at {DATA}"
     failed: list[str] = []
     run = [v for v in VECTORS if not v.skip]
@@ -231,5 +231,6 @@ def test_dockerignore_conformance_summary() -> None:
             vector.check()
         except (Exception, pytest.fail.Exception):  # noqa: BLE001 - any failure counts
             failed.append(vector.id)
-    print(f"dockerignore conformance: {len(run) - len(failed)} passed, {len(failed)} failed")
+    with capsys.disabled():
+        print(f"\ndockerignore conformance: {len(run) - len(failed)} passed, {len(failed)} failed")
     assert not failed, failed

@@ -175,7 +175,7 @@ def test_shell_vector(vector: Vector) -> None:
     vector.check()
 
 
-def test_shell_conformance_summary() -> None:
+def test_shell_conformance_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert VECTORS, f"no conformance data at {SHELL_DIR}"
     failed: list[str] = []
     for vector in VECTORS:
@@ -183,5 +183,6 @@ def test_shell_conformance_summary() -> None:
             vector.check()
         except (Exception, pytest.fail.Exception):  # noqa: BLE001 - any failure counts
             failed.append(vector.id)
-    print(f"shell conformance: {len(VECTORS) - len(failed)} passed, {len(failed)} failed")
+    with capsys.disabled():
+        print(f"\nshell conformance: {len(VECTORS) - len(failed)} passed, {len(failed)} failed")
     assert not failed, failed
