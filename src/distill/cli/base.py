@@ -71,21 +71,24 @@ def run(args: argparse.Namespace) -> int:
     from distill.distroless.presets import select
 
     selection = select(args.preset, tuple(args.package))
-    cache = store.root / "debs"
+    lock = None
     if args.lock:
         try:
             lock = Lock.from_json(Path(args.lock).read_text())
         except FileNotFoundError:
             raise UsageError(f"lock file {args.lock} not found") from None
-        archive = Archive(lock.mirror, lock.suite, lock.arch, cache_dir=cache)
+        mirror, suite, arch = lock.mirror, lock.suite, lock.arch
     else:
-        archive = Archive(args.mirror, args.suite, args.arch, cache_dir=cache)
-        lock = lock_selection(archive, selection)
-    if args.write_lock:
-        Path(args.write_lock).write_text(lock.to_json())
+        mirror, suite, arch = args.mirror, args.suite, args.arch
 
     def log(line: str) -> None:
         print(f"# {line}", file=sys.stderr, flush=True)
 
-    image = assemble(store, archive, lock, selection.variant, log)
+    # The store keeps verified .deb files and indexes, content-addressed, under debs/, indexes/.
+    with Archive(mirror, suite, arch, cache_dir=store.root) as archive:
+        if lock is None:
+            lock = lock_selection(archive, selection)
+        if args.write_lock:
+            Path(args.write_lock).write_text(lock.to_json())
+        image = assemble(store, archive, lock, selection.variant, log)
     return _finish(store, image, args, names, output)

@@ -12,6 +12,7 @@ EXCLUDE = frozenset({
     "debconf", "debconf-2.0", "perl-base", "dpkg", "openssl", "init-system-helpers",
     "debianutils", "sensible-utils", "install-info", "readline-common", "lsb-base",
     "sysvinit-utils", "bash", "dash", "coreutils", "tar", "gzip", "ucf",
+    "awk", "mawk", "gawk", "original-awk",
 })
 
 STATIC = ("base-files", "netbase", "tzdata", "ca-certificates")

@@ -1,0 +1,143 @@
+"""A lock: the exact packages a resolution chose, and the signed Release they came from.
+
+The JSON is meant to be committed and reviewed: two-space indented, packages sorted by
+name, each package's Packages paragraph kept in its original field order, UTF-8 as is.
+Reading is strict: unknown or missing keys, wrong types, bad hashes, or a paragraph that
+disagrees with its package's summary all raise ArchiveError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from distill.debian.archive import Archive
+from distill.debian.control import PackageRecord
+from distill.errors import ArchiveError
+
+LOCK_VERSION = 1
+_TOP = ("lock_version", "mirror", "suite", "arch", "release_date", "date_epoch", "packages")
+_PACKAGE = ("name", "version", "architecture", "filename", "sha256", "size", "fields")
+_SUMMARY = {"name": "Package", "version": "Version", "architecture": "Architecture",
+            "filename": "Filename", "sha256": "SHA256", "size": "Size"}
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Lock:
+    mirror: str
+    suite: str
+    arch: str
+    release_date: str
+    date_epoch: int
+    packages: tuple[PackageRecord, ...]
+
+    @classmethod
+    def of(cls, archive: Archive, packages: Iterable[PackageRecord]) -> Lock:
+        """A lock of ``packages`` from ``archive`` (its verified Release gives the date)."""
+        release = archive.release()
+        return cls(mirror=archive.mirror, suite=archive.suite, arch=archive.arch,
+                   release_date=release.date, date_epoch=release.date_epoch,
+                   packages=tuple(sorted(packages, key=_order)))
+
+    def to_json(self) -> str:
+        doc = {
+            "lock_version": LOCK_VERSION,
+            "mirror": self.mirror,
+            "suite": self.suite,
+            "arch": self.arch,
+            "release_date": self.release_date,
+            "date_epoch": self.date_epoch,
+            "packages": [
+                {"name": p.name, "version": p.version, "architecture": p.architecture,
+                 "filename": p.filename, "sha256": p.sha256, "size": p.size,
+                 "fields": dict(p.fields)}
+                for p in sorted(self.packages, key=_order)
+            ],
+        }
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Lock:
+        try:
+            doc = json.loads(text, object_pairs_hook=_no_duplicates)
+        except (ValueError, RecursionError) as exc:
+            raise ArchiveError(f"lock file is not valid JSON: {exc}") from exc
+        _exact_keys(doc, _TOP, "lock file")
+        if doc["lock_version"] != LOCK_VERSION or isinstance(doc["lock_version"], bool):
+            raise ArchiveError(f"lock file: unsupported lock_version {doc['lock_version']!r}")
+        for key in ("mirror", "suite", "arch", "release_date"):
+            _string(doc[key], f"lock file: {key}")
+        epoch = _integer(doc["date_epoch"], "lock file: date_epoch")
+        if not isinstance(doc["packages"], list):
+            raise ArchiveError("lock file: packages is not a list")
+        packages = tuple(_package(entry, i) for i, entry in enumerate(doc["packages"]))
+        names = [p.name for p in packages]
+        if len(set(names)) != len(names):
+            raise ArchiveError("lock file: a package is listed twice")
+        return cls(mirror=doc["mirror"], suite=doc["suite"], arch=doc["arch"],
+                   release_date=doc["release_date"], date_epoch=epoch, packages=packages)
+
+
+def _order(rec: PackageRecord) -> tuple[str, str, str]:
+    return (rec.name, rec.architecture, rec.version)
+
+
+def _package(entry: Any, i: int) -> PackageRecord:
+    where = f"lock file: packages[{i}]"
+    _exact_keys(entry, _PACKAGE, where)
+    for key in ("name", "version", "architecture", "filename", "sha256"):
+        _string(entry[key], f"{where}.{key}")
+    where = f"lock file: package {entry['name']}"
+    if not _HEX64.fullmatch(entry["sha256"]):
+        raise ArchiveError(f"{where}: sha256 is not 64 lowercase hex digits")
+    size = _integer(entry["size"], f"{where}: size")
+    fields = entry["fields"]
+    if not isinstance(fields, dict):
+        raise ArchiveError(f"{where}: fields is not an object")
+    for key, value in fields.items():
+        if not key or any(c.isspace() or c == ":" for c in key):
+            raise ArchiveError(f"{where}: bad field name {key!r}")
+        _string(value, f"{where}: field {key}")
+    for attr, key in _SUMMARY.items():
+        if key in fields and fields[key].strip().lower() != str(entry[attr]).lower():
+            raise ArchiveError(f"{where}: field {key} ({fields[key]!r}) disagrees with "
+                               f"{attr} ({entry[attr]!r})")
+    return PackageRecord(name=entry["name"], version=entry["version"],
+                         architecture=entry["architecture"], filename=entry["filename"],
+                         sha256=entry["sha256"], size=size, fields=tuple(fields.items()))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ArchiveError(f"lock file: duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _exact_keys(value: Any, keys: tuple[str, ...], where: str) -> None:
+    if not isinstance(value, dict):
+        raise ArchiveError(f"{where}: not an object")
+    missing = [k for k in keys if k not in value]
+    extra = sorted(set(value) - set(keys))
+    if missing or extra:
+        raise ArchiveError(f"{where}: " + "; ".join(
+            part for part in (f"missing {', '.join(missing)}" if missing else "",
+                              f"unknown {', '.join(extra)}" if extra else "") if part))
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ArchiveError(f"{where}: not a non-empty string")
+    return value
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ArchiveError(f"{where}: not a non-negative integer")
+    return value

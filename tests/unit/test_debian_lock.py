@@ -1,0 +1,85 @@
+"""Lock files: a stable, strict JSON round trip."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from distill.debian.control import PackageRecord
+from distill.debian.lock import Lock
+from distill.errors import ArchiveError
+
+
+def rec(name: str, version: str, sha: str) -> PackageRecord:
+    filename = f"pool/main/{name[0]}/{name}/{name}_{version}_amd64.deb"
+    fields = (("Package", name), ("Version", version), ("Architecture", "amd64"),
+              ("Maintainer", "Jörg Müller <jm@example.org>"),
+              ("Description", "a package\n with a long description\n ."),
+              ("Filename", filename), ("Size", "1234"), ("SHA256", sha))
+    return PackageRecord(name=name, version=version, architecture="amd64", filename=filename,
+                         sha256=sha, size=1234, fields=fields)
+
+
+LOCK = Lock(mirror="http://deb.debian.org/debian", suite="bookworm", arch="amd64",
+            release_date="Sat, 10 Feb 2024 10:05:01 UTC", date_epoch=1707559501,
+            packages=(rec("libc6", "2.36-9+deb12u4", "a" * 64),
+                      rec("base-files", "12.4+deb12u5", "b" * 64)))
+
+
+def test_round_trip_is_exact_and_sorted() -> None:
+    text = LOCK.to_json()
+    again = Lock.from_json(text)
+    assert [p.name for p in again.packages] == ["base-files", "libc6"]
+    assert sorted(again.packages, key=lambda p: p.name) == sorted(LOCK.packages,
+                                                                   key=lambda p: p.name)
+    assert again.to_json() == text
+    assert again.packages[1].fields == LOCK.packages[0].fields  # order kept
+
+
+def test_output_is_stable_and_readable() -> None:
+    shuffled = Lock(**{**LOCK.__dict__, "packages": LOCK.packages[::-1]})
+    assert shuffled.to_json() == LOCK.to_json()
+    text = LOCK.to_json()
+    assert text.endswith("}\n") and "\n  " in text
+    assert "Jörg Müller" in text  # UTF-8 as is, diffable
+    doc = json.loads(text)
+    assert list(doc["packages"][0]) == ["name", "version", "architecture", "filename",
+                                        "sha256", "size", "fields"]
+
+
+def _mutated(change: Any) -> str:
+    doc = json.loads(LOCK.to_json())
+    change(doc)
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d.pop("suite"), "missing suite"),
+    (lambda d: d.update(extra=1), "unknown extra"),
+    (lambda d: d.update(lock_version=2), "unsupported lock_version"),
+    (lambda d: d.update(date_epoch="1707559501"), "date_epoch"),
+    (lambda d: d.update(packages={}), "packages is not a list"),
+    (lambda d: d["packages"][0].update(sha256="A" * 64), "sha256 is not 64 lowercase hex"),
+    (lambda d: d["packages"][0].update(size=True), "size"),
+    (lambda d: d["packages"][0].update(size=-1), "size"),
+    (lambda d: d["packages"][0].pop("fields"), "missing fields"),
+    (lambda d: d["packages"][0]["fields"].update(Version="9"), "disagrees with version"),
+    (lambda d: d["packages"][0]["fields"].update({"Bad Key": "x"}), "bad field name"),
+    (lambda d: d["packages"][0]["fields"].update(Extra=3), "field Extra"),
+    (lambda d: d["packages"].append(d["packages"][0]), "listed twice"),
+])
+def test_from_json_is_strict(change: Any, message: str) -> None:
+    with pytest.raises(ArchiveError, match=message):
+        Lock.from_json(_mutated(change))
+
+
+def test_from_json_rejects_non_json_and_duplicate_keys() -> None:
+    with pytest.raises(ArchiveError, match="not valid JSON"):
+        Lock.from_json("{")
+    with pytest.raises(ArchiveError, match="not an object"):
+        Lock.from_json("[]")
+    text = LOCK.to_json().replace('"suite": "bookworm",', '"suite": "bookworm", "suite": "x",')
+    with pytest.raises(ArchiveError, match="duplicate key 'suite'"):
+        Lock.from_json(text)
