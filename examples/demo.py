@@ -22,11 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DISTILL = [str(Path(sys.executable).with_name("distill"))]
 
 
-def debian_base(console: Console) -> None:
-    if Store().names.resolve("debian:bookworm") is not None:
-        return
-    console.print("making a Debian bookworm base: distill base debian (mmdebstrap, ~30 s)...")
-    subprocess.run([*DISTILL, "base", "debian", "-t", "debian:bookworm"], check=True)
+def bases(console: Console) -> None:
+    """The build stage's Debian and the final stage's distroless base, made once."""
+    store = Store()
+    for preset, name, what in (("debian", "debian:bookworm", "mmdebstrap, ~30 s"),
+                               ("static:nonroot", "distroless/static:nonroot",
+                                "verified .debs, a few seconds")):
+        if store.names.resolve(name) is None:
+            console.print(f"making {name}: distill base {preset} ({what})...")
+            subprocess.run([*DISTILL, "base", preset, "-t", name], check=True)
 
 
 def build(name: str, dockerfile: str) -> tuple[str, float]:
@@ -41,7 +45,7 @@ def build(name: str, dockerfile: str) -> tuple[str, float]:
 
 def main() -> int:
     console = Console(width=110)
-    debian_base(console)
+    bases(console)
     results = [("go-hello:multi-stage", *build("go-hello:multi-stage", "Dockerfile")),
                ("go-hello:single-stage", *build("go-hello:single-stage", "Dockerfile.single"))]
     store = Store()

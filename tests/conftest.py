@@ -52,3 +52,15 @@ def busybox_image(distill: RunDistill, busybox_tar: Path) -> str:
 def debian_image(distill: RunDistill) -> str:
     distill("base", "debian", "-t", "debian:bookworm")
     return "debian:bookworm"
+
+
+@pytest.fixture(scope="session")
+def distroless_static(distill: RunDistill) -> str:
+    distill("base", "static:nonroot", "-t", "distroless/static:nonroot")
+    return "distroless/static:nonroot"
+
+
+@pytest.fixture(scope="session")
+def distroless_python3(distill: RunDistill) -> str:
+    distill("base", "python3:nonroot", "-t", "distroless/python3:nonroot")
+    return "distroless/python3:nonroot"
