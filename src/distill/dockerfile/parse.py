@@ -50,6 +50,8 @@ def parse(text: str, path: str = "Dockerfile") -> list[Node]:
         raise DockerfileError(message, location=location) from None
     nodes = []
     for c in commands:
+        if not c.cmd:  # a bare line continuation: nothing to run
+            continue
         nodes.append(Node(
             cmd=c.cmd.lower(),
             flags=tuple(c.flags),
@@ -60,6 +62,8 @@ def parse(text: str, path: str = "Dockerfile") -> list[Node]:
             heredocs=tuple(Heredoc(h.name, h.content, h.file_descriptor) for h in c.heredocs),
             sub_cmd=c.sub_cmd,
         ))
+    if not nodes:
+        raise DockerfileError(f"{path}: file with no instructions")
     return nodes
 
 
