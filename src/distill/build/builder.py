@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -111,6 +113,7 @@ class Builder:
         self.rootfs = RootfsManager(store, mtime_clamp)
         self.stage_images: dict[int, Image] = {}
         self._bases: dict[str, Image] = {}
+        self._bases_lock = threading.Lock()
 
     # -- cache ------------------------------------------------------------------------
     def cache_lookup(self, key: str) -> Layer | None:
@@ -132,6 +135,10 @@ class Builder:
 
     # -- bases ------------------------------------------------------------------------
     def base_image(self, ref: str) -> Image:
+        with self._bases_lock:
+            return self._base_image(ref)
+
+    def _base_image(self, ref: str) -> Image:
         if ref in self._bases:
             return self._bases[ref]
         named = self.named.get(ref.lower())
@@ -143,33 +150,49 @@ class Builder:
         return image
 
     # -- the build --------------------------------------------------------------------
-    def build(self, plan: BuildPlan) -> BuildResult:
-        result = BuildResult(image=Image(ImageConfig(platform=plan.platform)))
-        for planned in plan.order:
-            started = time.monotonic()
-            stage = planned.stage
-            label = stage.name or str(stage.index)
-            base = self._stage_base(planned, plan)
-            steps_in_stage = len(stage.instructions) + 1
-            self.log(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
-            state = StageState(image=base)
-            ctx = StageContext(self, planned, self.context, self.lexer, plan.build_args,
-                               plan.global_args, platform_args(plan.platform), self.rootfs,
-                               self.output, self.log)
-            for i, inst in enumerate(stage.instructions):
-                ctx.current = i
-                self.log(f"[{label} {i + 2}/{steps_in_stage}] "
-                         f"{' '.join(inst.original.split())[:120]}")
-                handler = steps.HANDLERS[type(inst)]
-                try:
-                    state = handler(ctx, state, inst)
-                except DistillError as e:
-                    raise e.at(inst.location) from None
-            self.stage_images[stage.index] = state.image
-            result.stages.append(StageResult(stage.index, stage.name, base, state.image,
-                                             time.monotonic() - started))
-        result.image = self.stage_images[plan.target]
+    def build(self, plan: BuildPlan, jobs: int = 1) -> BuildResult:
+        """Build the planned stages; up to ``jobs`` independent stages run at once."""
+        jobs = max(1, jobs)
+        done: dict[int, StageResult] = {}
+        pending = list(plan.order)
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+            running: dict[Future[StageResult], PlannedStage] = {}
+            while pending or running:
+                for planned in list(pending):
+                    if len(running) < jobs and planned.dependencies <= done.keys():
+                        pending.remove(planned)
+                        running[pool.submit(self._build_stage, planned, plan)] = planned
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    planned = running.pop(future)
+                    done[planned.stage.index] = future.result()  # a failure ends the build
+        result = BuildResult(image=self.stage_images[plan.target])
+        result.stages = [done[p.stage.index] for p in plan.order]
         return result
+
+    def _build_stage(self, planned: PlannedStage, plan: BuildPlan) -> StageResult:
+        started = time.monotonic()
+        stage = planned.stage
+        label = stage.name or str(stage.index)
+        base = self._stage_base(planned, plan)
+        steps_in_stage = len(stage.instructions) + 1
+        self.log(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
+        state = StageState(image=base)
+        ctx = StageContext(self, planned, self.context, self.lexer, plan.build_args,
+                           plan.global_args, platform_args(plan.platform), self.rootfs,
+                           self.output, self.log)
+        for i, inst in enumerate(stage.instructions):
+            ctx.current = i
+            self.log(f"[{label} {i + 2}/{steps_in_stage}] "
+                     f"{' '.join(inst.original.split())[:120]}")
+            handler = steps.HANDLERS[type(inst)]
+            try:
+                state = handler(ctx, state, inst)
+            except DistillError as e:
+                raise e.at(inst.location) from None
+        self.stage_images[stage.index] = state.image
+        return StageResult(stage.index, stage.name, base, state.image,
+                           time.monotonic() - started)
 
     def _stage_base(self, planned: PlannedStage, plan: BuildPlan) -> Image:
         base = planned.base

@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    metavar="NAME=oci-layout://PATH[:TAG]")
     p.add_argument("-o", "--output", action="append", default=[], metavar="SPEC")
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="independent stages run in parallel, up to N at once (default: cores)")
     p.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto")
     p.set_defaults(run=run)
 
@@ -112,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
                       no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
                       output=None if quiet else sys.stderr.buffer)
     started = time.monotonic()
-    result = builder.build(plan)
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    result = builder.build(plan, jobs=args.jobs)
     image = result.image.with_created(_epoch_created())
     if output is not None:
         export(store, image, output, names)

@@ -33,6 +33,13 @@ class PlannedStage:
     base: StageBase
     copy_sources: Mapping[int, int | str] = field(default_factory=dict)  # instr index -> stage|image
 
+    @property
+    def dependencies(self) -> frozenset[int]:
+        """Indexes of the stages this one needs (its base, COPY --from sources)."""
+        deps = {self.base.stage} if self.base.stage is not None else set()
+        deps.update(v for v in self.copy_sources.values() if isinstance(v, int))
+        return frozenset(deps)
+
 
 @dataclass(frozen=True)
 class BuildPlan:
@@ -150,9 +157,7 @@ def make_plan(dockerfile: Dockerfile, *, target: str | None = None,
                                   location=stages[idx].source.location)
         state[idx] = "active"
         p = planned[idx]
-        deps = [p.base.stage] if p.base.stage is not None else []
-        deps += [v for v in p.copy_sources.values() if isinstance(v, int)]
-        for dep in deps:
+        for dep in sorted(p.dependencies):
             visit(dep, chain + [idx])
         state[idx] = "done"
         order.append(p)
