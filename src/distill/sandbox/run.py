@@ -17,6 +17,12 @@ under a 0711 directory in /run or /tmp.
 
 bubblewrap always sets no_new_privs, so setuid and file-capability binaries
 do not gain privileges in any RUN (Docker allows that by default).
+
+``mounts`` (``RUN --mount``) are made by distill itself in the rootfs before
+bubblewrap starts (see :mod:`~distill.sandbox._mounts`); what the command
+writes under them never reaches the overlay's upper directory. ``secret_env``
+is set in the command's environment without appearing on any command line:
+bubblewrap reads it from an anonymous memory file (``--args FD``).
 """
 
 from __future__ import annotations
@@ -32,11 +38,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO
 
 from distill.errors import SandboxError
 from distill.sandbox import _libc, _userns
+from distill.sandbox._fds import Fds, relay
+from distill.sandbox._mounts import SandboxMount, mounted, validate_mounts
 from distill.sandbox._rootfs import MountStubs, make_dirs
+
+__all__ = ["DEFAULT_CAPABILITIES", "HOST_FILES", "RunSpec", "SandboxMount", "bwrap_argv",
+           "run_in_rootfs", "supplementary_groups"]
 
 #: Docker's default capabilities for a container's root user.
 DEFAULT_CAPABILITIES = (
@@ -60,7 +71,6 @@ DEFAULT_CAPABILITIES = (
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")
 
 _NETWORKS = ("default", "host", "none")
-_TAIL = 8192
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 _MAX_GROUPS = 65536  # NGROUPS_MAX
 
@@ -80,6 +90,10 @@ class RunSpec:
     groups: tuple[int, ...] | None = None
     network: str = "default"
     hostname: str = "distill"
+    #: Bind and tmpfs mounts inside the rootfs for this run (``RUN --mount``).
+    mounts: tuple[SandboxMount, ...] = ()
+    #: Variables set like ``env`` (and over it) but never put on a command line.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def _validate(spec: RunSpec) -> None:
@@ -92,9 +106,12 @@ def _validate(spec: RunSpec) -> None:
             f"unsupported network mode {spec.network!r}",
             hint="use one of: " + ", ".join(_NETWORKS),
         )
-    for name in spec.env:
+    for name in [*spec.env, *spec.secret_env]:
         if not name or "=" in name or "\0" in name:
             raise SandboxError(f"invalid environment variable name {name!r}")
+    if any("\0" in value for value in spec.secret_env.values()):
+        raise SandboxError("a secret environment value contains a NUL byte")
+    validate_mounts(spec.mounts)
     if not (0 <= spec.uid <= _MAX_ID and 0 <= spec.gid <= _MAX_ID):
         raise SandboxError(f"invalid uid/gid {spec.uid}:{spec.gid}")
     groups = spec.groups or ()
@@ -125,13 +142,15 @@ def bwrap_argv(
     mount_points: dict[str, str] | None = None,
     *,
     userns_fds: tuple[int, int] | None = None,
+    args_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line for ``spec`` (exposed for tests and debugging).
 
     ``mount_points`` maps "/dev", "/proc" and the host files to the paths to
     mount on inside the rootfs (symlinks already resolved); identity by default.
     ``userns_fds`` (block fd, info fd) makes bwrap wait, for a non-root uid,
-    until the caller has written the user namespace's id maps.
+    until the caller has written the user namespace's id maps. ``args_fd``
+    holds more arguments (``spec.secret_env`` as ``--setenv``), NUL-separated.
     """
     where = {p: p for p in ("/dev", "/proc", *HOST_FILES)} | (mount_points or {})
     argv = [bwrap, "--bind", str(rootfs), "/", "--dev", where["/dev"], "--proc", where["/proc"]]
@@ -153,29 +172,10 @@ def bwrap_argv(
     argv.append("--clearenv")
     for name, value in spec.env.items():
         argv += ["--setenv", name, value]
+    if args_fd is not None:
+        argv += ["--args", str(args_fd)]
     argv += ["--chdir", spec.cwd, "--json-status-fd", str(status_fd), "--", *spec.argv]
     return argv
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _relay(source: int, sink: BinaryIO | None) -> bytes:
-    """Copy the process output to ``sink`` (or our fd 1) until EOF; return its tail."""
-    tail = bytearray()
-    while chunk := os.read(source, 65536):
-        if sink is not None:
-            sink.write(chunk)
-        else:
-            _write_all(1, chunk)
-        tail += chunk
-        del tail[:-_TAIL]
-    if sink is not None and hasattr(sink, "flush"):
-        sink.flush()
-    return bytes(tail)
 
 
 def _exit_code(status: bytes) -> int | None:
@@ -243,7 +243,8 @@ def _reachable(rootfs: Path, uid: int, groups: list[int]) -> Iterator[Path]:
         target = base / "root"
         target.mkdir(mode=0o755)
         try:
-            _libc.mount(str(rootfs), target, None, _libc.MS_BIND, None)
+            # Recursive: the run's own mounts (RUN --mount) are inside the rootfs.
+            _libc.mount(str(rootfs), target, None, _libc.MS_BIND | _libc.MS_REC, None)
         except OSError as exc:
             raise SandboxError(
                 f"cannot bind-mount the rootfs for uid {uid}: {exc.strerror}"
@@ -264,28 +265,29 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
 
     A non-zero exit is returned, not raised. Combined stdout and stderr go to
     ``stdout`` if given, else to this process's standard output. The working
-    directory is created (0755, root) if missing. Mount points bubblewrap
-    needs are created for the run and removed afterwards if still empty, so
-    they do not leak into the layer. Raises SandboxError if bwrap is missing
-    or cannot set up the sandbox.
+    directory is created (0755, root) if missing, before ``spec.mounts`` are
+    mounted. Mount points the run needs are created for it and removed
+    afterwards if still empty, so they do not leak into the layer. Raises
+    SandboxError if bwrap is missing or cannot set up the sandbox.
     """
     _validate(spec)
     bwrap = _bwrap()
     rootfs = Path(rootfs)
     if not rootfs.is_dir():
         raise SandboxError(f"root filesystem {rootfs} is not a directory")
-    stubs = MountStubs(rootfs)
-    try:
-        where = {path: stubs.add(path, is_dir=True) for path in ("/dev", "/proc")}
-        for path in HOST_FILES:
-            if os.path.exists(path):
-                where[path] = stubs.add(path, is_dir=False)
-        make_dirs(rootfs, spec.cwd)
-        stubs.setup_done()
-        with _reachable(rootfs, spec.uid, supplementary_groups(spec)) as reachable:
-            return _spawn(bwrap, reachable, spec, where, stdout)
-    finally:
-        stubs.remove()
+    make_dirs(rootfs, spec.cwd)
+    with mounted(rootfs, spec.mounts):
+        stubs = MountStubs(rootfs)
+        try:
+            where = {path: stubs.add(path, is_dir=True) for path in ("/dev", "/proc")}
+            for path in HOST_FILES:
+                if os.path.exists(path):
+                    where[path] = stubs.add(path, is_dir=False)
+            stubs.setup_done()
+            with _reachable(rootfs, spec.uid, supplementary_groups(spec)) as reachable:
+                return _spawn(bwrap, reachable, spec, where, stdout)
+        finally:
+            stubs.remove()
 
 
 def _identity(spec: RunSpec) -> dict[str, Any]:
@@ -302,30 +304,6 @@ def _identity(spec: RunSpec) -> dict[str, Any]:
     return identity
 
 
-class _Fds:
-    """File descriptors that are closed on exit unless closed before."""
-
-    def __init__(self) -> None:
-        self._open: set[int] = set()
-
-    def pipe(self) -> tuple[int, int]:
-        read_end, write_end = os.pipe()
-        self._open |= {read_end, write_end}
-        return read_end, write_end
-
-    def close(self, *fds: int) -> None:
-        for fd in fds:
-            if fd in self._open:
-                self._open.discard(fd)
-                os.close(fd)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close(*self._open)
-
-
 def _spawn(
     bwrap: str,
     rootfs: Path,
@@ -334,7 +312,7 @@ def _spawn(
     stdout: BinaryIO | None,
 ) -> int:
     """Start bwrap, relay its output, and return the command's exit code."""
-    with _Fds() as fds:
+    with Fds() as fds:
         status_r, status_w = fds.pipe()
         child_fds = [status_w]
         userns_fds: tuple[int, int] | None = None  # bwrap's ends: block fd, info fd
@@ -344,7 +322,14 @@ def _spawn(
             info_r, info_w = fds.pipe()
             userns_fds, ours = (block_r, info_w), (info_r, block_w)
             child_fds += userns_fds
-        argv = bwrap_argv(bwrap, rootfs, spec, status_w, mount_points, userns_fds=userns_fds)
+        args_fd = None
+        if spec.secret_env:
+            args_fd = fds.memfd(b"".join(
+                b"--setenv\0%s\0%s\0" % (os.fsencode(k), os.fsencode(v))
+                for k, v in spec.secret_env.items()))
+            child_fds.append(args_fd)
+        argv = bwrap_argv(bwrap, rootfs, spec, status_w, mount_points, userns_fds=userns_fds,
+                          args_fd=args_fd)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -364,7 +349,7 @@ def _spawn(
         try:
             if ours is not None:
                 _map_ids(fds, *ours)
-            tail = _relay(proc.stdout.fileno(), stdout)
+            tail = relay(proc.stdout.fileno(), stdout)
             returncode = proc.wait()
         finally:
             if proc.poll() is None:
@@ -378,7 +363,7 @@ def _spawn(
     return code if code is not None else _failure(returncode, tail)
 
 
-def _map_ids(fds: _Fds, info_fd: int, block_fd: int) -> None:
+def _map_ids(fds: Fds, info_fd: int, block_fd: int) -> None:
     """Map the ids of the user namespace bwrap made, then let bwrap go on.
 
     With no info, bwrap failed before creating it, and its exit status says
