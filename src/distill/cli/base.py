@@ -78,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         except FileNotFoundError:
             raise UsageError(f"lock file {args.lock} not found") from None
         mirror, suite, arch = lock.mirror, lock.suite, lock.arch
+        locked = {rec.name for rec in lock.packages}
+        missing = [name.partition("=")[0] for name in selection.wanted
+                   if name.partition("=")[0] not in locked]
+        if missing:
+            raise UsageError(f"lock file {args.lock} does not pin {', '.join(missing)}, "
+                             f"which {selection.label} needs",
+                             hint="write a lock for this preset with --write-lock")
     else:
         mirror, suite, arch = args.mirror, args.suite, args.arch
 

@@ -12,7 +12,7 @@ from distill.sandbox.namespace import ensure_private_mount_namespace
 
 # Commands that mount filesystems run in a private mount namespace, entered before
 # anything starts threads (the Go-compiled Dockerfile parser does, once loaded).
-MOUNTING_COMMANDS = {"build"}
+MOUNTING_COMMANDS = {"build", "base"}
 
 
 def parser() -> argparse.ArgumentParser:
