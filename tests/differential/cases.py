@@ -152,4 +152,23 @@ CASES: dict[str, Case] = {c.name: c for c in [
              f"PATH=/opt/bin:{DEFAULT_PATH}", "FIRST=replaced", "SECOND=2", "THIRD=3"]}}),
     Case("expose_range"),
     Case("from_scratch"),
+    Case("stopsignal_volume"),
+    # buildah (OCI format) drops SHELL, HEALTHCHECK and ONBUILD: these cases state BuildKit's
+    # config, written from the Dockerfile reference (deliberate.py says why).
+    Case("shell_instruction",
+         expect={"oci-format-drops-docker-config": {
+             "config:Shell": ["/bin/sh", "-e", "-c"],
+             "config:Entrypoint": ["/bin/sh", "-e", "-c", 'exec echo "entry $0"'],
+             "config:Cmd": ["/bin/sh", "-e", "-c", "the   cmd"]}}),
+    Case("healthcheck_config",
+         expect={"oci-format-drops-docker-config": {
+             "config:Healthcheck": {"Test": ["CMD", "/bin/true", "exec form"],
+                                    "Timeout": 10_000_000}}}),
+    Case("onbuild_stage",
+         expect={"oci-format-drops-docker-config": {
+             "config:Env": [f"PATH={DEFAULT_PATH}", "TRIGGERED=yes"],
+             "config:Labels": {"base": "1", "stage.triggered": "by yes", "child": "1"},
+             "config:ExposedPorts": {"8080/tcp": {}},
+             "config:Cmd": ["/bin/sh", "-c", "echo from trigger"],
+             "config:OnBuild": ['RUN echo "only for images built on child"']}}),
 ]}

@@ -91,6 +91,12 @@ DELIBERATE: dict[str, Deliberate] = {
         "BuildKit creates a missing COPY destination directory with the --chmod mode "
         "(fsutil copy: MkdirAll(dest, *mode) in prepareTargetDir); buildah creates it 0755, "
         "and distill follows BuildKit."),
+    "oci-format-drops-docker-config": Deliberate(
+        "buildah --format oci ignores what only Docker's image format holds: SHELL (its RUN, "
+        "CMD and ENTRYPOINT keep /bin/sh -c), HEALTHCHECK and ONBUILD (neither stored, nor "
+        "run by a stage built on it); BuildKit writes Shell, Healthcheck and OnBuild into the "
+        "OCI config and honours them (dockerfile2llb), so such a case states BuildKit's "
+        "values, written from the Dockerfile reference."),
     "env-order-in-place": Deliberate(
         "BuildKit replaces a variable that is already in Env where it stands (addEnv in "
         "dockerfile2llb); buildah re-appends every variable the Dockerfile set, so an "

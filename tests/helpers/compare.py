@@ -14,7 +14,9 @@ What is compared
     between any two builds; directory mtimes change whenever an entry is added or removed
     and depend on the order a builder writes them in, so neither is compared;
   * the config fields in ``CONFIG_FIELDS`` (Env in order, Entrypoint, Cmd, User,
-    WorkingDir, Labels, ExposedPorts, Volumes, StopSignal) and os/architecture. An absent
+    WorkingDir, Labels, ExposedPorts, Volumes, StopSignal), Docker's extensions in
+    ``DOCKER_FIELDS`` (Healthcheck, Shell, OnBuild: read from the raw config, since
+    skopeo's OCI view drops them) and os/architecture/author. An absent
     field, null, and an empty list or map are the same thing to a runtime and compare
     equal. History, created dates, rootfs diff_ids and layer boundaries are ignored: the
     builders may split the same filesystem into different layers.
@@ -25,15 +27,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.readback import skopeo_inspect, tree_snapshot, umoci_unpack
+from tests.helpers.readback import ToolError, skopeo_inspect, tree_snapshot, umoci_unpack
 
 CONFIG_FIELDS = ("Env", "Entrypoint", "Cmd", "User", "WorkingDir", "Labels", "ExposedPorts",
-                 "Volumes", "StopSignal")
-TOP_FIELDS = ("os", "architecture")
+                 "Volumes", "StopSignal", "Healthcheck", "Shell", "OnBuild")
+DOCKER_FIELDS = ("Healthcheck", "Shell", "OnBuild")   # not in skopeo's OCI view of a config
+TOP_FIELDS = ("os", "architecture", "author")
 TEXT_LIMIT = 2048    # files up to this size that are text are shown in full in a difference
 TREE_FIELDS = ("type", "mode", "uid", "gid", "size", "sha256", "target", "rdev", "hardlink")
 
@@ -56,8 +60,14 @@ def image_config(layout_dir: Path, ref: str) -> dict[str, Any]:
     """The compared config fields of ``oci:LAYOUT:REF`` as skopeo reads them."""
     full = skopeo_inspect(layout_dir, ref)["config"]
     runtime = full.get("config") or {}
-    out = {k: _normalize(runtime.get(k)) for k in CONFIG_FIELDS}
+    out = {k: _normalize(runtime.get(k)) for k in CONFIG_FIELDS if k not in DOCKER_FIELDS}
     out.update({k: _normalize(full.get(k)) for k in TOP_FIELDS})
+    argv = ["skopeo", "inspect", "--config", "--raw", f"oci:{layout_dir}:{ref}"]
+    proc = subprocess.run(argv, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise ToolError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode()}")
+    raw = json.loads(proc.stdout)
+    out.update({k: _normalize((raw.get("config") or {}).get(k)) for k in DOCKER_FIELDS})
     return out
 
 

@@ -175,13 +175,15 @@ class Builder:
         stage = planned.stage
         label = stage.name or str(stage.index)
         base = self._stage_base(planned, plan)
-        steps_in_stage = len(stage.instructions) + 1
-        self.log(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
-        state = StageState(image=base)
         ctx = StageContext(self, planned, self.context, self.lexer, plan.build_args,
                            plan.global_args, platform_args(plan.platform), self.rootfs,
                            self.output, self.log)
-        for i, inst in enumerate(stage.instructions):
+        # ONBUILD triggers of the base run first, as the stage's first instructions.
+        state, triggers = steps.onbuild_triggers(ctx, StageState(image=base), plan)
+        instructions = (*triggers, *stage.instructions)
+        steps_in_stage = len(instructions) + 1
+        self.log(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
+        for i, inst in enumerate(instructions):
             ctx.current = i
             self.log(f"[{label} {i + 2}/{steps_in_stage}] "
                      f"{' '.join(inst.original.split())[:120]}")

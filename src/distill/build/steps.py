@@ -19,7 +19,7 @@ from distill.build.state import StageState
 from distill.build.users import home_of, resolve_chown, resolve_user, supplementary_groups
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.ports import parse_ports
-from distill.errors import DockerfileError, RunError
+from distill.errors import DistillError, DockerfileError, RunError
 from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
@@ -28,6 +28,7 @@ from distill.sandbox import RunSpec, run_in_rootfs
 
 if TYPE_CHECKING:
     from distill.build.builder import StageContext
+    from distill.plan.plan import BuildPlan, PlannedStage
 
 
 def _expand(ctx: StageContext, state: StageState, word: str) -> str:
@@ -154,7 +155,8 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             root, what, escape = ctx.context.root, "the build context", True
             allow = ctx.context.allows if ctx.context.matcher is not None else None
         else:
-            image = ctx.copy_source_image(inst)
+            image = inst.source if isinstance(inst, TriggerCopy) and inst.source else \
+                ctx.copy_source_image(inst)
             root = stack.enter_context(ctx.rootfs.mounted(image)).merged
             what, escape = f"--from={inst.from_}", False
         sources = resolve_sources(root, patterns, what, forbid_escape=escape, allow=allow)
@@ -252,6 +254,143 @@ def _mkdir_p(root: Path, path: str, owner: tuple[int, int]) -> None:
     _Copier(root, CopyOptions(owner=owner)).ensure_dir(path, owner)
 
 
+def shell(ctx: StageContext, state: StageState, inst: ins.Shell) -> StageState:
+    """Never expanded; later shell-form RUN/CMD/ENTRYPOINT use it, and the image keeps it."""
+    runtime = replace(state.runtime, shell=inst.shell)
+    return state.with_runtime(runtime, f"SHELL [{' '.join(inst.shell)}]")
+
+
+# moby/sys/signal's Linux SignalMap: what STOPSIGNAL accepts by name (with or without SIG).
+_SIGNALS = frozenset([
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
+    "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
+    "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+    "RTMIN", "RTMAX", *(f"RTMIN+{i}" for i in range(1, 16)), *(f"RTMAX-{i}" for i in range(1, 15))])
+
+
+def check_signal(raw: str) -> None:
+    """moby/sys/signal.ParseSignal: a non-zero integer, or a known name (any case)."""
+    body = raw[1:] if raw[:1] in "+-" else raw
+    # Go's strconv.Atoi (64-bit): digits with an optional sign; out of range is no number
+    if body and all("0" <= c <= "9" for c in body) and -(1 << 63) <= int(raw) < (1 << 63):
+        if int(raw) == 0:
+            raise DockerfileError(f"invalid signal: {raw}")
+        return
+    name = raw.upper().removeprefix("SIG")
+    if name not in _SIGNALS:
+        raise DockerfileError(f"invalid signal: {raw}",
+                              hint="e.g. STOPSIGNAL SIGTERM, STOPSIGNAL SIGRTMIN+3 or "
+                                   "STOPSIGNAL 9")
+
+
+def stopsignal(ctx: StageContext, state: StageState, inst: ins.StopSignal) -> StageState:
+    value = _expand(ctx, state, inst.signal)
+    check_signal(value)
+    runtime = replace(state.runtime, stop_signal=value)
+    return state.with_runtime(runtime, f"STOPSIGNAL {value}")
+
+
+def volume(ctx: StageContext, state: StageState, inst: ins.Volume) -> StageState:
+    added = [_expand(ctx, state, v) for v in inst.volumes]
+    if "" in added:
+        raise DockerfileError("VOLUME specified can not be an empty string",
+                              location=inst.location)
+    volumes = tuple(sorted({*state.runtime.volumes, *added}))
+    return state.with_runtime(replace(state.runtime, volumes=volumes),
+                              f"VOLUME [{' '.join(added)}]")
+
+
+def maintainer(ctx: StageContext, state: StageState, inst: ins.Maintainer) -> StageState:
+    image = state.image
+    image = Image(replace(image.config, author=inst.maintainer), image.layers)
+    return state.with_image(image.add_history(f"MAINTAINER {inst.maintainer}"))
+
+
+def healthcheck(ctx: StageContext, state: StageState, inst: ins.Healthcheck) -> StageState:
+    runtime = replace(state.runtime, healthcheck=inst.config())
+    return state.with_runtime(runtime, inst.history())
+
+
+def onbuild(ctx: StageContext, state: StageState, inst: ins.Onbuild) -> StageState:
+    """Kept for images built on this one; BuildKit writes no history entry for it."""
+    runtime = replace(state.runtime, on_build=(*state.runtime.on_build, inst.expression))
+    return state.with_image(state.image.with_runtime(runtime))
+
+
+# -- ONBUILD triggers -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TriggerCopy(ins.Copy):
+    """``COPY --from`` from an ONBUILD trigger: its source was resolved when the trigger
+    was read (the plan knows only the stage's own instructions)."""
+
+    source: Image | None = None
+
+
+def onbuild_triggers(ctx: StageContext, state: StageState,
+                     plan: BuildPlan) -> tuple[StageState, tuple[ins.Instruction, ...]]:
+    """The triggers a stage runs before its own instructions, and its state without them.
+
+    As in BuildKit: a stage built on another stage of the Dockerfile runs that stage's
+    ONBUILD instructions; a stage built on an image runs the image's ``OnBuild``. Either
+    way the new image does not inherit them. Triggers are parsed on their own, and
+    errors in them (and in running them) point at the stage's FROM line."""
+    planned = {p.stage.index: p for p in plan.order}
+    parent = ctx.planned.base.stage
+    if parent is not None:
+        exprs = [i.expression for i in planned[parent].stage.instructions
+                 if isinstance(i, ins.Onbuild)]
+    else:
+        exprs = list(state.runtime.on_build)
+    if state.runtime.on_build:
+        state = state.with_image(state.image.with_runtime(replace(state.runtime, on_build=())))
+    where = ctx.planned.stage.source.location
+    triggers: list[ins.Instruction] = []
+    for expr in exprs:
+        inst = ins.parse_trigger(expr, where)
+        if isinstance(inst, ins.Copy) and inst.from_:
+            fields = {f: getattr(inst, f) for f in inst.__dataclass_fields__}
+            inst = TriggerCopy(**fields, source=_trigger_copy_source(ctx, inst, planned))
+        triggers.append(inst)
+    return state, tuple(triggers)
+
+
+def _trigger_copy_source(ctx: StageContext, inst: ins.Copy,
+                         planned: dict[int, PlannedStage]) -> Image:
+    """A stage (by name or index) or an image. BuildKit makes the named stage a new
+    dependency; distill accepts a stage only if this stage already depends on it (so it is
+    built, whatever the order of parallel stages), and says so otherwise."""
+    name = inst.from_ or ""
+    if ctx.lexer.process_word(name, {}) != name:
+        raise DockerfileError("variable expansion is not supported for --from, define a new "
+                              "stage with FROM using ARG from global scope as a workaround",
+                              location=inst.location)
+    names = {p.stage.name: i for i, p in planned.items() if p.stage.name}
+    index = int(name) if name.isdigit() else names.get(name.lower())
+    if index is None:
+        try:
+            return ctx.builder.base_image(name)
+        except DistillError as e:
+            e.hint = "; ".join(filter(None, [e.hint, (
+                f"COPY --from={name} comes from an ONBUILD trigger; there a stage name "
+                "counts only for a stage this stage already depends on")]))
+            raise e.at(inst.location) from None
+    ancestors: set[int] = set()
+    todo = [ctx.planned.stage.index]
+    while todo:
+        for dep in planned[todo.pop()].dependencies - ancestors:
+            ancestors.add(dep)
+            todo.append(dep)
+    if index not in ancestors:
+        raise DockerfileError(
+            f"COPY --from={name} in an ONBUILD trigger needs stage {name!r}, which this stage "
+            "does not otherwise depend on; distill does not support that yet",
+            hint=f"add COPY --from={name} (or FROM {name}) to an earlier step of the chain, "
+                 "or copy from an image",
+            location=inst.location)
+    return ctx.builder.stage_images[index]
+
+
 def arg(ctx: StageContext, state: StageState, inst: ins.Arg) -> StageState:
     args = dict(state.args)
     for name, default in inst.pairs:
@@ -271,6 +410,9 @@ def arg(ctx: StageContext, state: StageState, inst: ins.Arg) -> StageState:
 HANDLERS: dict[type, Callable[..., StageState]] = {
     ins.Run: run, ins.Copy: copy, ins.Cmd: cmd, ins.Entrypoint: entrypoint, ins.Env: env,
     ins.Label: label, ins.Expose: expose, ins.User: user, ins.Workdir: workdir, ins.Arg: arg,
+    ins.Shell: shell, ins.StopSignal: stopsignal, ins.Volume: volume,
+    ins.Maintainer: maintainer, ins.Healthcheck: healthcheck, ins.Onbuild: onbuild,
+    TriggerCopy: copy,
 }
 
 

@@ -5,17 +5,25 @@ as BuildKit does."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from distill.dockerfile.flags import parse_flags
-from distill.dockerfile.parse import Node
+from distill.dockerfile.flags import (
+    format_go_duration,
+    go_quote,
+    parse_flags,
+    parse_go_duration,
+    parse_go_int32,
+)
+from distill.dockerfile.parse import Heredoc, Node, parse
 from distill.errors import DockerfileError, SourceLocation
 
 ALL_INSTRUCTIONS = (
     "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck",
     "label", "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
 )
-NOT_YET = {"add", "healthcheck", "onbuild", "shell", "stopsignal", "volume", "maintainer"}
+NOT_YET = {"add"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,69 @@ class Expose(Instruction):
 
 
 @dataclass(frozen=True)
+class Shell(Instruction):
+    """SHELL ["executable", "param", ...]: the shell of later shell-form commands."""
+
+    shell: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StopSignal(Instruction):
+    signal: str                       # raw; expanded and checked at build time
+
+
+@dataclass(frozen=True)
+class Volume(Instruction):
+    volumes: tuple[str, ...]          # raw (trimmed); each expanded at build time
+
+
+@dataclass(frozen=True)
+class Maintainer(Instruction):
+    """Deprecated, but still sets the image's ``author`` (never expanded)."""
+
+    maintainer: str
+
+
+@dataclass(frozen=True)
+class Healthcheck(Instruction):
+    """HEALTHCHECK NONE | [flags] CMD ...; durations in nanoseconds, 0 = inherit."""
+
+    test: tuple[str, ...]             # ("NONE",) | ("CMD", *argv) | ("CMD-SHELL", line)
+    interval: int = 0
+    timeout: int = 0
+    start_period: int = 0
+    start_interval: int = 0
+    retries: int = 0
+
+    def config(self) -> dict[str, Any]:
+        """The ``Healthcheck`` object Docker stores (Go's omitempty: zero fields left out)."""
+        out: dict[str, Any] = {}
+        if self.test:
+            out["Test"] = list(self.test)
+        for key, value in (("Interval", self.interval), ("Timeout", self.timeout),
+                           ("StartPeriod", self.start_period),
+                           ("StartInterval", self.start_interval), ("Retries", self.retries)):
+            if value:
+                out[key] = value
+        return out
+
+    def history(self) -> str:
+        """BuildKit's history line: Go's %+v of the struct."""
+        d = format_go_duration
+        return (f"HEALTHCHECK {{Test:[{' '.join(self.test)}] Interval:{d(self.interval)} "
+                f"Timeout:{d(self.timeout)} StartPeriod:{d(self.start_period)} "
+                f"StartInterval:{d(self.start_interval)} Retries:{self.retries}}}")
+
+
+@dataclass(frozen=True)
+class Onbuild(Instruction):
+    """ONBUILD <instruction>: stored as text, run by stages built on this image."""
+
+    expression: str                   # the trigger text as it goes into config OnBuild
+    trigger: str                      # its instruction keyword, upper-cased
+
+
+@dataclass(frozen=True)
 class Stage:
     index: int
     source: From
@@ -121,10 +192,155 @@ def _no_flags(node: Node) -> None:
 
 
 def _one(node: Node, what: str) -> str:
-    _no_flags(node)
+    """BuildKit counts the arguments before it looks at the flags."""
     if len(node.args) != 1 or not node.args[0]:
         raise _err(node, f"{what} requires exactly one argument")
+    _no_flags(node)
     return node.args[0]
+
+
+def _json_args(node: Node) -> tuple[str, ...]:
+    """handleJSONArgs: exec form as is; shell form joined into one string."""
+    if not node.args:
+        return ()
+    return tuple(node.args) if node.json else (" ".join(node.args),)
+
+
+def _go_upper(s: str) -> str:
+    """Go's strings.ToUpper: one rune to one rune (Python's 'ß'.upper() is 'SS')."""
+    return "".join(u if len(u := c.upper()) == 1 else c for c in s)
+
+
+def _shell(node: Node) -> Shell:
+    _no_flags(node)
+    words = _json_args(node)
+    if not words:
+        raise _err(node, "SHELL requires at least one argument")
+    if not node.json:
+        raise _err(node, "SHELL requires the arguments to be in JSON form",
+                   'e.g. SHELL ["/bin/bash", "-o", "pipefail", "-c"]')
+    return Shell(node.location, node.original, words)
+
+
+def _volume(node: Node) -> Volume:
+    if not node.args:
+        raise _err(node, "VOLUME requires at least one argument")
+    _no_flags(node)
+    volumes = []
+    for word in node.args:
+        word = word.strip(_GO_SPACE)
+        if not word:
+            raise _err(node, "VOLUME specified can not be an empty string")
+        volumes.append(word)
+    return Volume(node.location, node.original, tuple(volumes))
+
+
+_HEALTH_FLAGS: dict[str, str | None] = {"interval": "", "timeout": "", "start-period": "",
+                                        "start-interval": "", "retries": ""}
+
+
+def _interval(node: Node, name: str, value: str | None) -> int:
+    """parseOptInterval: empty or zero means "inherit"; otherwise at least 1ms."""
+    if not value:
+        return 0
+    try:
+        ns = parse_go_duration(value)
+    except ValueError as e:
+        raise _err(node, str(e)) from None
+    if ns != 0 and ns < 1_000_000:
+        raise _err(node, f"Interval {go_quote(name)} cannot be less than 1ms")
+    return ns
+
+
+def _healthcheck(node: Node) -> Healthcheck:
+    if not node.args:
+        raise _err(node, "HEALTHCHECK requires at least one argument")
+    kind = _go_upper(node.args[0])
+    rest = node.args[1:]
+    loc, orig = node.location, node.original
+    if kind == "NONE":
+        # BuildKit never parses the flags of HEALTHCHECK NONE: they are ignored.
+        if rest:
+            raise _err(node, "HEALTHCHECK NONE takes no arguments")
+        return Healthcheck(loc, orig, ("NONE",))
+    flags = parse_flags(node, _HEALTH_FLAGS)
+    if kind != "CMD":
+        raise _err(node, f"Unknown type {go_quote(kind)} in HEALTHCHECK (try CMD)",
+                   "HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE")
+    command = tuple(rest) if node.json else ((" ".join(rest),) if rest else ())
+    if not command:
+        raise _err(node, "Missing command after HEALTHCHECK CMD")
+    test = ("CMD", *command) if node.json else ("CMD-SHELL", *command)
+    interval, timeout, start_period, start_interval = (
+        _interval(node, name, flags[name])
+        for name in ("interval", "timeout", "start-period", "start-interval"))
+    retries, raw_retries = 0, flags["retries"]
+    if raw_retries:
+        try:
+            retries = parse_go_int32(raw_retries)
+        except ValueError as e:
+            raise _err(node, str(e)) from None
+        if retries < 0:
+            raise _err(node, f"--retries cannot be negative ({retries})")
+    return Healthcheck(loc, orig, test, interval=interval, timeout=timeout,
+                       start_period=start_period, start_interval=start_interval,
+                       retries=retries)
+
+
+# BuildKit strips the keyword with the Go regexp (?i)^\s*ONBUILD\s* (\s is ASCII only).
+_ONBUILD_PREFIX = re.compile(r"^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*", re.IGNORECASE)
+# Go's unicode.IsSpace (strings.TrimSpace); Python's str.strip() also strips \x1c-\x1f.
+_GO_SPACE = ("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+             "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
+def _onbuild(node: Node) -> Onbuild:
+    trigger = node.sub_cmd
+    if not trigger:
+        raise _err(node, "ONBUILD requires at least one argument")
+    _no_flags(node)
+    keyword = _go_upper(trigger.strip(_GO_SPACE))
+    if keyword == "ONBUILD":
+        raise _err(node, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+    if keyword in ("MAINTAINER", "FROM"):
+        raise _err(node, f"{keyword} isn't allowed as an ONBUILD trigger")
+    # BuildKit's Original is the logical line alone (some parsers append heredoc bodies)
+    line = node.original.split("\n", 1)[0]
+    expression = _ONBUILD_PREFIX.sub("", line, count=1)
+    for doc in node.heredocs or _onbuild_heredocs(node):
+        expression += "\n" + doc.content + doc.name
+    return Onbuild(node.location, node.original, expression, keyword)
+
+
+def _onbuild_heredocs(node: Node) -> tuple[Heredoc, ...]:
+    """Heredocs of ``ONBUILD RUN <<EOF``: the parser package drops those of a nested
+    instruction, so read them again from the instruction's own lines."""
+    if "<<" not in node.original.split("\n", 1)[0] or node.location.end == node.location.start:
+        return ()
+    text = _ONBUILD_PREFIX.sub("", node.location.text, count=1)
+    try:
+        nodes = parse(text + "\n", node.location.path)
+    except DockerfileError:
+        return ()
+    return nodes[0].heredocs if len(nodes) == 1 else ()
+
+
+def parse_trigger(expression: str, location: SourceLocation) -> Instruction:
+    """An ONBUILD trigger from a base image, parsed as BuildKit does (on its own, with the
+    default escape character); errors point at ``location``, the stage's FROM."""
+    hint = f"in the ONBUILD trigger {expression!r} of the base image"
+    try:
+        nodes = parse(expression, location.path)
+        if len(nodes) != 1:
+            raise DockerfileError("onbuild trigger should be a single expression")
+        inst = to_instruction(replace(nodes[0], location=location))
+    except DockerfileError as e:
+        hint = f"{e.hint}; {hint}" if e.hint else hint
+        raise DockerfileError(e.message, hint=hint, location=location) from None
+    if isinstance(inst, From):
+        raise DockerfileError("FROM isn't allowed as an ONBUILD trigger", hint=hint,
+                              location=location)
+    return replace(inst, original="ONBUILD " + inst.original)
 
 
 def to_instruction(node: Node) -> Instruction:
@@ -133,9 +349,12 @@ def to_instruction(node: Node) -> Instruction:
     if cmd not in ALL_INSTRUCTIONS:
         close = difflib.get_close_matches(cmd, ALL_INSTRUCTIONS, n=1, cutoff=0.6)
         hint = f"did you mean {close[0].upper()}?" if close else None
-        raise _err(node, f"unknown instruction: {cmd.upper()}", hint)
+        typed = (node.original.split() or [cmd])[0]      # BuildKit names it as written
+        raise _err(node, f"unknown instruction: {typed}", hint)
     if cmd in NOT_YET:
         raise _err(node, f"{cmd.upper()} is not supported by distill yet")
+    if cmd == "onbuild":
+        return _onbuild(node)
     if node.heredocs:
         raise _err(node, f"heredocs in {cmd.upper()} are not supported by distill yet")
     if cmd == "from":
@@ -189,6 +408,19 @@ def to_instruction(node: Node) -> Instruction:
         if not node.args or not node.args[0]:
             raise _err(node, "EXPOSE requires at least one argument")
         return Expose(loc, orig, tuple(" ".join(node.args).split()))
+    if cmd == "shell":
+        return _shell(node)
+    if cmd == "stopsignal":
+        # BuildKit does not parse STOPSIGNAL's flags: they are ignored.
+        if len(node.args) != 1:
+            raise _err(node, "STOPSIGNAL requires exactly one argument")
+        return StopSignal(loc, orig, node.args[0])
+    if cmd == "volume":
+        return _volume(node)
+    if cmd == "maintainer":
+        return Maintainer(loc, orig, _one(node, "MAINTAINER"))
+    if cmd == "healthcheck":
+        return _healthcheck(node)
     raise _err(node, f"{cmd.upper()} is not supported by distill yet")  # pragma: no cover
 
 
