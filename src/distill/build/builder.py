@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -13,6 +14,7 @@ from typing import BinaryIO
 from distill.build import steps
 from distill.build.context import BuildContext
 from distill.build.rootfs import RootfsManager
+from distill.build.secrets import SecretStore
 from distill.build.state import DEFAULT_PATH, StageState
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.shell import Lexer
@@ -83,6 +85,18 @@ class StageContext:
     def cache_store(self, key: str, layer: Layer | None) -> None:
         self.builder.cache_store(key, layer)
 
+    def mount_source_image(self, name: str) -> Image:
+        src = self.planned.mount_sources[name]
+        if isinstance(src, int):
+            return self.builder.stage_images[src]
+        return self.builder.base_image(src)
+
+    @contextmanager
+    def mount_source(self, name: str) -> Iterator[Path]:
+        """from='s rootfs as a throwaway writable view (rw binds write here)."""
+        with self.rootfs.mounted(self.mount_source_image(name)) as mount:
+            yield mount.merged
+
     def copy_source_image(self, inst: ins.Copy) -> Image:
         idx = self.planned.stage.instructions.index(inst)
         src = self.planned.copy_sources[idx]
@@ -102,7 +116,8 @@ class Builder:
     def __init__(self, store: Store, *, context: BuildContext, named_contexts: Mapping[str, str] = {},
                  no_cache: bool = False, log: Callable[[str], None] = lambda s: None,
                  output: BinaryIO | None = None, lexer: Lexer | None = None,
-                 mtime_clamp: int | None = None) -> None:
+                 mtime_clamp: int | None = None, secrets: SecretStore | None = None,
+                 ssh: Mapping[str, str] | None = None) -> None:
         self.store = store
         self.context = context
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
@@ -111,6 +126,8 @@ class Builder:
         self.output = output
         self.lexer = lexer or Lexer()
         self.rootfs = RootfsManager(store, mtime_clamp)
+        self.secrets = secrets or SecretStore()
+        self.ssh = dict(ssh or {})
         self.stage_images: dict[int, Image] = {}
         self._bases: dict[str, Image] = {}
         self._bases_lock = threading.Lock()

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill.build.copy import CopyOptions, copy_sources
+from distill.build.runmounts import mounts_signature, prepare_mounts
 from distill.build.sources import Source, resolve_sources
 from distill.build.state import StageState
 from distill.build.users import home_of, resolve_chown, resolve_user, supplementary_groups
 from distill.dockerfile import instructions as ins
+from distill.dockerfile.mounts import parse_mount
 from distill.dockerfile.ports import parse_ports
 from distill.errors import DistillError, DockerfileError, RunError
 from distill.image.image import Image, Layer
@@ -80,13 +82,24 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     user = state.runtime.user
     shown = " ".join(argv) if not inst.json else json.dumps(argv)
     signature: list[object] = ["run", argv, sorted(env.items()), user, cwd]
+    mounts = [parse_mount(v, lambda word: _expand(ctx, state, word)) for v in inst.mounts]
+    if mounts or inst.network != "default":  # keys of plain RUNs stay as they were
+        signature += [inst.network, mounts_signature(mounts, ctx.context, cwd),
+                      sorted({m.from_: [str(d) for d in
+                                        ctx.mount_source_image(m.from_).config.diff_ids]
+                              for m in mounts if m.type == "bind" and m.from_}.items())]
 
     def work(root: Path) -> None:
         uid, gid = resolve_user(root, user) if user else (0, 0)
         run_env = env if "HOME" in env else {**env, "HOME": home_of(root, uid)}
-        spec = RunSpec(argv=argv, env=run_env, cwd=cwd, uid=uid, gid=gid,
-                       groups=supplementary_groups(root, user))
-        code = run_in_rootfs(root, spec, stdout=ctx.output)
+        with prepare_mounts(mounts, store=ctx.rootfs.store, context=ctx.context,
+                            stage_rootfs=ctx.mount_source, secrets=ctx.builder.secrets,
+                            ssh=ctx.builder.ssh, workdir=cwd) as prepared:
+            spec = RunSpec(argv=argv, env=prepared.environ(run_env), cwd=cwd, uid=uid,
+                           gid=gid, groups=supplementary_groups(root, user),
+                           network=inst.network, mounts=tuple(prepared),
+                           secret_env=prepared.secret_env)
+            code = run_in_rootfs(root, spec, stdout=ctx.output)
         if code != 0:
             raise RunError(shown, code, location=inst.location)
 

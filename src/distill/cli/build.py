@@ -11,6 +11,7 @@ from pathlib import Path
 
 from distill.build.builder import Builder
 from distill.build.context import BuildContext
+from distill.build.secrets import SecretStore, parse_ssh_specs
 from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
 from distill.cli.render import size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
@@ -32,6 +33,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    metavar="NAME=oci-layout://PATH[:TAG]")
     p.add_argument("-o", "--output", action="append", default=[], metavar="SPEC")
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=PATH|,env=VAR]",
+                   help="a secret RUN --mount=type=secret can use (never stored in the image)")
+    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]",
+                   help="an ssh-agent socket RUN --mount=type=ssh can use "
+                        "('default' = $SSH_AUTH_SOCK)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="independent stages run in parallel, up to N at once (default: cores)")
     p.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto")
@@ -112,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     store = Store()
     builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,
                       no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
-                      output=None if quiet else sys.stderr.buffer)
+                      output=None if quiet else sys.stderr.buffer,
+                      secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh))
     started = time.monotonic()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 from distill.dockerfile.parse import Node
 from distill.errors import DockerfileError
 
 # Flags Docker knows that distill does not implement yet; named so the error says so.
-KNOWN_UNSUPPORTED = {"link", "parents", "exclude", "mount", "network", "security", "checksum",
+KNOWN_UNSUPPORTED = {"link", "parents", "exclude", "security", "checksum",
                      "keep-git-dir", "device"}
 
 
@@ -189,3 +190,17 @@ def parse_go_int32(text: str) -> int:
     if not -(1 << 31) <= value < (1 << 31):
         raise ValueError(f"strconv.ParseInt: parsing {go_quote(text)}: value out of range")
     return value
+
+
+def repeated_flag(node: Node, name: str) -> tuple[Node, tuple[str, ...]]:
+    """Take out every ``--name=value`` (BuildKit's AddStrings flags: --mount may repeat)."""
+    values, rest = [], []
+    for raw in node.flags:
+        flag, eq, value = raw[2:].partition("=") if raw.startswith("--") else ("", "", "")
+        if flag != name:
+            rest.append(raw)
+        elif not eq:
+            raise DockerfileError(f"missing a value on flag: --{name}", location=node.location)
+        else:
+            values.append(value)
+    return dataclasses.replace(node, flags=tuple(rest)), tuple(values)

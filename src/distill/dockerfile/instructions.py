@@ -15,7 +15,9 @@ from distill.dockerfile.flags import (
     parse_flags,
     parse_go_duration,
     parse_go_int32,
+    repeated_flag,
 )
+from distill.dockerfile.mounts import mount_from, parse_network
 from distill.dockerfile.parse import Heredoc, Node, parse
 from distill.errors import DockerfileError, SourceLocation
 
@@ -58,6 +60,8 @@ class Label(Instruction):
 class Run(Instruction):
     command: tuple[str, ...]
     json: bool
+    mounts: tuple[str, ...] = ()     # raw --mount values, expanded at build time
+    network: str = "default"
 
 
 @dataclass(frozen=True)
@@ -383,11 +387,17 @@ def to_instruction(node: Node) -> Instruction:
         _no_flags(node)
         return Label(loc, orig, _pairs(node, "LABEL"))
     if cmd == "run":
-        flags = parse_flags(node, {})
-        del flags
+        rest, mounts = repeated_flag(node, "mount")
+        flags = parse_flags(rest, {"network": None})
+        try:
+            for value in mounts:
+                mount_from(value)  # BuildKit's parse-time checks
+            network = parse_network(flags["network"] or "default")
+        except DockerfileError as e:
+            raise e.at(loc) from None
         if not node.args or (not node.json and not node.args[0].strip()):
             raise _err(node, "RUN requires at least one argument")
-        return Run(loc, orig, node.args, node.json)
+        return Run(loc, orig, node.args, node.json, mounts, network)
     if cmd == "copy":
         flags = parse_flags(node, {"from": None, "chown": None, "chmod": None})
         if len(node.args) < 2:

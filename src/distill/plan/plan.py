@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from distill.dockerfile.instructions import Arg, Copy, Dockerfile, Stage
+from distill.dockerfile.instructions import Arg, Copy, Dockerfile, Run, Stage
+from distill.dockerfile.mounts import mount_from
 from distill.dockerfile.shell import Lexer
 from distill.errors import DockerfileError, ShellExpansionError, UsageError
 from distill.oci.platform import Platform
@@ -32,12 +33,14 @@ class PlannedStage:
     stage: Stage
     base: StageBase
     copy_sources: Mapping[int, int | str] = field(default_factory=dict)  # instr index -> stage|image
+    mount_sources: Mapping[str, int | str] = field(default_factory=dict)  # RUN --mount from=
 
     @property
     def dependencies(self) -> frozenset[int]:
-        """Indexes of the stages this one needs (its base, COPY --from sources)."""
+        """Indexes of the stages this one needs (its base, COPY --from, RUN --mount from=)."""
         deps = {self.base.stage} if self.base.stage is not None else set()
         deps.update(v for v in self.copy_sources.values() if isinstance(v, int))
+        deps.update(v for v in self.mount_sources.values() if isinstance(v, int))
         return frozenset(deps)
 
 
@@ -126,6 +129,7 @@ def make_plan(dockerfile: Dockerfile, *, target: str | None = None,
         else:
             base = StageBase(image=image)
         copies: dict[int, int | str] = {}
+        mount_sources: dict[str, int | str] = {}
         for i, inst in enumerate(stage.instructions):
             if isinstance(inst, Copy) and inst.from_:
                 src = _expand(lex, inst.from_, from_env, inst)
@@ -134,7 +138,16 @@ def make_plan(dockerfile: Dockerfile, *, target: str | None = None,
                     raise DockerfileError(f"COPY --from={src} refers to its own stage",
                                           location=inst.location)
                 copies[i] = sref if sref is not None else src
-        planned[stage.index] = PlannedStage(stage, base, copies)
+            if isinstance(inst, Run):
+                for raw in inst.mounts:
+                    src = mount_from(raw)
+                    if src:
+                        sref = stage_ref(src, None)
+                        if sref == stage.index:
+                            raise DockerfileError(f"RUN --mount from={src} refers to its own "
+                                                  "stage", location=inst.location)
+                        mount_sources[src] = sref if sref is not None else src
+        planned[stage.index] = PlannedStage(stage, base, copies, mount_sources)
 
     if target is None:
         target_idx = stages[-1].index
