@@ -123,9 +123,14 @@ def test_unsupported_instruction(distill: RunDistill, busybox_image: str,
     assert "#1" not in proc.stderr
 
 
-def test_unsupported_run_mount(distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:
-    ctx = _context(tmp_path, "FROM busybox\nRUN --mount=type=cache,target=/c true\n")
+def test_unsupported_run_flag(distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "FROM busybox\nRUN --security=insecure true\n")
     assert_points_at(build(distill, ctx), ctx / "Dockerfile", 2, "not supported by distill yet")
+
+
+def test_bad_run_mount(distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "FROM busybox\nRUN --mount=type=nope,target=/c true\n")
+    assert_points_at(build(distill, ctx), ctx / "Dockerfile", 2, "nope")
 
 
 def test_unknown_base_image(distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from distill.dockerfile import _golike as go
 from distill.dockerfile._lineparsers import (
@@ -32,10 +33,11 @@ from distill.dockerfile._lineparsers import (
     parse_words,
     split_command,
 )
-from distill.dockerfile.parse import Heredoc as NodeHeredoc
-from distill.dockerfile.parse import Node
 from distill.dockerfile.shell import Lexer
 from distill.errors import DockerfileError, ShellExpansionError, SourceLocation
+
+if TYPE_CHECKING:
+    from distill.dockerfile.parse import Node
 
 __all__ = [
     "NOT_STRING_ARRAY", "Directive", "DirectiveMatch", "DirectiveParser", "Heredoc",
@@ -432,6 +434,10 @@ def _to_node(ins: Instruction, state: _Parse) -> Node:
     instruction's arguments (and keeps only its own flags), ENV/LABEL drop BuildKit's
     separators, ``original`` has the heredoc bodies appended, and bytes that are not
     UTF-8 become U+FFFD. Unlike that package, ONBUILD keeps its heredocs."""
+    # Imported here, not at the top: distill.dockerfile.parse may import this module.
+    from distill.dockerfile.parse import Heredoc as NodeHeredoc
+    from distill.dockerfile.parse import Node
+
     inner = ins.child or ins
     args: Sequence[str] = inner.args
     if inner.child is not None:  # ONBUILD ONBUILD ...: the wrapper node's empty value
