@@ -1,0 +1,361 @@
+"""The source side of ADD, as BuildKit's Dockerfile frontend and file ops implement it.
+
+* A source is a git repository when BuildKit's ``ParseGitRef`` accepts it (``git@host:path``,
+  ``git://``, ``ssh://``, or ``http(s)://`` whose path ends in ``.git``; ``#ref[:subdir]``
+  picks a ref and a directory); else a URL when it starts with ``http://``/``https://``;
+  else a path in the context.
+* A URL is downloaded as BuildKit's HTTP source does: the file is named after the last
+  component of the URL path (``__unnamed__`` when there is none; the Dockerfile frontend
+  always passes that name, so Content-Disposition is not used), mode 0600, mtime from
+  ``Last-Modified``; ``--checksum`` is verified. URLs are not unpacked unless ``--unpack``.
+* A local file that is a tar archive (by content: gzip, bzip2, xz, zstd or plain tar whose
+  first header reads) is unpacked into DEST instead of copied. As with BuildKit's
+  ``chrootarchive.Untar``, members keep the archive's owners and modes (``--chown`` and
+  ``--chmod`` only apply to the DEST directories created); paths resolve as if chrooted
+  at DEST; a member that climbs out with ``..``, a symlink whose target climbs out, or a
+  hardlink to outside is an error; existing entries are replaced, directories merged.
+"""
+
+from __future__ import annotations
+
+import bz2
+import email.utils
+import gzip
+import hashlib
+import lzma
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import httpx
+
+from distill.build.confine import resolve_in_root
+from distill.errors import ContextError
+from distill.sandbox.git import GitError, clone
+
+
+@dataclass(frozen=True)
+class AddOptions:
+    checksum: str | None = None     # --checksum=sha256:HEX (URLs; a commit for git)
+    keep_git_dir: bool = False      # --keep-git-dir
+    unpack: bool | None = None      # --unpack; None = default (local archives yes, URLs no)
+
+
+# -- classifying sources --------------------------------------------------------------
+
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9_.-]+@[^:/]+:(?!//)")   # git@github.com:owner/repo
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_url(src: str) -> bool:
+    """BuildKit's urlutil.IsURL: an http:// or https:// prefix."""
+    return src.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class GitRef:
+    remote: str            # what git fetches from
+    ref: str | None        # branch, tag or commit; None = HEAD
+    subdir: str | None     # directory of the checkout to add
+
+
+def parse_git_ref(src: str, *, allow_file: bool = False) -> GitRef | None:
+    """BuildKit's gitutil.ParseGitRef, as ADD uses it: None when ``src`` is not a git source
+    (or only indistinguishable from a local path, like ``github.com/owner/repo``).
+    ``file://`` is no git source to BuildKit; ``allow_file`` admits it (tests, mirrors)."""
+    if src.startswith(("./", "../", "/")) or src.startswith("github.com/"):
+        return None
+    remote, _, fragment = src.partition("#")
+    m = _SCHEME.match(remote)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme not in ("http", "https", "git", "ssh") and not (allow_file and scheme == "file"):
+            return None
+        if scheme in ("http", "https") and not urllib.parse.urlsplit(remote).path.endswith(".git"):
+            return None
+    elif not _SCP_LIKE.match(remote):
+        return None
+    ref, _, subdir = fragment.partition(":")
+    return GitRef(remote, ref or None, subdir or None)
+
+
+def is_git(src: str) -> bool:
+    return parse_git_ref(src) is not None
+
+
+def wants_unpack(opts: AddOptions, remote: bool) -> bool:
+    """Whether an archive source is unpacked: --unpack if given, else local ones only."""
+    return opts.unpack if opts.unpack is not None else not remote
+
+
+# -- URLs -----------------------------------------------------------------------------
+
+def url_filename(url: str) -> str:
+    base = posixpath.basename(urllib.parse.urlsplit(url).path)
+    return urllib.parse.unquote(base) if base not in ("", ".", "/", "..") else "__unnamed__"
+
+
+def _parse_checksum(value: str, what: str) -> tuple[str, str]:
+    algo, sep, hexdigest = value.partition(":")
+    sizes = {"sha256": 64, "sha384": 96, "sha512": 128}
+    if not sep or algo not in sizes or not re.fullmatch(f"[0-9a-f]{{{sizes[algo]}}}", hexdigest):
+        raise ContextError(f"invalid checksum {value!r} for {what}: expected sha256:<64 hex "
+                           "digits> (or sha384/sha512)")
+    return algo, hexdigest
+
+
+@contextmanager
+def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
+              client: httpx.Client | None = None) -> Iterator[Path]:
+    """Download ``url`` to ``dest_dir/<name>`` and yield that path; removed on exit."""
+    want = _parse_checksum(opts.checksum, url) if opts.checksum else None
+    h = hashlib.new(want[0] if want else "sha256")
+    target = dest_dir / url_filename(url)
+    own_client = client is None
+    http = client if client is not None else httpx.Client(follow_redirects=True, timeout=60)
+    try:
+        try:
+            with http.stream("GET", url, follow_redirects=True) as resp:
+                if resp.status_code >= 400:
+                    raise ContextError(f"failed to fetch {url}: invalid response status "
+                                       f"{resp.status_code}")
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                             0o600)
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        h.update(chunk)
+                        out.write(chunk)
+                os.chmod(target, 0o600)
+                last_modified = resp.headers.get("last-modified")
+        except httpx.HTTPError as exc:
+            raise ContextError(f"failed to fetch {url}: {exc}") from exc
+        if want and h.hexdigest() != want[1]:
+            raise ContextError(f"checksum mismatch for {url}: expected {want[0]}:{want[1]}, "
+                               f"got {want[0]}:{h.hexdigest()}")
+        if last_modified:
+            with suppress(TypeError, ValueError):
+                when = email.utils.parsedate_to_datetime(last_modified).timestamp()
+                os.utime(target, (when, when))
+        yield target
+    finally:
+        if own_client:
+            http.close()
+        with suppress(FileNotFoundError):
+            os.unlink(target)
+
+
+# -- git ------------------------------------------------------------------------------
+
+@contextmanager
+def fetch_git(url: str, dest_dir: Path, opts: AddOptions) -> Iterator[Path]:
+    """Check out a git source into ``dest_dir/checkout`` and yield the directory to add
+    (the ``#ref:subdir`` subdirectory, resolved inside the checkout); removed on exit."""
+    ref = parse_git_ref(url, allow_file=True)
+    if ref is None:
+        raise ContextError(f"not a git repository URL: {url}")
+    checkout = dest_dir / "checkout"
+    try:
+        try:
+            commit = clone(ref.remote, ref.ref, checkout, opts.keep_git_dir)
+        except GitError as exc:
+            raise ContextError(f"failed to fetch {url}: {exc.message}") from exc
+        if opts.checksum and not commit.startswith(opts.checksum.lower()):
+            raise ContextError(f"checksum mismatch for {url}: expected commit "
+                               f"{opts.checksum}, got {commit}")
+        result = checkout
+        if ref.subdir:
+            result = resolve_in_root(checkout, ref.subdir)
+            if not result.is_dir():
+                raise ContextError(f"subdirectory {ref.subdir!r} not found in {url}")
+        yield result
+    finally:
+        if checkout.exists():
+            shutil.rmtree(checkout)
+
+
+# -- archives -------------------------------------------------------------------------
+
+_MAGIC = (
+    (b"\x1f\x8b\x08", "gz"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zst"),
+)
+
+
+def _decompressed(f: BinaryIO) -> IO[bytes]:
+    head = f.read(6)
+    f.seek(0)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            if kind == "gz":
+                return gzip.GzipFile(fileobj=f, mode="rb")
+            if kind == "bz2":
+                return bz2.BZ2File(f)
+            if kind == "xz":
+                return lzma.LZMAFile(f)
+            import zstandard
+            return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[no-any-return]
+    return f
+
+
+def is_archive(path: Path) -> bool:
+    """BuildKit's isArchivePath: a regular file whose (decompressed) content starts with a
+    readable tar header. Zip files are not archives."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        with open(path, "rb") as f, _decompressed(f) as stream, \
+                tarfile.open(fileobj=stream, mode="r|") as tar:
+            return tar.next() is not None
+    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError):
+        return False
+    except Exception as exc:  # zstandard.ZstdError has no common base we can name
+        if type(exc).__module__.startswith("zstandard"):
+            return False
+        raise
+
+
+def _escapes(*parts: str) -> bool:
+    """Go's filepath.Join(dest, parts...) then Rel: does the lexical path leave dest?"""
+    depth = 0
+    for part in parts:
+        for comp in part.split("/"):
+            if comp in ("", "."):
+                continue
+            depth = depth - 1 if comp == ".." else depth + 1
+            if depth < 0:
+                return True
+    return False
+
+
+def _mkdir_all(root: Path, rel: str, owner: tuple[int, int], mode: int) -> Path:
+    """mkdir -p of rel inside root (symlinks followed as if chrooted at root), as Go's
+    MkdirAll there: missing directories are created with ``owner`` and ``mode``."""
+    current = ""
+    host = root
+    for comp in [c for c in rel.split("/") if c not in ("", ".")]:
+        current = posixpath.join(current, comp)
+        host = resolve_in_root(root, current)
+        if host.is_dir():
+            continue
+        if os.path.lexists(host):
+            raise ContextError(f"cannot create directory /{current}: not a directory")
+        missing = []
+        p = host
+        while not os.path.lexists(p):       # resolve_in_root: no symlinks on the way down
+            missing.append(p)
+            p = p.parent
+        if not p.is_dir() or p.is_symlink():
+            raise ContextError(f"cannot create directory /{current}: not a directory")
+        for d in reversed(missing):
+            os.mkdir(d, 0o700)
+            os.lchown(d, *owner)
+            os.chmod(d, mode)
+    return host
+
+
+def _set_xattrs(path: Path, member: tarfile.TarInfo) -> None:
+    for key, value in member.pax_headers.items():
+        if key.startswith("SCHILY.xattr."):
+            with suppress(OSError):   # best effort, as BuildKit's BestEffortXattrs
+                os.setxattr(path, key[len("SCHILY.xattr."):],
+                            value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+
+
+def extract_archive_into(archive: Path, dest_root: Path, dest: str,
+                         owner: tuple[int, int] | None) -> None:
+    """Unpack the tar ``archive`` into the directory ``dest`` (absolute, inside
+    ``dest_root``), creating it (owned by ``owner`` or 0:0, mode 0755) when missing."""
+    base = _mkdir_all(dest_root, dest, owner or (0, 0), 0o755)
+    dir_times: list[tuple[Path, int, int]] = []
+    try:
+        with open(archive, "rb") as f, _decompressed(f) as stream, \
+                tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                _extract_member(tar, member, base, dir_times)
+    except (tarfile.TarError, EOFError, lzma.LZMAError, OSError) as exc:
+        raise ContextError(f"failed to unpack {archive.name}: {exc}") from exc
+    for path, atime, mtime in reversed(dir_times):
+        os.utime(path, ns=(atime, mtime), follow_symlinks=False)
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, base: Path,
+                    dir_times: list[tuple[Path, int, int]]) -> None:
+    name = member.name
+    if _escapes(name):
+        raise ContextError(f"archive member {name!r} is outside of the destination")
+    rel = posixpath.normpath("/" + name).lstrip("/")
+    if rel in ("", "."):
+        return                                   # the destination itself: kept as it is
+    parent_rel = posixpath.dirname(rel)
+    if parent_rel and not os.path.lexists(resolve_in_root(base, parent_rel, follow_final=False)):
+        _mkdir_all(base, parent_rel, (0, 0), 0o755)      # as moby: only a missing parent
+    parent = resolve_in_root(base, parent_rel)
+    if not parent.is_dir():
+        raise ContextError(f"cannot extract {name!r}: its parent is not a directory")
+    path = parent / posixpath.basename(rel)
+    try:
+        existing = os.lstat(path)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not (stat.S_ISDIR(existing.st_mode) and member.isdir()):
+        if stat.S_ISDIR(existing.st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    if member.isdir():
+        if existing is None or not stat.S_ISDIR(existing.st_mode):
+            os.mkdir(path, 0o700)
+    elif member.isreg():
+        src = tar.extractfile(member)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            if src is not None:
+                shutil.copyfileobj(src, out, 1 << 20)
+    elif member.issym():
+        if _escapes(posixpath.dirname(rel), member.linkname):
+            raise ContextError(f"archive member {name!r} links to {member.linkname!r}, "
+                               "outside of the destination")
+        os.symlink(member.linkname, path)
+    elif member.islnk():
+        if _escapes(member.linkname):
+            raise ContextError(f"archive member {name!r} is a hardlink to "
+                               f"{member.linkname!r}, outside of the destination")
+        target = resolve_in_root(base, member.linkname, follow_final=False)
+        if not os.path.lexists(target):
+            raise ContextError(f"archive member {name!r} is a hardlink to missing "
+                               f"{member.linkname!r}")
+        os.link(target, path, follow_symlinks=False)
+    elif member.ischr() or member.isblk():
+        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+        os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+    elif member.isfifo():
+        os.mkfifo(path, 0o600)
+    else:
+        raise ContextError(f"archive member {name!r}: unhandled tar entry type "
+                           f"{member.type!r}")
+
+    os.lchown(path, member.uid, member.gid)
+    _set_xattrs(path, member)
+    if not member.issym():
+        os.chmod(path, member.mode & 0o7777)
+    mtime = int(member.mtime * 1_000_000_000)
+    atime_raw = member.pax_headers.get("atime")
+    atime = int(float(atime_raw) * 1_000_000_000) if atime_raw else mtime
+    atime = max(atime, mtime)
+    if member.isdir():
+        dir_times.append((path, atime, mtime))
+    else:
+        os.utime(path, ns=(atime, mtime), follow_symlinks=False)

@@ -1,0 +1,221 @@
+"""ADD's remote sources for real: a local HTTP server and local git repositories."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from distill.build.add import AddOptions, fetch_git, fetch_url
+from distill.errors import ContextError
+from tests.conftest import RunDistill
+
+pytestmark = pytest.mark.integration
+
+PAYLOAD = b"hello from the server\n" * 100
+MTIME = 1_500_000_000
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("www")
+    (root / "files").mkdir()
+    (root / "files/data.txt").write_bytes(PAYLOAD)
+    os.utime(root / "files/data.txt", (MTIME, MTIME))
+    handler = functools.partial(_Quiet, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+GOOD = "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def test_fetch_url_good_checksum(server: str, tmp_path: Path) -> None:
+    url = f"{server}/files/data.txt"
+    with fetch_url(url, tmp_path, AddOptions(checksum=GOOD)) as path:
+        assert path == tmp_path / "data.txt"
+        assert path.read_bytes() == PAYLOAD
+        st = path.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert int(st.st_mtime) == MTIME          # from Last-Modified
+    assert not path.exists()                        # removed on exit
+
+
+def test_fetch_url_without_checksum_with_client(server: str, tmp_path: Path) -> None:
+    with httpx.Client() as client, \
+            fetch_url(f"{server}/files/data.txt?x=1", tmp_path, AddOptions(),
+                      client=client) as path:
+        assert path.name == "data.txt"
+        assert path.read_bytes() == PAYLOAD
+
+
+def test_fetch_url_bad_checksum(server: str, tmp_path: Path) -> None:
+    bad = "sha256:" + "0" * 64
+    url = f"{server}/files/data.txt"
+    with pytest.raises(ContextError) as info, fetch_url(url, tmp_path, AddOptions(checksum=bad)):
+        pass
+    msg = info.value.message
+    assert url in msg and bad in msg and GOOD in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_url_malformed_checksum(server: str, tmp_path: Path) -> None:
+    with pytest.raises(ContextError, match="invalid checksum"), \
+            fetch_url(f"{server}/files/data.txt", tmp_path, AddOptions(checksum="md5:abc")):
+        pass
+
+
+def test_fetch_url_404(server: str, tmp_path: Path) -> None:
+    url = f"{server}/files/missing.txt"
+    with pytest.raises(ContextError, match="404") as info, \
+            fetch_url(url, tmp_path, AddOptions()):
+        pass
+    assert url in info.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_url_connection_refused(tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/x"
+    with pytest.raises(ContextError, match="failed to fetch") as info, \
+            fetch_url(url, tmp_path, AddOptions()):
+        pass
+    assert url in info.value.message
+
+
+# -- git ----------------------------------------------------------------------------
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    r = tmp_path_factory.mktemp("repo")
+    _git(r, "init", "-q", "-b", "main")
+    (r / "README").write_text("v1\n")
+    (r / "sub").mkdir()
+    (r / "sub/inner.txt").write_text("inner v1\n")
+    _git(r, "add", ".")
+    _git(r, "commit", "-q", "-m", "one")
+    _git(r, "tag", "v1")
+    (r / "README").write_text("v2\n")
+    _git(r, "commit", "-q", "-am", "two")
+    return r
+
+
+def test_fetch_git_head(repo: Path, tmp_path: Path) -> None:
+    with fetch_git(f"file://{repo}", tmp_path, AddOptions()) as path:
+        assert (path / "README").read_text() == "v2\n"
+        assert not (path / ".git").exists()
+    assert not path.exists()
+
+
+def test_fetch_git_tag_and_subdir(repo: Path, tmp_path: Path) -> None:
+    with fetch_git(f"file://{repo}#v1", tmp_path, AddOptions()) as path:
+        assert (path / "README").read_text() == "v1\n"
+    with fetch_git(f"file://{repo}#v1:sub", tmp_path, AddOptions()) as path:
+        assert sorted(os.listdir(path)) == ["inner.txt"]
+        assert (path / "inner.txt").read_text() == "inner v1\n"
+
+
+def test_fetch_git_commit_and_checksum(repo: Path, tmp_path: Path) -> None:
+    first = _git(repo, "rev-parse", "v1^{commit}")
+    with fetch_git(f"file://{repo}#{first}", tmp_path, AddOptions(checksum=first)) as path:
+        assert (path / "README").read_text() == "v1\n"
+    with pytest.raises(ContextError, match="checksum mismatch"), \
+            fetch_git(f"file://{repo}#main", tmp_path, AddOptions(checksum=first)):
+        pass
+
+
+def test_fetch_git_keep_git_dir(repo: Path, tmp_path: Path) -> None:
+    with fetch_git(f"file://{repo}#v1", tmp_path, AddOptions(keep_git_dir=True)) as path:
+        assert (path / ".git").is_dir()
+        assert _git(path, "rev-parse", "HEAD") == _git(repo, "rev-parse", "v1^{commit}")
+        assert _git(path, "tag") == "v1"
+
+
+def test_fetch_git_errors(repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(ContextError, match="failed to fetch"), \
+            fetch_git(f"file://{repo}#no-such-ref", tmp_path, AddOptions()):
+        pass
+    with pytest.raises(ContextError, match="subdirectory"), \
+            fetch_git(f"file://{repo}#main:nope", tmp_path, AddOptions()):
+        pass
+    assert not (tmp_path / "checkout").exists()
+
+
+# -- end to end (runs once ADD is wired into the Dockerfile front end and steps) --------
+
+
+def _add_wired() -> bool:
+    from distill.dockerfile import instructions as ins
+    return "add" not in ins.NOT_YET and hasattr(ins, "Add")
+
+
+@pytest.mark.skipif(not _add_wired(), reason="ADD is not wired into instructions/steps yet")
+def test_add_build_end_to_end(distill: RunDistill, busybox_image: str, server: str,
+                              tmp_path: Path) -> None:
+    from tests.helpers.readback import umoci_unpack
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("inner/file.txt")
+        info.size, info.uid, info.mode = 3, 42, 0o640
+        tar.addfile(info, io.BytesIO(b"abc"))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "local.tgz").write_bytes(gzip.compress(buf.getvalue()))
+    (ctx / "plain.txt").write_text("plain")
+    (ctx / "Dockerfile").write_text(f"""FROM {busybox_image}
+ADD local.tgz /opt/
+ADD --chown=7:8 plain.txt local.tgz /x/
+ADD --checksum={GOOD} {server}/files/data.txt /data/
+ADD {server}/files/data.txt /renamed.txt
+""")
+    out = tmp_path / "out"
+    distill("build", "--progress", "plain", "--output", f"type=oci,dest={out},tar=false",
+            "-t", "add:latest", str(ctx))
+    rootfs = umoci_unpack(out, "latest", tmp_path / "bundle")
+    local = (rootfs / "opt/inner/file.txt").stat()
+    assert (rootfs / "opt/inner/file.txt").read_text() == "abc"
+    assert (local.st_uid, stat.S_IMODE(local.st_mode)) == (42, 0o640)   # the archive's
+    assert (rootfs / "x/plain.txt").stat().st_uid == 7                   # --chown: copied
+    assert (rootfs / "x/inner/file.txt").stat().st_uid == 42             # not: unpacked
+    data = (rootfs / "data/data.txt").stat()
+    assert (rootfs / "data/data.txt").read_bytes() == PAYLOAD
+    assert (stat.S_IMODE(data.st_mode), int(data.st_mtime)) == (0o600, MTIME)
+    assert (rootfs / "renamed.txt").read_bytes() == PAYLOAD
