@@ -4,7 +4,11 @@
 * a file goes to DEST/name when DEST ends in '/' or is an existing directory, else to DEST;
 * several sources need a DEST ending in '/';
 * owners: --chown, else 0:0 from the context, else the source's owner (from a stage);
-* --chmod applies to every copied file and directory; mtimes are kept; hardlinks stay linked.
+* --chmod applies to every copied file and directory; mtimes are kept; hardlinks stay linked;
+* --exclude patterns (.dockerignore syntax) match paths relative to each source's copy root
+  (``Source.base_rel``): what they match is not copied;
+* --parents keeps each source's path relative to its copy root (the context root, the
+  --from root, or the ``/./`` pivot) under DEST, parent directories with their metadata.
 Destination paths resolve inside the root, so symlinks in base layers never lead out of it.
 """
 
@@ -21,6 +25,7 @@ from pathlib import Path
 from distill.build.confine import resolve_in_root
 from distill.build.sources import Source
 from distill.errors import ContextError
+from distill.ignore import PatternMatcher
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class CopyOptions:
     owner: tuple[int, int] | None = None     # None: keep the source's owner
     mode: int | None = None                  # --chmod
     allow: Callable[[Path], bool] | None = None   # source filter (.dockerignore)
+    exclude: PatternMatcher | None = None    # --exclude
+    parents: bool = False                    # --parents
 
 
 class _Copier:
@@ -89,20 +96,22 @@ class _Copier:
         if st.st_nlink > 1:
             self.links[key] = dst
 
-    def copy_tree(self, src: Path, dst_path: str, created_owner: tuple[int, int]) -> None:
+    def copy_tree(self, src: Path, dst_path: str, created_owner: tuple[int, int],
+                  allow: Callable[[Path], bool] | None = None) -> None:
         """Copy the contents of directory src into dst_path (a path inside the root).
 
         Existing directories on the way are kept and followed, symlinks to directories
         included (resolved inside the root), so `COPY rootfs/ /` keeps /lib -> usr/lib.
         """
         self.ensure_dir(dst_path, created_owner)
+        allow = allow if allow is not None else self.opts.allow
         dir_times: list[tuple[Path, int]] = []
         for dirpath, dirnames, filenames in os.walk(src):
             rel = os.path.relpath(dirpath, src)
             base = dst_path if rel == "." else posixpath.join(dst_path, rel)
-            if self.opts.allow is not None:
-                dirnames[:] = [d for d in dirnames if self.opts.allow(Path(dirpath, d))]
-                filenames = [f for f in filenames if self.opts.allow(Path(dirpath, f))]
+            if allow is not None:
+                dirnames[:] = [d for d in dirnames if allow(Path(dirpath, d))]
+                filenames = [f for f in filenames if allow(Path(dirpath, f))]
             for name in sorted(dirnames):
                 s = os.lstat(os.path.join(dirpath, name))
                 if stat.S_ISLNK(s.st_mode):
@@ -132,15 +141,80 @@ class _Copier:
         dir_times.append((path, st.st_mtime_ns))
 
 
-def copy_sources(dest_root: Path, sources: list[Source], dest: str, opts: CopyOptions) -> None:
-    """Copy resolved sources to absolute path ``dest`` inside ``dest_root``."""
+def _source_filter(source: Source, opts: CopyOptions) -> Callable[[Path], bool] | None:
+    """.dockerignore and --exclude for the entries inside ``source``."""
+    ignore, exclude = opts.allow, opts.exclude
+    if exclude is None:
+        return ignore
+
+    def allow(path: Path) -> bool:
+        if ignore is not None and not ignore(path):
+            return False
+        return not exclude.matches_or_parent_matches(source.path_from_base(path))
+
+    return allow
+
+
+def _excluded(source: Source, opts: CopyOptions) -> bool:
+    top = source.path_from_base()
+    return (opts.exclude is not None and top != "."
+            and opts.exclude.matches_or_parent_matches(top))
+
+
+def _copy_with_parents(copier: _Copier, source: Source, dest: str, st: os.stat_result,
+                       allow: Callable[[Path], bool] | None,
+                       created_owner: tuple[int, int]) -> None:
+    """--parents: ``source`` goes to DEST/<its path from its copy root>; the directories
+    on the way are created like the source's (mode, owner rules, mtime)."""
+    rel = source.path_from_base()
+    target = dest if rel == "." else posixpath.join(dest, rel)
+    copier.ensure_dir(dest, created_owner)
+    parts = [] if rel == "." else rel.split("/")
+    is_dir = stat.S_ISDIR(st.st_mode)
+    dirs = parts if is_dir else parts[:-1]
+    dir_times: list[tuple[Path, int]] = []
+    current = dest
+    for i, part in enumerate(dirs):
+        current = posixpath.join(current, part)
+        src_dir = source.host
+        for _ in range(len(parts) - 1 - i):
+            src_dir = src_dir.parent
+        host = resolve_in_root(copier.root, current)
+        if os.path.isdir(host):
+            continue
+        if os.path.lexists(host):
+            raise ContextError(f"cannot copy to non-directory: {current}")
+        os.mkdir(host, 0o700)
+        copier._apply_dir_meta(host, os.stat(src_dir), dir_times)
+    if is_dir:
+        copier.copy_tree(source.host, target, created_owner, allow)
+    else:
+        leaf = resolve_in_root(copier.root, target, follow_final=False)
+        copier.copy_entry(source.host, leaf, st)
+    for path, mtime in reversed(dir_times):
+        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+
+
+def copy_sources(dest_root: Path, sources: list[Source], dest: str, opts: CopyOptions,
+                 dest_is_dir: bool | None = None) -> None:
+    """Copy resolved sources to absolute path ``dest`` inside ``dest_root``.
+
+    ``dest_is_dir`` (default: DEST ends in '/' or there are several sources) says whether
+    a file goes *into* DEST; pass it when one COPY copies its sources in several calls."""
     copier = _Copier(dest_root, opts)
     created_owner = opts.owner or (0, 0)
-    dest_is_dir = dest.endswith("/") or len(sources) > 1
+    if dest_is_dir is None:
+        dest_is_dir = dest.endswith("/") or len(sources) > 1
     for source in sources:
+        if _excluded(source, opts):
+            continue
+        allow = _source_filter(source, opts)
         st = os.lstat(source.host)
+        if opts.parents:
+            _copy_with_parents(copier, source, dest, st, allow, created_owner)
+            continue
         if stat.S_ISDIR(st.st_mode):
-            copier.copy_tree(source.host, dest, created_owner)
+            copier.copy_tree(source.host, dest, created_owner, allow)
             continue
         host_dest = resolve_in_root(dest_root, dest)
         if dest_is_dir or (os.path.isdir(host_dest) and dest != "/"):

@@ -19,6 +19,22 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 class Source:
     rel: str          # the path inside the root, for messages and cache keys
     host: Path        # resolved host path (symlinks followed inside the root)
+    #: the copy's root inside the root (BuildKit's copy source): the source itself for a
+    #: literal path, the directory before the first wildcard for a glob match, the
+    #: ``/./`` pivot (or the root) for ``--parents``. --exclude patterns match paths
+    #: relative to it, and --parents keeps the source's path relative to it.
+    base: str | None = None
+
+    @property
+    def base_rel(self) -> str:
+        return self.rel if self.base is None else self.base
+
+    def path_from_base(self, host_path: Path | str | None = None) -> str:
+        """The path of ``host_path`` (inside this source; default the source itself)
+        relative to :attr:`base_rel`; "." for the base itself."""
+        inner = "." if host_path is None else os.path.relpath(host_path, self.host)
+        top = os.path.relpath(self.rel or ".", self.base_rel or ".")
+        return os.path.normpath(os.path.join(top, inner))
 
 
 def has_glob(pattern: str) -> bool:
@@ -66,6 +82,12 @@ Allow = Callable[[Path], bool]
 
 def _glob(root: Path, pattern: str, allow: Allow | None) -> list[Source]:
     parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    fixed = []
+    for part in parts:
+        if has_glob(part):
+            break
+        fixed.append(part)
+    base = os.path.normpath("/".join(fixed) or ".")
     current: list[str] = [""]
     for part in parts:
         nxt: list[str] = []
@@ -85,7 +107,7 @@ def _glob(root: Path, pattern: str, allow: Allow | None) -> list[Source]:
     for rel in current:
         host = resolve_in_root(root, rel)
         if os.path.lexists(host) and (allow is None or allow(host)):
-            found.append(Source(rel, host))
+            found.append(Source(rel, host, base))
     return found
 
 

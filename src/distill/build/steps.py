@@ -7,6 +7,7 @@ import json
 import os
 import posixpath
 import stat
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -20,6 +21,9 @@ from distill.build.state import StageState
 from distill.build.users import home_of, resolve_chown, resolve_user, supplementary_groups
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.mounts import parse_mount
+from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
+from distill.dockerfile.shell import Lexer
+from distill.ignore import PatternMatcher
 from distill.dockerfile.ports import parse_ports
 from distill.errors import DistillError, DockerfileError, RunError
 from distill.image.image import Image, Layer
@@ -27,6 +31,7 @@ from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.sandbox import RunSpec, run_in_rootfs
+from distill.sandbox.run import SandboxMount
 
 if TYPE_CHECKING:
     from distill.build.builder import StageContext
@@ -75,8 +80,44 @@ def layer_from_cache(value: dict[str, object]) -> Layer | None:
 
 # -- RUN ---------------------------------------------------------------------------
 
+# BuildKit mounts a heredoc script that starts with #! at /dev/pipes/<name>; distill's
+# sandbox gives the command a fresh /dev (bubblewrap --dev) over any mount made there, so
+# the script is mounted here instead (read-only, gone after the step; only $0 differs).
+_PIPES = "/run/distill-pipes"
+
+
+def _heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
+    """The command of a RUN with heredocs, as BuildKit's dispatchRun makes it, and the
+    script file (name, content) to mount at /dev/pipes, if any.
+
+    ``RUN <<EOF`` (the command is only the heredoc): a body starting with ``#!`` is
+    written to a read-only file (0755; BuildKit's /dev/pipes/EOF, here under ``_PIPES``)
+    and run as a file; any other body is the shell's
+    script. Otherwise the heredocs are put back after the command line, for the shell
+    (which reads them itself: ``<<-``, fds and quoting are the shell's business). The
+    body is never expanded here: the shell does that."""
+    args = list(inst.command)
+    if not inst.heredocs:
+        return args, None
+    if inst.json or len(args) != 1:
+        raise DockerfileError(f"parsing produced an invalid run command: {args}",
+                              location=inst.location)
+    try:
+        only = parse_heredoc(args[0])
+    except DockerfileError as e:
+        raise e.at(inst.location) from None
+    if only is None:
+        return [args[0] + "".join("\n" + d.content + d.name for d in inst.heredocs)], None
+    first = inst.heredocs[0]
+    data = chomp_heredoc_content(first.content) if first.chomp else first.content
+    if first.content.startswith("#!"):
+        return [posixpath.join(_PIPES, first.name)], (first.name, data)
+    return [data], None
+
+
 def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
-    argv = list(inst.command) if inst.json else [*state.shell, inst.command[0]]
+    command, script = _heredoc_command(inst)
+    argv = command if inst.json else [*state.shell, command[0]]
     env = state.run_env()
     cwd = state.workdir
     user = state.runtime.user
@@ -88,16 +129,27 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                       sorted({m.from_: [str(d) for d in
                                         ctx.mount_source_image(m.from_).config.diff_ids]
                               for m in mounts if m.type == "bind" and m.from_}.items())]
+    if script is not None:
+        signature += ["heredoc-script", list(script)]
 
     def work(root: Path) -> None:
         uid, gid = resolve_user(root, user) if user else (0, 0)
         run_env = env if "HOME" in env else {**env, "HOME": home_of(root, uid)}
         with prepare_mounts(mounts, store=ctx.rootfs.store, context=ctx.context,
                             stage_rootfs=ctx.mount_source, secrets=ctx.builder.secrets,
-                            ssh=ctx.builder.ssh, workdir=cwd) as prepared:
+                            ssh=ctx.builder.ssh, workdir=cwd) as prepared, \
+                tempfile.TemporaryDirectory(prefix="distill-heredoc-") as pipes:
+            sandbox_mounts = tuple(prepared)
+            if script is not None:
+                os.chmod(pipes, 0o755)
+                script_path = Path(pipes, script[0])
+                script_path.write_text(script[1], encoding="utf-8", errors="surrogateescape")
+                os.chmod(script_path, 0o755)
+                sandbox_mounts = (SandboxMount("bind", _PIPES, Path(pipes), readonly=True),
+                                  *sandbox_mounts)
             spec = RunSpec(argv=argv, env=prepared.environ(run_env), cwd=cwd, uid=uid,
                            gid=gid, groups=supplementary_groups(root, user),
-                           network=inst.network, mounts=tuple(prepared),
+                           network=inst.network, mounts=sandbox_mounts,
                            secret_env=prepared.secret_env)
             code = run_in_rootfs(root, spec, stdout=ctx.output)
         if code != 0:
@@ -147,8 +199,40 @@ def _parse_chmod(inst: ins.Copy, value: str) -> int:
     return mode
 
 
+# BuildKit expands an unquoted heredoc's body with quotes left alone (ExpandRaw)
+_HEREDOC_LEXER = Lexer("\\", skip_process_quotes=True)
+
+
+def _split_pivot(pattern: str) -> tuple[str, str]:
+    """--parents: ``a/./b/c`` copies b/c under DEST (BuildKit's ``/./`` pivot);
+    without a pivot the path is kept from the root. Returns (pivot, pattern)."""
+    parent, sep, rest = pattern.partition("/./")
+    if not sep:
+        return ".", pattern
+    return os.path.normpath("/" + parent).lstrip("/") or ".", pattern
+
+
+def _heredoc_sources(ctx: StageContext, state: StageState, inst: ins.Copy,
+                     where: Path) -> list[Source]:
+    """COPY <<EOF: each body becomes a file named after its delimiter (mode 0644)."""
+    out = []
+    env = state.expansion_env()
+    for doc in inst.contents:
+        name = doc.name
+        if "/" in name or name in (".", ".."):
+            raise DockerfileError(f"invalid heredoc name for COPY: {name!r}",
+                                  location=inst.location)
+        data = _HEREDOC_LEXER.process_word(doc.content, env) if doc.expand else doc.content
+        host = where / name
+        host.write_text(data, encoding="utf-8", errors="surrogateescape")
+        os.chmod(host, 0o644)
+        out.append(Source(name, host))
+    return out
+
+
 def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
     patterns = [_expand(ctx, state, s) for s in inst.sources]
+    excludes = [_expand(ctx, state, e) for e in inst.excludes]
     dest = _expand(ctx, state, inst.dest)
     if not dest:
         raise DockerfileError("COPY destination is empty", location=inst.location)
@@ -156,7 +240,7 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         trailing = dest.endswith("/") or dest in (".", "./")
         dest = posixpath.join(state.workdir, dest)
         dest = posixpath.normpath(dest) + ("/" if trailing else "")
-    if len(patterns) > 1 and not dest.endswith("/"):
+    if len(patterns) + len(inst.contents) > 1 and not dest.endswith("/"):
         raise DockerfileError("when using COPY with more than one source file, the destination "
                               "must be a directory and end with a /", location=inst.location)
     chown = _expand(ctx, state, inst.chown) if inst.chown else None
@@ -172,20 +256,44 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
                 ctx.copy_source_image(inst)
             root = stack.enter_context(ctx.rootfs.mounted(image)).merged
             what, escape = f"--from={inst.from_}", False
-        sources = resolve_sources(root, patterns, what, forbid_escape=escape, allow=allow)
+        sources: list[Source] = []
+        for pattern in patterns:
+            found = resolve_sources(root, [pattern], what, forbid_escape=escape, allow=allow)
+            if inst.parents:
+                pivot, _ = _split_pivot(pattern)
+                found = [replace(src, base=pivot) for src in found]
+            sources += found
+        try:
+            exclude = PatternMatcher(excludes) if excludes else None
+        except DistillError as e:
+            raise e.at(inst.location) from None
+        heredocs_dir = Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="distill-heredoc-")))
+        inline = _heredoc_sources(ctx, state, inst, heredocs_dir)
         signature: list[object] = ["copy", [s.rel for s in sources], _tree_hash(sources, allow),
                                    dest, chown, chmod, inst.from_ is None]
+        if inline or excludes or inst.parents:  # keys of plain COPYs stay as they were
+            signature += [[[s.rel, s.host.read_bytes().hex()] for s in inline], excludes,
+                          inst.parents, [s.base for s in sources]]
+        dest_is_dir = dest.endswith("/") or len(sources) + len(inline) > 1
 
         def work(dest_root: Path) -> None:
             owner = resolve_chown(dest_root, chown) if chown else (
                 (0, 0) if inst.from_ is None else None)
             copy_sources(dest_root, sources, dest,
-                         CopyOptions(owner=owner, mode=chmod, allow=allow))
+                         CopyOptions(owner=owner, mode=chmod, allow=allow, exclude=exclude,
+                                     parents=inst.parents), dest_is_dir=dest_is_dir)
+            if inline:  # inline files are root's (or --chown's), like BuildKit's Mkfile
+                copy_sources(dest_root, inline, dest, CopyOptions(owner=owner or (0, 0),
+                                                                  mode=chmod),
+                             dest_is_dir=dest_is_dir)
 
         flags = "".join(f" --{k}={v}" for k, v in (("from", inst.from_), ("chown", chown),
                                                      ("chmod", inst.chmod)) if v)
-        return _layer_step(ctx, state, signature,
-                           f"COPY{flags} {' '.join(patterns)} {dest}", work)
+        if inst.parents:
+            flags = " --parents" + flags
+        shown = " ".join([*patterns, *(f"<<{doc.name}" for doc in inst.contents)])
+        return _layer_step(ctx, state, signature, f"COPY{flags} {shown} {dest}", work)
 
 
 # -- configuration-only instructions ------------------------------------------------

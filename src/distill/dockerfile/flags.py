@@ -204,3 +204,27 @@ def repeated_flag(node: Node, name: str) -> tuple[Node, tuple[str, ...]]:
         else:
             values.append(value)
     return dataclasses.replace(node, flags=tuple(rest)), tuple(values)
+
+
+def bool_flag(node: Node, name: str) -> tuple[Node, bool]:
+    """Take out ``--name`` / ``--name=true|false`` (BuildKit's AddBool flags): a bare
+    flag is true, the value is read case-insensitively, ``--name=`` has no value."""
+    found: bool | None = None
+    rest = []
+    for raw in node.flags:
+        flag, eq, value = raw[2:].partition("=") if raw.startswith("--") else ("", "", "")
+        if flag != name:
+            rest.append(raw)
+            continue
+        if found is not None:
+            raise DockerfileError(f"duplicate flag specified: --{name}", location=node.location)
+        if eq and not value:
+            raise DockerfileError(f"missing a value on flag: {raw}", location=node.location)
+        if value.lower() in ("true", ""):
+            found = True
+        elif value.lower() == "false":
+            found = False
+        else:
+            raise DockerfileError(f"expecting boolean value for flag {name}, not: {value}",
+                                  location=node.location)
+    return dataclasses.replace(node, flags=tuple(rest)), bool(found)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from distill.dockerfile.flags import (
+    bool_flag,
     format_go_duration,
     go_quote,
     parse_flags,
@@ -19,6 +20,7 @@ from distill.dockerfile.flags import (
 )
 from distill.dockerfile.mounts import mount_from, parse_network
 from distill.dockerfile.parse import Heredoc, Node, parse
+from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
 from distill.errors import DockerfileError, SourceLocation
 
 ALL_INSTRUCTIONS = (
@@ -62,6 +64,8 @@ class Run(Instruction):
     json: bool
     mounts: tuple[str, ...] = ()     # raw --mount values, expanded at build time
     network: str = "default"
+    #: heredoc bodies as written (``<<-`` tabs kept: the shell or the step removes them)
+    heredocs: tuple[Heredoc, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,20 @@ class Copy(Instruction):
     from_: str | None = None
     chown: str | None = None
     chmod: str | None = None
+    #: inline files from heredocs (``COPY <<EOF /dest``): name = the delimiter, content
+    #: with ``<<-`` tabs already removed, expand = unquoted delimiter
+    contents: tuple[Heredoc, ...] = ()
+    excludes: tuple[str, ...] = ()   # raw --exclude patterns, expanded at build time
+    parents: bool = False
+    #: ``--link``: accepted and recorded, nothing else. BuildKit then copies onto an empty
+    #: layer and merges it, so the layer can be rebased onto a changed base without
+    #: rerunning. distill already makes every COPY its own layer holding just the copied
+    #: files, so for the usual case (a destination whose directories are plain
+    #: directories) the layer's files equal BuildKit's. Known difference: with --link,
+    #: BuildKit neither follows a symlink of the base on the destination path nor keeps
+    #: the metadata of existing destination directories (it creates them afresh); distill
+    #: does what a COPY without --link does. The cache key does not survive a base change.
+    link: bool = False
 
 
 @dataclass(frozen=True)
@@ -329,6 +347,38 @@ def _onbuild_heredocs(node: Node) -> tuple[Heredoc, ...]:
     return nodes[0].heredocs if len(nodes) == 1 else ()
 
 
+def _copy(node: Node) -> Copy:
+    if len(node.args) < 2:
+        raise _err(node, "COPY requires at least two arguments, but only one was provided. "
+                         "Destination could not be determined")
+    rest, link = bool_flag(node, "link")
+    rest, parents = bool_flag(rest, "parents")
+    rest, excludes = repeated_flag(rest, "exclude")
+    flags = parse_flags(rest, {"from": None, "chown": None, "chmod": None})
+    try:
+        if parse_heredoc(node.args[-1]) is not None:
+            raise _err(node, "COPY cannot accept a heredoc as a destination")
+        bodies = {doc.name: doc for doc in node.heredocs}
+        sources: list[str] = []
+        contents: list[Heredoc] = []
+        for word in node.args[:-1]:
+            doc = parse_heredoc(word)
+            if doc is None:
+                sources.append(word)
+                continue
+            body = bodies.get(doc.name)
+            content = body.content if body is not None else ""
+            if doc.chomp:
+                content = chomp_heredoc_content(content)
+            contents.append(Heredoc(doc.name, content, doc.file_descriptor,
+                                    expand=doc.expand, chomp=doc.chomp))
+    except DockerfileError as e:
+        raise e.at(node.location) from None
+    return Copy(node.location, node.original, tuple(sources), node.args[-1], flags["from"],
+                flags["chown"], flags["chmod"], contents=tuple(contents),
+                excludes=excludes, parents=parents, link=link)
+
+
 def parse_trigger(expression: str, location: SourceLocation) -> Instruction:
     """An ONBUILD trigger from a base image, parsed as BuildKit does (on its own, with the
     default escape character); errors point at ``location``, the stage's FROM."""
@@ -359,7 +409,7 @@ def to_instruction(node: Node) -> Instruction:
         raise _err(node, f"{cmd.upper()} is not supported by distill yet")
     if cmd == "onbuild":
         return _onbuild(node)
-    if node.heredocs:
+    if node.heredocs and cmd not in ("run", "copy"):
         raise _err(node, f"heredocs in {cmd.upper()} are not supported by distill yet")
     if cmd == "from":
         flags = parse_flags(node, {"platform": None})
@@ -397,14 +447,9 @@ def to_instruction(node: Node) -> Instruction:
             raise e.at(loc) from None
         if not node.args or (not node.json and not node.args[0].strip()):
             raise _err(node, "RUN requires at least one argument")
-        return Run(loc, orig, node.args, node.json, mounts, network)
+        return Run(loc, orig, node.args, node.json, mounts, network, node.heredocs)
     if cmd == "copy":
-        flags = parse_flags(node, {"from": None, "chown": None, "chmod": None})
-        if len(node.args) < 2:
-            raise _err(node, "COPY requires at least two arguments, but only one was provided. "
-                             "Destination could not be determined")
-        return Copy(loc, orig, node.args[:-1], node.args[-1], flags["from"], flags["chown"],
-                    flags["chmod"])
+        return _copy(node)
     if cmd == "workdir":
         return Workdir(loc, orig, _one(node, "WORKDIR"))
     if cmd == "user":

@@ -454,6 +454,7 @@ def _to_node(ins: Instruction, state: _Parse) -> Node:
         json=inner.json,
         original=original,
         location=state.location(ins.start_line, ins.end_line),
-        heredocs=tuple(NodeHeredoc(d.name, d.content, d.file_descriptor) for d in ins.heredocs),
+        heredocs=tuple(NodeHeredoc(d.name, d.content, d.file_descriptor, expand=d.expand,
+                                  chomp=d.chomp) for d in ins.heredocs),
         sub_cmd=ins.child.value if ins.child is not None else None,
     )
