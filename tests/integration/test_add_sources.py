@@ -122,8 +122,7 @@ def _git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("git") is None:
-        pytest.skip("git not installed")
+    assert shutil.which("git"), "git is needed (the Makefile installs it)"
     r = tmp_path_factory.mktemp("repo")
     _git(r, "init", "-q", "-b", "main")
     (r / "README").write_text("v1\n")
@@ -178,15 +177,9 @@ def test_fetch_git_errors(repo: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "checkout").exists()
 
 
-# -- end to end (runs once ADD is wired into the Dockerfile front end and steps) --------
+# -- end to end ------------------------------------------------------------------------------
 
 
-def _add_wired() -> bool:
-    from distill.dockerfile import instructions as ins
-    return "add" not in ins.NOT_YET and hasattr(ins, "Add")
-
-
-@pytest.mark.skipif(not _add_wired(), reason="ADD is not wired into instructions/steps yet")
 def test_add_build_end_to_end(distill: RunDistill, busybox_image: str, server: str,
                               tmp_path: Path) -> None:
     from tests.helpers.readback import umoci_unpack

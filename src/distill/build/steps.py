@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distill.build import add as addsrc
 from distill.build.copy import CopyOptions, copy_sources
 from distill.build.runmounts import mounts_signature, prepare_mounts
 from distill.build.sources import Source, resolve_sources
@@ -257,8 +258,32 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             root = stack.enter_context(ctx.rootfs.mounted(image)).merged
             what, escape = f"--from={inst.from_}", False
         sources: list[Source] = []
+        adding = isinstance(inst, ins.Add)
+        add_opts = addsrc.AddOptions(inst.checksum, inst.keep_git_dir, inst.unpack) \
+            if isinstance(inst, ins.Add) else addsrc.AddOptions()
+        remote: list[Source] = []     # downloads and git checkouts (outside the context)
+        archives: list[Source] = []   # sources ADD unpacks into dest
         for pattern in patterns:
+            if adding and (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
+                git = addsrc.is_git(pattern)
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-add")))
+                try:
+                    got = stack.enter_context((addsrc.fetch_git if git else addsrc.fetch_url)(
+                        pattern, tmp, add_opts))
+                except DistillError as e:
+                    raise e.at(inst.location) from None
+                if not git and addsrc.wants_unpack(add_opts, True) and addsrc.is_archive(got):
+                    archives.append(Source(pattern, got))
+                else:
+                    remote.append(Source(pattern if git else got.name, got))
+                continue
+            if adding and add_opts.checksum:
+                raise DockerfileError("checksum can't be specified for non-HTTP(S) sources",
+                                      location=inst.location)
             found = resolve_sources(root, [pattern], what, forbid_escape=escape, allow=allow)
+            if adding and addsrc.wants_unpack(add_opts, False):
+                archives += [s for s in found if addsrc.is_archive(s.host)]
+                found = [s for s in found if not addsrc.is_archive(s.host)]
             if inst.parents:
                 pivot, _ = _split_pivot(pattern)
                 found = [replace(src, base=pivot) for src in found]
@@ -275,7 +300,10 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         if inline or excludes or inst.parents:  # keys of plain COPYs stay as they were
             signature += [[[s.rel, s.host.read_bytes().hex()] for s in inline], excludes,
                           inst.parents, [s.base for s in sources]]
-        dest_is_dir = dest.endswith("/") or len(sources) + len(inline) > 1
+        if adding:
+            signature += ["add", patterns, _tree_hash(remote, None), _tree_hash(archives, None),
+                          add_opts.keep_git_dir, add_opts.unpack]
+        dest_is_dir = dest.endswith("/") or len(sources) + len(inline) + len(remote) > 1
 
         def work(dest_root: Path) -> None:
             owner = resolve_chown(dest_root, chown) if chown else (
@@ -283,6 +311,13 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             copy_sources(dest_root, sources, dest,
                          CopyOptions(owner=owner, mode=chmod, allow=allow, exclude=exclude,
                                      parents=inst.parents), dest_is_dir=dest_is_dir)
+            if remote:  # not in the context: no .dockerignore filter
+                copy_sources(dest_root, remote, dest, CopyOptions(owner=owner or (0, 0),
+                                                                  mode=chmod),
+                             dest_is_dir=dest_is_dir)
+            for archive in archives:  # members keep their owners; --chown: created dirs only
+                addsrc.extract_archive_into(archive.host, dest_root, dest,
+                                            resolve_chown(dest_root, chown) if chown else None)
             if inline:  # inline files are root's (or --chown's), like BuildKit's Mkfile
                 copy_sources(dest_root, inline, dest, CopyOptions(owner=owner or (0, 0),
                                                                   mode=chmod),
@@ -293,7 +328,8 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         if inst.parents:
             flags = " --parents" + flags
         shown = " ".join([*patterns, *(f"<<{doc.name}" for doc in inst.contents)])
-        return _layer_step(ctx, state, signature, f"COPY{flags} {shown} {dest}", work)
+        verb = "ADD" if adding else "COPY"
+        return _layer_step(ctx, state, signature, f"{verb}{flags} {shown} {dest}", work)
 
 
 # -- configuration-only instructions ------------------------------------------------
@@ -534,6 +570,7 @@ HANDLERS: dict[type, Callable[..., StageState]] = {
     ins.Shell: shell, ins.StopSignal: stopsignal, ins.Volume: volume,
     ins.Maintainer: maintainer, ins.Healthcheck: healthcheck, ins.Onbuild: onbuild,
     TriggerCopy: copy,
+    ins.Add: copy,
 }
 
 

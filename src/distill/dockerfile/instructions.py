@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from distill.dockerfile.flags import (
@@ -27,7 +27,7 @@ ALL_INSTRUCTIONS = (
     "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck",
     "label", "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
 )
-NOT_YET = {"add"}
+NOT_YET: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,13 @@ class Copy(Instruction):
     #: the metadata of existing destination directories (it creates them afresh); distill
     #: does what a COPY without --link does. The cache key does not survive a base change.
     link: bool = False
+
+
+@dataclass(frozen=True)
+class Add(Copy):
+    checksum: str | None = None     # --checksum=sha256:... (HTTP sources; a commit for git)
+    keep_git_dir: bool = False      # --keep-git-dir
+    unpack: bool | None = None      # --unpack[=bool]; None: local archives yes, URLs no
 
 
 @dataclass(frozen=True)
@@ -379,6 +386,27 @@ def _copy(node: Node) -> Copy:
                 excludes=excludes, parents=parents, link=link)
 
 
+def _add(node: Node) -> Add:
+    rest, keep_git_dir = bool_flag(node, "keep-git-dir")
+    unpack: bool | None = None
+    if any(f == "--unpack" or f.startswith("--unpack=") for f in rest.flags):
+        rest, unpack = bool_flag(rest, "unpack")
+    rest, checksums = repeated_flag(rest, "checksum")
+    if len(checksums) > 1:
+        raise _err(node, "duplicate flag specified: --checksum")
+    for raw in rest.flags:
+        name = raw[2:].split("=", 1)[0]
+        if name in ("from", "parents"):          # COPY-only flags
+            raise _err(node, f"unknown flag: --{name}")
+    if len(node.args) < 2:
+        raise _err(node, "ADD requires at least two arguments, but only one was provided. "
+                         "Destination could not be determined")
+    base = _copy(rest)
+    return Add(**{f.name: getattr(base, f.name) for f in fields(base)},
+               checksum=checksums[0] if checksums else None, keep_git_dir=keep_git_dir,
+               unpack=unpack)
+
+
 def parse_trigger(expression: str, location: SourceLocation) -> Instruction:
     """An ONBUILD trigger from a base image, parsed as BuildKit does (on its own, with the
     default escape character); errors point at ``location``, the stage's FROM."""
@@ -409,7 +437,7 @@ def to_instruction(node: Node) -> Instruction:
         raise _err(node, f"{cmd.upper()} is not supported by distill yet")
     if cmd == "onbuild":
         return _onbuild(node)
-    if node.heredocs and cmd not in ("run", "copy"):
+    if node.heredocs and cmd not in ("run", "copy", "add"):
         raise _err(node, f"heredocs in {cmd.upper()} are not supported by distill yet")
     if cmd == "from":
         flags = parse_flags(node, {"platform": None})
@@ -450,6 +478,8 @@ def to_instruction(node: Node) -> Instruction:
         return Run(loc, orig, node.args, node.json, mounts, network, node.heredocs)
     if cmd == "copy":
         return _copy(node)
+    if cmd == "add":
+        return _add(node)
     if cmd == "workdir":
         return Workdir(loc, orig, _one(node, "WORKDIR"))
     if cmd == "user":
