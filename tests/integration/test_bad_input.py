@@ -206,7 +206,7 @@ def test_bad_output_spec(distill: RunDistill, busybox_image: str, tmp_path: Path
 
 
 @pytest.mark.parametrize(("dockerfile", "spec", "needles"), [
-    ("FROM base\n", "base=docker-image://alpine:3", ("docker-image://alpine:3",)),
+    ("FROM base\n", "base=docker-image://alpine:3", ("alpine:3", "not found")),
     ("FROM base\n", "base=oci-layout://{missing}:1", ("not an OCI image layout",)),
     ("FROM base\n", "base=oci-layout://{layout}:no-such-tag", ("no-such-tag",)),
     ("FROM base\n", "base=oci-layout://{archive}", ("not read yet",)),

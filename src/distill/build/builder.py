@@ -29,10 +29,10 @@ from distill.store.store import Store
 
 @dataclass(frozen=True)
 class NamedContext:
-    """--build-context NAME=oci-layout://PATH[:TAG]"""
+    """--build-context NAME=oci-layout://PATH[:TAG] | docker-image://REF | LOCAL_DIR"""
 
-    kind: str
-    path: Path
+    kind: str                 # "oci-layout", "docker-image" or "local"
+    path: Path = Path()
     ref: str | None = None
 
     @classmethod
@@ -44,8 +44,16 @@ class NamedContext:
             if sep and "/" not in tail and head:
                 path, ref = head, tail
             return cls("oci-layout", Path(path), ref)
-        raise UsageError(f"unsupported --build-context source {spec!r}",
-                         hint="distill supports oci-layout://PATH[:TAG] so far")
+        if spec.startswith("docker-image://"):
+            return cls("docker-image", ref=spec[len("docker-image://"):])
+        if "://" in spec or spec.startswith("git@"):
+            raise UsageError(f"unsupported --build-context source {spec!r}",
+                             hint="distill takes oci-layout://PATH[:TAG], docker-image://REF "
+                                  "(from its store) or a local directory")
+        path = Path(spec)
+        if not path.is_dir():
+            raise UsageError(f"--build-context {spec!r}: no such directory")
+        return cls("local", path.resolve())
 
 
 @dataclass
@@ -96,6 +104,13 @@ class StageContext:
         """from='s rootfs as a throwaway writable view (rw binds write here)."""
         with self.rootfs.mounted(self.mount_source_image(name)) as mount:
             yield mount.merged
+
+    def copy_source_dir(self, inst: ins.Copy) -> Path | None:
+        """The directory of a local --build-context that COPY --from names, if it does."""
+        idx = self.planned.stage.instructions.index(inst)
+        src = self.planned.copy_sources.get(idx)
+        named = self.builder.named.get(src.lower()) if isinstance(src, str) else None
+        return named.path if named is not None and named.kind == "local" else None
 
     def copy_source_image(self, inst: ins.Copy) -> Image:
         idx = self.planned.stage.instructions.index(inst)
@@ -159,8 +174,13 @@ class Builder:
         if ref in self._bases:
             return self._bases[ref]
         named = self.named.get(ref.lower())
-        if named is not None:
+        if named is not None and named.kind == "local":
+            raise UsageError(f"build context {ref!r} is a local directory, not an image",
+                             hint="use it with COPY --from or RUN --mount from=")
+        if named is not None and named.kind == "oci-layout":
             image = import_layout(self.store, named.path, named.ref)
+        elif named is not None:  # docker-image://REF: an image in distill's store
+            image = load(self.store, self.store.resolve(named.ref or "").digest)
         else:
             image = load(self.store, self.store.resolve(ref).digest)
         self._bases[ref] = image

@@ -252,6 +252,8 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         if inst.from_ is None:
             root, what, escape = ctx.context.root, "the build context", True
             allow = ctx.context.allows if ctx.context.matcher is not None else None
+        elif not isinstance(inst, TriggerCopy) and (local := ctx.copy_source_dir(inst)):
+            root, what, escape = local, f"build context {inst.from_!r}", True
         else:
             image = inst.source if isinstance(inst, TriggerCopy) and inst.source else \
                 ctx.copy_source_image(inst)
@@ -296,7 +298,7 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             tempfile.TemporaryDirectory(prefix="distill-heredoc-")))
         inline = _heredoc_sources(ctx, state, inst, heredocs_dir)
         signature: list[object] = ["copy", [s.rel for s in sources], _tree_hash(sources, allow),
-                                   dest, chown, chmod, inst.from_ is None]
+                                   dest, chown, chmod, escape]
         if inline or excludes or inst.parents:  # keys of plain COPYs stay as they were
             signature += [[[s.rel, s.host.read_bytes().hex()] for s in inline], excludes,
                           inst.parents, [s.base for s in sources]]
@@ -307,7 +309,7 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
 
         def work(dest_root: Path) -> None:
             owner = resolve_chown(dest_root, chown) if chown else (
-                (0, 0) if inst.from_ is None else None)
+                (0, 0) if escape else None)  # local files are root's; a stage's keep theirs
             copy_sources(dest_root, sources, dest,
                          CopyOptions(owner=owner, mode=chmod, allow=allow, exclude=exclude,
                                      parents=inst.parents), dest_is_dir=dest_is_dir)
