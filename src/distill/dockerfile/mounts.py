@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from distill.errors import DockerfileError
+from distill.gopath import clean
 
 MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 SHARING_MODES = ("shared", "private", "locked")
@@ -80,26 +81,6 @@ def ssh_target(mount: Mount, index: int) -> str:
     """Where an ssh mount's socket goes: its target, else ``/run/buildkit/ssh_agent.<index>``
     (``index`` counts the RUN's ssh mounts from 0)."""
     return mount.target or f"/run/buildkit/ssh_agent.{index}"
-
-
-def clean(path: str) -> str:
-    """Go's ``path.Clean``: lexical, '' -> '.', one leading '/' at most."""
-    if not path:
-        return "."
-    rooted = path.startswith("/")
-    out: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(part)
-    joined = "/".join(out)
-    return "/" + joined if rooted else (joined or ".")
 
 
 def base(path: str) -> str:

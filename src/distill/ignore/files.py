@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from distill.errors import ContextError
-from distill.ignore.patterns import MatchInfo, PatternMatcher, clean, trim_space
+from distill.gopath import clean
+from distill.ignore.patterns import MatchInfo, PatternMatcher, trim_space
 
 __all__ = ["DOCKERIGNORE", "load_context_ignore", "read_ignore_file", "walk_context"]
 

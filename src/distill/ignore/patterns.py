@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distill.errors import ContextError
+from distill.gopath import clean
 from distill.ignore.goregexp import GoRegexp, RegexError, UnsupportedRegex
 
 __all__ = ["BAD_PATTERN", "MatchInfo", "PatternMatcher", "clean", "trim_space"]
@@ -31,28 +32,6 @@ _GO_SPACE = (
 def trim_space(s: str) -> str:
     """Go's strings.TrimSpace."""
     return s.strip(_GO_SPACE)
-
-
-def clean(path: str) -> str:
-    """Go's path/filepath.Clean on a '/'-separated path."""
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    out: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(part)
-    joined = "/".join(out)
-    if rooted:
-        return "/" + joined
-    return joined or "."
 
 
 def _dir(path: str) -> str:
