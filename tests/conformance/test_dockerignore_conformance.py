@@ -215,10 +215,11 @@ def test_vector_counts() -> None:
     assert not [v.id for v in VECTORS if v.skip], "no Windows-only case is expected"
 
 
-@pytest.mark.parametrize("vector", VECTORS, ids=[v.id for v in VECTORS])
+LINUX_VECTORS = [v for v in VECTORS if not v.skip]  # Windows-only vectors do not apply
+
+
+@pytest.mark.parametrize("vector", LINUX_VECTORS, ids=[v.id for v in LINUX_VECTORS])
 def test_dockerignore_vector(vector: Vector) -> None:
-    if vector.skip:
-        pytest.skip(vector.skip)
     vector.check()
 
 

@@ -36,10 +36,8 @@ def _archive_reachable() -> bool:
 
 @pytest.fixture(scope="session")
 def _served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMirror]:
-    if not KEYRING.exists():
-        pytest.skip("debian-archive-keyring is not installed")
-    if not _archive_reachable():
-        pytest.skip("deb.debian.org is not reachable")
+    assert KEYRING.exists(), "debian-archive-keyring is not installed (make installs it)"
+    assert _archive_reachable(), "deb.debian.org is not reachable"
     root = build_local_mirror(tmp_path_factory.mktemp("mirror"))
     with _serve_mirror(root) as mirror:
         yield mirror
@@ -148,8 +146,7 @@ def test_unsigned_text_around_the_signed_block_is_refused(mirror: LocalMirror,
 
 def test_keyring_without_the_signing_key_is_refused(mirror: LocalMirror,
                                                     tmp_path: Path) -> None:
-    if not OTHER_KEYRING.exists():
-        pytest.skip(f"{OTHER_KEYRING} is not installed")
+    assert OTHER_KEYRING.exists(), f"{OTHER_KEYRING} is not installed"
     with _archive(mirror, tmp_path, keyring=OTHER_KEYRING) as archive:
         with pytest.raises(VerificationError) as caught:
             archive.release()
@@ -176,8 +173,7 @@ def test_wrong_suite_and_missing_files(mirror: LocalMirror, tmp_path: Path) -> N
 
 
 def test_real_archive_resolves_python3(tmp_path: Path) -> None:
-    if not _archive_reachable():
-        pytest.skip("deb.debian.org is not reachable")
+    assert _archive_reachable(), "deb.debian.org is not reachable"
     with Archive(cache_dir=tmp_path) as archive:
         index = archive.packages()
         chosen = resolve(index, ["python3"], arch="amd64", exclude={"debconf", "perl-base"})
