@@ -40,3 +40,15 @@ def test_local_directory_is_not_a_base(distill: RunDistill, busybox_image: str,
     proc = distill("build", "--build-context", f"base={tmp_path}", str(tmp_path), check=False)
     assert proc.returncode != 0 and "not an image" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_proxy_args_reach_run_but_not_the_image(distill: RunDistill, busybox_image: str,
+                                                tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        'FROM busybox\nRUN case "$HTTP_PROXY" in http://proxy.*) touch /ok;; *) exit 1;; esac\n')
+    layout = tmp_path / "layout"
+    proc = distill("build", "--no-cache", "--build-arg", "HTTP_PROXY=http://proxy.invalid:3128",
+                   "-t", "proxy:1", "-o", f"type=oci,dest={layout},tar=false", str(tmp_path))
+    assert "not consumed" not in proc.stderr
+    blobs = b"".join(p.read_bytes() for p in (layout / "blobs" / "sha256").iterdir())
+    assert b"proxy.invalid" not in blobs

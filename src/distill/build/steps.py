@@ -23,14 +23,15 @@ from distill.build.users import home_of, resolve_chown, resolve_user, supplement
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.mounts import parse_mount
 from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
-from distill.dockerfile.shell import Lexer
-from distill.ignore import PatternMatcher
 from distill.dockerfile.ports import parse_ports
+from distill.dockerfile.shell import Lexer
 from distill.errors import DistillError, DockerfileError, RunError
+from distill.ignore import PatternMatcher
 from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
+from distill.plan.plan import PROXY_ARGS
 from distill.sandbox import RunSpec, run_in_rootfs
 from distill.sandbox.run import SandboxMount
 
@@ -136,6 +137,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     def work(root: Path) -> None:
         uid, gid = resolve_user(root, user) if user else (0, 0)
         run_env = env if "HOME" in env else {**env, "HOME": home_of(root, uid)}
+        run_env = {**{k: v for k, v in ctx.build_args.items()
+                      if k in PROXY_ARGS and k not in env}, **run_env}
         with prepare_mounts(mounts, store=ctx.rootfs.store, context=ctx.context,
                             stage_rootfs=ctx.mount_source, secrets=ctx.builder.secrets,
                             ssh=ctx.builder.ssh, workdir=cwd) as prepared, \

@@ -54,6 +54,11 @@ class BuildPlan:
     unused_build_args: tuple[str, ...] = ()
 
 
+# Predefined: usable in RUN without an ARG line, kept out of the image and the cache key.
+PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+                        "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
+
+
 def platform_args(target: Platform, build: Platform | None = None) -> dict[str, str]:
     build = build or Platform.host()
     out = {}
@@ -181,5 +186,5 @@ def make_plan(dockerfile: Dockerfile, *, target: str | None = None,
         for inst in p.stage.instructions:
             if isinstance(inst, Arg):
                 declared.update(n for n, _ in inst.pairs)
-    unused = tuple(sorted(set(build_args) - declared))
+    unused = tuple(sorted(set(build_args) - declared - PROXY_ARGS))
     return BuildPlan(tuple(order), target_idx, global_args, build_args, platform, unused)
