@@ -1,0 +1,211 @@
+"""COPY and ADD: sources from the context, a stage, an image, URLs, git or heredocs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from distill.build import add as addsrc
+from distill.build.copy import CopyOptions, copy_sources
+from distill.build.layerstep import expand, layer_step
+from distill.build.sources import Source, resolve_sources
+from distill.build.state import StageState
+from distill.build.users import resolve_chown
+from distill.dockerfile import instructions as ins
+from distill.dockerfile.shell import Lexer
+from distill.errors import DistillError, DockerfileError
+from distill.ignore import PatternMatcher
+from distill.image.image import Image
+
+if TYPE_CHECKING:
+    from distill.build.builder import StageContext
+
+
+@dataclass(frozen=True)
+class TriggerCopy(ins.Copy):
+    """``COPY --from`` from an ONBUILD trigger: its source was resolved when the trigger
+    was read (the plan knows only the stage's own instructions)."""
+
+    source: Image | None = None
+
+
+
+def _tree_hash(sources: list[Source], allow: Callable[[Path], bool] | None) -> str:
+    """Content hash of everything a COPY would read (names, types, modes, owners, bytes)."""
+    h = hashlib.sha256()
+
+    def entry(path: str, rel: str) -> None:
+        st = os.lstat(path)
+        h.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_mtime_ns}\0".encode())
+        if stat.S_ISLNK(st.st_mode):
+            h.update(os.readlink(path).encode())
+        elif stat.S_ISREG(st.st_mode):
+            with open(path, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+
+    for src in sources:
+        entry(str(src.host), src.rel)
+        if src.host.is_dir():
+            for dirpath, dirnames, filenames in os.walk(src.host):
+                if allow is not None:
+                    dirnames[:] = [d for d in dirnames if allow(Path(dirpath, d))]
+                    filenames = [f for f in filenames if allow(Path(dirpath, f))]
+                dirnames.sort()
+                for name in sorted(dirnames) + sorted(filenames):
+                    p = os.path.join(dirpath, name)
+                    entry(p, os.path.relpath(p, src.host))
+    return h.hexdigest()
+
+
+def _parse_chmod(inst: ins.Copy, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise DockerfileError(f"invalid --chmod={value}: only octal modes are supported",
+                              location=inst.location)
+    return mode
+
+
+# BuildKit expands an unquoted heredoc's body with quotes left alone (ExpandRaw)
+_HEREDOC_LEXER = Lexer("\\", skip_process_quotes=True)
+
+
+def _split_pivot(pattern: str) -> tuple[str, str]:
+    """--parents: ``a/./b/c`` copies b/c under DEST (BuildKit's ``/./`` pivot);
+    without a pivot the path is kept from the root. Returns (pivot, pattern)."""
+    parent, sep, rest = pattern.partition("/./")
+    if not sep:
+        return ".", pattern
+    return os.path.normpath("/" + parent).lstrip("/") or ".", pattern
+
+
+def _heredoc_sources(ctx: StageContext, state: StageState, inst: ins.Copy,
+                     where: Path) -> list[Source]:
+    """COPY <<EOF: each body becomes a file named after its delimiter (mode 0644)."""
+    out = []
+    env = state.expansion_env()
+    for doc in inst.contents:
+        name = doc.name
+        if "/" in name or name in (".", ".."):
+            raise DockerfileError(f"invalid heredoc name for COPY: {name!r}",
+                                  location=inst.location)
+        data = _HEREDOC_LEXER.process_word(doc.content, env) if doc.expand else doc.content
+        host = where / name
+        host.write_text(data, encoding="utf-8", errors="surrogateescape")
+        os.chmod(host, 0o644)
+        out.append(Source(name, host))
+    return out
+
+
+def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
+    patterns = [expand(ctx, state, s) for s in inst.sources]
+    excludes = [expand(ctx, state, e) for e in inst.excludes]
+    dest = expand(ctx, state, inst.dest)
+    if not dest:
+        raise DockerfileError("COPY destination is empty", location=inst.location)
+    if not posixpath.isabs(dest):
+        trailing = dest.endswith("/") or dest in (".", "./")
+        dest = posixpath.join(state.workdir, dest)
+        dest = posixpath.normpath(dest) + ("/" if trailing else "")
+    if len(patterns) + len(inst.contents) > 1 and not dest.endswith("/"):
+        raise DockerfileError("when using COPY with more than one source file, the destination "
+                              "must be a directory and end with a /", location=inst.location)
+    chown = expand(ctx, state, inst.chown) if inst.chown else None
+    chmod = _parse_chmod(inst, expand(ctx, state, inst.chmod)) if inst.chmod else None
+
+    with ExitStack() as stack:
+        allow: Callable[[Path], bool] | None = None
+        if inst.from_ is None:
+            root, what, escape = ctx.context.root, "the build context", True
+            allow = ctx.context.allows if ctx.context.matcher is not None else None
+        elif not isinstance(inst, TriggerCopy) and (local := ctx.copy_source_dir(inst)):
+            root, what, escape = local, f"build context {inst.from_!r}", True
+        else:
+            image = inst.source if isinstance(inst, TriggerCopy) and inst.source else \
+                ctx.copy_source_image(inst)
+            root = stack.enter_context(ctx.rootfs.mounted(image)).merged
+            what, escape = f"--from={inst.from_}", False
+        sources: list[Source] = []
+        adding = isinstance(inst, ins.Add)
+        add_opts = addsrc.AddOptions(inst.checksum, inst.keep_git_dir, inst.unpack) \
+            if isinstance(inst, ins.Add) else addsrc.AddOptions()
+        remote: list[Source] = []     # downloads and git checkouts (outside the context)
+        archives: list[Source] = []   # sources ADD unpacks into dest
+        for pattern in patterns:
+            if adding and (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
+                git = addsrc.is_git(pattern)
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-add")))
+                try:
+                    got = stack.enter_context((addsrc.fetch_git if git else addsrc.fetch_url)(
+                        pattern, tmp, add_opts))
+                except DistillError as e:
+                    raise e.at(inst.location) from None
+                if not git and addsrc.wants_unpack(add_opts, True) and addsrc.is_archive(got):
+                    archives.append(Source(pattern, got))
+                else:
+                    remote.append(Source(pattern if git else got.name, got))
+                continue
+            if adding and add_opts.checksum:
+                raise DockerfileError("checksum can't be specified for non-HTTP(S) sources",
+                                      location=inst.location)
+            found = resolve_sources(root, [pattern], what, forbid_escape=escape, allow=allow)
+            if adding and addsrc.wants_unpack(add_opts, False):
+                archives += [s for s in found if addsrc.is_archive(s.host)]
+                found = [s for s in found if not addsrc.is_archive(s.host)]
+            if inst.parents:
+                pivot, _ = _split_pivot(pattern)
+                found = [replace(src, base=pivot) for src in found]
+            sources += found
+        try:
+            exclude = PatternMatcher(excludes) if excludes else None
+        except DistillError as e:
+            raise e.at(inst.location) from None
+        heredocs_dir = Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="distill-heredoc-")))
+        inline = _heredoc_sources(ctx, state, inst, heredocs_dir)
+        signature: list[object] = ["copy", [s.rel for s in sources], _tree_hash(sources, allow),
+                                   dest, chown, chmod, escape]
+        if inline or excludes or inst.parents:  # keys of plain COPYs stay as they were
+            signature += [[[s.rel, s.host.read_bytes().hex()] for s in inline], excludes,
+                          inst.parents, [s.base for s in sources]]
+        if adding:
+            signature += ["add", patterns, _tree_hash(remote, None), _tree_hash(archives, None),
+                          add_opts.keep_git_dir, add_opts.unpack]
+        dest_is_dir = dest.endswith("/") or len(sources) + len(inline) + len(remote) > 1
+
+        def work(dest_root: Path) -> None:
+            owner = resolve_chown(dest_root, chown) if chown else (
+                (0, 0) if escape else None)  # local files are root's; a stage's keep theirs
+            copy_sources(dest_root, sources, dest,
+                         CopyOptions(owner=owner, mode=chmod, allow=allow, exclude=exclude,
+                                     parents=inst.parents), dest_is_dir=dest_is_dir)
+            if remote:  # not in the context: no .dockerignore filter
+                copy_sources(dest_root, remote, dest, CopyOptions(owner=owner or (0, 0),
+                                                                  mode=chmod),
+                             dest_is_dir=dest_is_dir)
+            for archive in archives:  # members keep their owners; --chown: created dirs only
+                addsrc.extract_archive_into(archive.host, dest_root, dest,
+                                            resolve_chown(dest_root, chown) if chown else None)
+            if inline:  # inline files are root's (or --chown's), like BuildKit's Mkfile
+                copy_sources(dest_root, inline, dest, CopyOptions(owner=owner or (0, 0),
+                                                                  mode=chmod),
+                             dest_is_dir=dest_is_dir)
+
+        flags = "".join(f" --{k}={v}" for k, v in (("from", inst.from_), ("chown", chown),
+                                                     ("chmod", inst.chmod)) if v)
+        if inst.parents:
+            flags = " --parents" + flags
+        shown = " ".join([*patterns, *(f"<<{doc.name}" for doc in inst.contents)])
+        verb = "ADD" if adding else "COPY"
+        return layer_step(ctx, state, signature, f"{verb}{flags} {shown} {dest}", work)

@@ -1,0 +1,57 @@
+"""What every step shares: word expansion, and the cached run-on-a-rootfs-and-commit of a layer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from distill.build.state import StageState
+from distill.image.image import Layer
+from distill.oci.descriptor import Descriptor
+from distill.oci.digest import Digest
+
+if TYPE_CHECKING:
+    from distill.build.builder import StageContext
+
+
+def expand(ctx: StageContext, state: StageState, word: str) -> str:
+    return ctx.lexer.process_word(word, state.expansion_env())
+
+
+def layer_step(ctx: StageContext, state: StageState, signature: list[object],
+                created_by: str, work: Callable[[Path], None]) -> StageState:
+    """Run ``work`` on a writable rootfs, turning its changes into a layer; cached by signature."""
+    image = state.image
+    key = hashlib.sha256(json.dumps(
+        [[str(d) for d in image.config.diff_ids], signature, ctx.rootfs.mtime_clamp],
+        sort_keys=True).encode()).hexdigest()
+    layer: Layer | None = None
+    hit = ctx.cache_lookup(key)
+    if hit is not None:
+        ctx.log("CACHED")
+        layer = hit
+    else:
+        with ctx.rootfs.changes(image) as changes:
+            work(changes.mount.merged)
+        layer = changes.layer
+        ctx.cache_store(key, layer)
+    if layer is None:
+        return state.with_image(image.add_history(created_by, empty_layer=True))
+    return state.with_image(image.append_layer(layer, created_by))
+
+
+def layer_to_cache(layer: Layer | None) -> dict[str, object]:
+    if layer is None:
+        return {"empty": True}
+    return {"blob": layer.blob.to_dict(), "diff_id": str(layer.diff_id),
+            "size": layer.uncompressed_size}
+
+
+def layer_from_cache(value: dict[str, object]) -> Layer | None:
+    if value.get("empty"):
+        return None
+    return Layer(Descriptor.from_dict(value["blob"]),  # type: ignore[arg-type]
+                 Digest(str(value["diff_id"])), int(value["size"]))  # type: ignore[call-overload]
