@@ -152,6 +152,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
              f"PATH=/opt/bin:{DEFAULT_PATH}", "FIRST=replaced", "SECOND=2", "THIRD=3"]}}),
     Case("expose_range"),
     Case("from_scratch"),
+    Case("add_local_archive"),
     Case("stopsignal_volume"),
     # buildah (OCI format) drops SHELL, HEALTHCHECK and ONBUILD: these cases state BuildKit's
     # config, written from the Dockerfile reference (deliberate.py says why).
