@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 
+from distill.dockerfile._golike import quote
 from distill.dockerfile.parse import Node
 from distill.errors import DockerfileError
 
@@ -42,26 +43,7 @@ def parse_flags(node: Node, accepted: dict[str, str | None]) -> dict[str, str | 
 # -- Go value syntax ------------------------------------------------------------------
 # BuildKit reads flag values with Go's parsers; these give the same values and errors.
 
-def go_quote(s: str) -> str:
-    """Go's strconv.Quote (also what %q and %#v print for a string)."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == " " or (ch.isprintable() and not 0xDC80 <= o <= 0xDCFF):
-            out.append(ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
-        elif 0xDC80 <= o <= 0xDCFF:          # an undecodable byte (surrogateescape)
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif o < 0x20 or o == 0x7F:
-            out.append(f"\\x{o:02x}")
-        elif o < 0x10000:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(f"\\U{o:08x}")
-    return "".join(out) + '"'
+go_quote = quote  # strconv.Quote, shared with the parser
 
 
 def _time_quote(s: bytes) -> str:
