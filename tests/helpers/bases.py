@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -44,3 +46,11 @@ def write_busybox_rootfs_tar(dest: Path) -> Path:
         add(tar, "etc/group", tarfile.REGTYPE, 0o644, GROUP.encode())
         add(tar, "home/app", tarfile.DIRTYPE, 0o755)
     return dest
+
+
+def install_busybox(rootfs: Path) -> None:
+    """Put Debian's static busybox at rootfs/bin/busybox with a symlink per applet."""
+    (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
+    for applet in _applets():
+        os.symlink("busybox", rootfs / "bin" / applet)

@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
 import tempfile
 import threading
 import time
@@ -28,6 +27,7 @@ from distill.dockerfile.mounts import Mount, parse_mount
 from distill.errors import ContextError, DockerfileError, SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs
 from distill.store.store import Store
+from tests.helpers.bases import install_busybox
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,7 @@ def work() -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="distill-mounts-"))
     os.chmod(base, 0o711)
     rootfs = base / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", rootfs / "bin/busybox")
-    applets = subprocess.run(["/bin/busybox", "--list"], check=True, capture_output=True,
-                             text=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            os.symlink("busybox", rootfs / "bin" / applet)
+    install_busybox(rootfs)
     (rootfs / "tmp").mkdir(mode=0o1777)
     os.chmod(rootfs / "tmp", 0o1777)
     context = base / "context"

@@ -10,7 +10,6 @@ import io
 import os
 import shutil
 import stat
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from distill.errors import SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs, write_layer_from_upper
+from tests.helpers.bases import install_busybox
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +32,7 @@ def base() -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(prefix="distill-sandbox-"))
     os.chmod(work, 0o711)
     rootfs = work / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", rootfs / "bin/busybox")
-    applets = subprocess.run(
-        ["/bin/busybox", "--list"], check=True, capture_output=True, text=True
-    ).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            os.symlink("busybox", rootfs / "bin" / applet)
+    install_busybox(rootfs)
     (rootfs / "tmp").mkdir(mode=0o1777)
     os.chmod(rootfs / "tmp", 0o1777)
     try:

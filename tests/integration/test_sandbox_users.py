@@ -15,7 +15,6 @@ import io
 import os
 import shutil
 import struct
-import subprocess
 import tempfile
 import threading
 import time
@@ -28,6 +27,7 @@ from distill.errors import SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs
 from distill.sandbox._userns import identity_map
 from distill.sandbox.run import bwrap_argv
+from tests.helpers.bases import install_busybox
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +41,7 @@ NS_GET_OWNER_UID = 0xB704  # _IO(0xb7, 0x4)
 
 def make_rootfs(rootfs: Path) -> None:
     """busybox with applet links, users app (1000) and staff (50), dirs of various owners."""
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", rootfs / "bin/busybox")
-    applets = subprocess.run(
-        ["/bin/busybox", "--list"], check=True, capture_output=True, text=True
-    ).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            os.symlink("busybox", rootfs / "bin" / applet)
+    install_busybox(rootfs)
     (rootfs / "etc").mkdir()
     (rootfs / "etc/passwd").write_text(PASSWD)
     (rootfs / "etc/group").write_text(GROUP)
