@@ -17,6 +17,15 @@ from typing import Any
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 
+# Syntax newer than the reference builders on this machine (buildah 1.28, and the Dockerfile
+# frontend built into Debian's dockerd 20.10, which is about dockerfile:1.2).
+SYNTAX = {
+    "heredoc": "heredocs in RUN and COPY (dockerfile:1.4)",
+    "copy-link": "COPY --link (dockerfile:1.4)",
+    "copy-exclude": "COPY --exclude (dockerfile:1.7-labs, 1.19)",
+    "copy-parents": "COPY --parents (dockerfile:1.7-labs, 1.19)",
+}
+
 # 2001-09-09T01:46:40Z: older than any build, so a file keeping it proves a builder kept it.
 CONTEXT_MTIME = 1_000_000_000
 
@@ -32,6 +41,14 @@ class Case:
     expect: dict[str, dict[str, Any]] = field(default_factory=dict)
     bug: str | None = None        # a distill bug: the case is a strict xfail with this reason
     bug_shows: str = ""           # ...and its failure report must contain this text
+    # Dockerfile syntax the case uses that some reference builders lack (names in SYNTAX)...
+    needs: frozenset[str] = frozenset()
+    # ...and a Dockerfile in the case directory that means the same without that syntax,
+    # written from the Dockerfile reference (its comments cite the section); such a builder
+    # builds it instead.
+    equivalent: str | None = None
+    # RUN --mount=type=secret: id -> file in the context, passed as --secret id=ID,src=FILE
+    secrets: dict[str, str] = field(default_factory=dict)
 
     @property
     def dir(self) -> Path:

@@ -1,4 +1,6 @@
-"""Fixtures for the differential suite: a private buildah with the same busybox base."""
+"""Fixtures for the differential suite: buildah in a private store and BuildKit in a private
+dockerd, each with the same busybox base distill uses. ``differential`` is parametrized over
+both, so every test of the suite runs once against each reference builder."""
 
 from __future__ import annotations
 
@@ -8,8 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunDistill
+from tests.differential.references import BuildahReference, BuildKitReference, Reference
 from tests.differential.runner import DifferentialRunner
 from tests.helpers.buildah import Buildah, BuildahError, have_buildah
+from tests.helpers.dockerd import private_dockerd
+
+
+def _export(distill: RunDistill, image: str, work: Path, output: str) -> None:
+    ctx = work / "context"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(f"FROM {image}\n")
+    distill("build", "--progress", "quiet", "--output", output, "-t", image, str(ctx))
 
 
 @pytest.fixture(scope="session")
@@ -17,13 +28,8 @@ def busybox_layout(distill: RunDistill, busybox_image: str,
                    tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's busybox:latest as an OCI layout directory, ref ``latest``."""
     work = tmp_path_factory.mktemp("busybox-layout")
-    ctx = work / "context"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\n")
-    layout = work / "layout"
-    distill("build", "--progress", "quiet", "--output", f"type=oci,dest={layout},tar=false",
-            "-t", busybox_image, str(ctx))
-    return layout
+    _export(distill, busybox_image, work, f"type=oci,dest={work / 'layout'},tar=false")
+    return work / "layout"
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +52,25 @@ def buildah(busybox_layout: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture(scope="session")
-def differential(distill: RunDistill, buildah: Buildah,
+def buildkit(distill: RunDistill, busybox_image: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildKitReference]:
+    """BuildKit in a private dockerd (Debian's docker.io), with busybox:latest loaded."""
+    work = tmp_path_factory.mktemp("buildkit")
+    archive = work / "busybox.docker.tar"
+    _export(distill, busybox_image, work, f"type=docker,dest={archive}")
+    with private_dockerd(work / "dockerd") as docker:
+        docker("load", "-i", str(archive))
+        yield BuildKitReference(docker, work)
+
+
+@pytest.fixture(scope="session", params=["buildah", "BuildKit"])
+def differential(request: pytest.FixtureRequest, distill: RunDistill,
                  tmp_path_factory: pytest.TempPathFactory) -> DifferentialRunner:
-    """Builds and compares cases; outcomes are kept for the summary test."""
-    return DifferentialRunner(distill, buildah, tmp_path_factory.mktemp("differential"))
+    """Builds and compares cases against one reference; outcomes are kept for the summary."""
+    reference: Reference
+    if request.param == "buildah":
+        reference = BuildahReference(request.getfixturevalue("buildah"))
+    else:
+        reference = request.getfixturevalue("buildkit")
+    return DifferentialRunner(distill, reference,
+                              tmp_path_factory.mktemp(f"differential-{request.param}"))

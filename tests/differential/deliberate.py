@@ -31,6 +31,7 @@ class Deliberate:
     # General rule: adjusts the (distill, buildah) snapshots, True if it changed anything.
     # None: the rule is applied only where a case's ``expect`` names it.
     adjust: Adjust | None = None
+    reference: str = "buildah"     # the reference builder whose semantics the rule concerns
 
 
 def _drop_run_stubs(ours: ImageSnapshot, theirs: ImageSnapshot) -> bool:
@@ -105,15 +106,19 @@ DELIBERATE: dict[str, Deliberate] = {
 
 
 def apply_deliberate(ours: ImageSnapshot, theirs: ImageSnapshot,
-                     expect: dict[str, dict[str, Any]]) -> list[str]:
-    """Apply every general rule and the case's ``expect``; return the names that applied."""
+                     expect: dict[str, dict[str, Any]], reference: str) -> list[str]:
+    """Apply the general rules and the case's ``expect`` that concern ``reference`` (the
+    reference builder's name); return the names that applied."""
     applied = []
     for name, rule in DELIBERATE.items():
-        if rule.adjust is not None and rule.adjust(ours, theirs):
+        if rule.reference == reference and rule.adjust is not None \
+                and rule.adjust(ours, theirs):
             applied.append(name)
     for name, paths in expect.items():
         if name not in DELIBERATE or DELIBERATE[name].adjust is not None:
             raise KeyError(f"expect names {name!r}, which is not a per-case rule in DELIBERATE")
+        if DELIBERATE[name].reference != reference:
+            continue
         for key, value in paths.items():
             if key.startswith("config:"):
                 theirs.config[key.removeprefix("config:")] = value

@@ -1,4 +1,4 @@
-"""Build one case with distill and with buildah, unpack both, and compare them."""
+"""Build one case with distill and with a reference builder, unpack both, and compare them."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from typing import Any
 
 from tests.differential.cases import CONTEXT_MTIME, Case
 from tests.differential.deliberate import apply_deliberate
-from tests.helpers.buildah import Buildah, BuildahError
+from tests.differential.references import REF, Reference, ReferenceFailed
 from tests.helpers.compare import ImageSnapshot, compare, format_report, snapshot_image
 from tests.helpers.readback import ToolError
-
-REF = "latest"
 
 
 @dataclass
@@ -26,7 +24,7 @@ class Outcome:
     report: str
     seconds: float
     deliberate: tuple[str, ...] = ()
-    snapshots: tuple[ImageSnapshot, ImageSnapshot] | None = None   # (distill, buildah)
+    snapshots: tuple[ImageSnapshot, ImageSnapshot] | None = None   # (distill, reference)
 
 
 def prepare_context(case: Case, dest: Path) -> Path:
@@ -53,9 +51,9 @@ def prepare_context(case: Case, dest: Path) -> Path:
 class DifferentialRunner:
     """Runs cases in ``workdir``; ``distill`` is the conftest CLI runner."""
 
-    def __init__(self, distill: Any, buildah: Buildah, workdir: Path) -> None:
+    def __init__(self, distill: Any, reference: Reference, workdir: Path) -> None:
         self.distill = distill
-        self.buildah = buildah
+        self.reference = reference
         self.workdir = workdir
         self.started = time.time()
         self.outcomes: dict[str, Outcome] = {}
@@ -71,6 +69,8 @@ class DifferentialRunner:
                 "-t", f"differential-{case.name.replace('_', '-')}:{REF}"]
         for key, value in case.build_args.items():
             args += ["--build-arg", f"{key}={value}"]
+        for key, src in case.secrets.items():
+            args += ["--secret", f"id={key},src={ctx / src}"]
         if case.target:
             args += ["--target", case.target]
         proc = self.distill(*args, str(ctx), check=False)
@@ -78,16 +78,11 @@ class DifferentialRunner:
             return f"distill build failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
         return None
 
-    def _build_buildah(self, case: Case, ctx: Path, out: Path) -> str | None:
-        tag = f"localhost/differential-{case.name.replace('_', '-')}:{REF}"
+    def _build_reference(self, case: Case, ctx: Path, out: Path) -> str | None:
         try:
-            self.buildah.build(ctx, ctx / "Dockerfile", tag, build_args=case.build_args,
-                               target=case.target)
-            self.buildah.push_oci(tag, out, REF)
-        except BuildahError as e:
-            return f"buildah build failed: {e}"
-        finally:
-            self.buildah.remove_image(tag)
+            self.reference.build_oci(case, ctx, out)
+        except ReferenceFailed as e:
+            return f"{self.reference.name} build failed: {e}"
         return None
 
     def _run(self, case: Case) -> Outcome:
@@ -97,28 +92,29 @@ class DifferentialRunner:
             shutil.rmtree(base)
         base.mkdir(parents=True)
         ctx = prepare_context(case, base / "context")
-        d_out, b_out = base / "distill.oci", base / "buildah.oci"
+        name = self.reference.name
+        d_out, b_out = base / "distill.oci", base / f"{name}.oci"
         with ThreadPoolExecutor(2) as pool:
             d_err = pool.submit(self._build_distill, case, ctx, d_out)
-            b_err = pool.submit(self._build_buildah, case, ctx, b_out)
+            b_err = pool.submit(self._build_reference, case, ctx, b_out)
             errors = [e for e in (d_err.result(), b_err.result()) if e]
-        title = f"differential case {case.name!r} (distill vs buildah)"
+        title = f"differential case {case.name!r} (distill vs {name})"
         if errors:
             return Outcome(case, False, title + ":\n" + "\n".join(errors),
                            time.monotonic() - started)
         try:
             ours = snapshot_image(d_out, REF, base / "unpacked-distill")
-            theirs = snapshot_image(b_out, REF, base / "unpacked-buildah")
+            theirs = snapshot_image(b_out, REF, base / f"unpacked-{name}")
         except ToolError as e:
             return Outcome(case, False, f"{title}: reading an output failed: {e}",
                            time.monotonic() - started)
         try:
-            applied = apply_deliberate(ours, theirs, case.expect)
+            applied = apply_deliberate(ours, theirs, case.expect, name)
         except KeyError as e:
             return Outcome(case, False, f"{title}: a case expectation names {e}, which is "
                            "missing", time.monotonic() - started)
-        lines = compare(ours, theirs, pinned_before=self.started)
+        lines = compare(ours, theirs, pinned_before=self.started, names=("distill", name))
         shutil.rmtree(base / "unpacked-distill", ignore_errors=True)
-        shutil.rmtree(base / "unpacked-buildah", ignore_errors=True)
-        return Outcome(case, not lines, format_report(title, lines, applied),
+        shutil.rmtree(base / f"unpacked-{name}", ignore_errors=True)
+        return Outcome(case, not lines, format_report(title, lines, applied, name),
                        time.monotonic() - started, tuple(applied), (ours, theirs))

@@ -149,12 +149,13 @@ def compare(ours: ImageSnapshot, theirs: ImageSnapshot, *, pinned_before: float,
     return lines
 
 
-def format_report(title: str, lines: list[str], notes: list[str]) -> str:
+def format_report(title: str, lines: list[str], notes: list[str],
+                  reference: str = "buildah") -> str:
     """A failure message: the title, each difference, and the deliberate rules applied."""
     out = [f"{title}: {len(lines)} difference(s)"]
     out += [f"  {line}" for line in lines]
     if notes:
-        out.append("(the buildah side was first adjusted to BuildKit's semantics by these "
+        out.append(f"(the {reference} side was first adjusted to BuildKit's semantics by these "
                    "deliberate differences: " + ", ".join(notes) + ")")
     return "\n".join(out)
 

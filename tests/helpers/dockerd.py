@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,10 +20,10 @@ class Docker:
     def __init__(self, host: str) -> None:
         self.host = host
 
-    def __call__(self, *args: str, check: bool = True,
-                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, check: bool = True, timeout: float = 300,
+                 env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([DOCKER_CLI, "--host", self.host, *args], capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, env={**os.environ, **(env or {})})
         if check and proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}")
         return proc

@@ -1,5 +1,6 @@
-"""Differential tests: each case under cases/ is built by distill and by buildah, and the two
-images must have the same files (type, mode, owner, content, link targets, hardlinks, kept
+"""Differential tests: each case under cases/ is built by distill and by a reference builder
+(buildah, and BuildKit in Docker's engine: the ``differential`` fixture is parametrized over
+both), and the two images must have the same files (type, mode, owner, content, link targets, hardlinks, kept
 mtimes) and the same run config. See tests/helpers/compare.py for exactly what is compared
 and tests/differential/deliberate.py for the differences that are deliberate."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.differential.cases import CASES, CASES_DIR, CONTEXT_MTIME
+from tests.differential.cases import CASES, CASES_DIR, CONTEXT_MTIME, SYNTAX
 from tests.differential.deliberate import DELIBERATE
 from tests.differential.runner import DifferentialRunner
 
@@ -26,7 +27,7 @@ def _param(name: str) -> object:
 
 
 @pytest.mark.parametrize("name", [_param(n) for n in CASES])
-def test_same_image_as_buildah(differential: DifferentialRunner, name: str) -> None:
+def test_same_image(differential: DifferentialRunner, name: str) -> None:
     case = CASES[name]
     outcome = differential.outcome(case)
     if case.bug and not outcome.ok and case.bug_shows not in outcome.report:
@@ -38,7 +39,13 @@ def test_same_image_as_buildah(differential: DifferentialRunner, name: str) -> N
 def test_every_case_is_declared() -> None:
     on_disk = {p.name for p in CASES_DIR.iterdir() if (p / "Dockerfile").is_file()}
     assert on_disk == set(CASES), "cases/ and CASES disagree"
-    assert len(CASES) >= 20
+    assert len(CASES) >= 40
+    for case in CASES.values():
+        assert case.needs <= set(SYNTAX), case.name
+        if case.needs:    # builders that lack the syntax build the equivalent instead
+            assert case.equivalent and (case.dir / case.equivalent).is_file(), case.name
+        for src in case.secrets.values():
+            assert (case.dir / src).is_file(), case.name
 
 
 def test_deliberate_differences_are_explained() -> None:
@@ -68,8 +75,9 @@ def test_summary(differential: DifferentialRunner, capsys: pytest.CaptureFixture
     passed = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
     seconds = sum(o.seconds for o in outcomes)
-    lines = [f"differential: {len(passed)} passed, {len(failed)} failed "
-             f"({len(outcomes)} cases vs buildah, {seconds:.0f}s)"]
+    name = differential.reference.name
+    lines = [f"differential vs {name}: {len(passed)} passed, {len(failed)} failed "
+             f"({len(outcomes)} cases, {seconds:.0f}s)"]
     for o in failed:
         lines.append(f"  failed: {o.case.name}" + (" (known distill bug)" if o.case.bug else ""))
     used = sorted({d for o in outcomes for d in o.deliberate})

@@ -1,0 +1,109 @@
+"""The reference builders a case is compared with: buildah, and BuildKit inside Docker's engine.
+
+Each one builds a case's context with a given Dockerfile and writes the image as an OCI
+layout directory (ref ``latest``), the form ``snapshot_image`` reads. Neither touches the
+machine's own stores or a network: buildah runs in a private store (tests/helpers/buildah.py)
+and BuildKit in a private dockerd (tests/helpers/dockerd.py), both with the same busybox
+base distill uses, and no pulls.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from tests.differential.cases import SYNTAX, Case
+from tests.helpers.buildah import Buildah, BuildahError
+from tests.helpers.dockerd import Docker
+
+REF = "latest"
+
+
+class ReferenceFailed(RuntimeError):
+    """The reference builder could not build or export the case."""
+
+
+class Reference(ABC):
+    name: str
+    lacks: frozenset[str]        # names from cases.SYNTAX this builder does not understand
+
+    def dockerfile(self, case: Case) -> str:
+        """The Dockerfile this builder builds: the case's own, or its equivalent."""
+        missing = case.needs & self.lacks
+        if not missing:
+            return "Dockerfile"
+        if case.equivalent is None:
+            raise ReferenceFailed(f"{self.name} lacks {', '.join(sorted(missing))} and the "
+                                  "case has no equivalent Dockerfile")
+        return case.equivalent
+
+    @abstractmethod
+    def build_oci(self, case: Case, ctx: Path, out: Path) -> None:
+        """Build ``ctx`` and write the image to the OCI layout ``out`` as ``latest``."""
+
+
+def _tag(case: Case) -> str:
+    return f"localhost/differential-{case.name.replace('_', '-')}:{REF}"
+
+
+class BuildahReference(Reference):
+    name = "buildah"
+    lacks = frozenset(SYNTAX)      # buildah 1.28: no heredocs, no COPY --link/--exclude/--parents
+
+    def __init__(self, buildah: Buildah) -> None:
+        self.buildah = buildah
+
+    def build_oci(self, case: Case, ctx: Path, out: Path) -> None:
+        tag = _tag(case)
+        extra = [f"--secret=id={key},src={ctx / src}" for key, src in case.secrets.items()]
+        try:
+            self.buildah.build(ctx, ctx / self.dockerfile(case), tag,
+                               build_args=case.build_args, target=case.target, extra=extra)
+            self.buildah.push_oci(tag, out, REF)
+        except BuildahError as e:
+            raise ReferenceFailed(str(e)) from None
+        finally:
+            self.buildah.remove_image(tag)
+
+
+class BuildKitReference(Reference):
+    """``DOCKER_BUILDKIT=1 docker build`` against a private dockerd, exported with
+    ``docker save`` and turned into an OCI layout by skopeo (which keeps the config bytes, so
+    Docker's Shell, Healthcheck and OnBuild fields survive)."""
+
+    name = "BuildKit"
+    lacks = frozenset(SYNTAX)      # dockerd 20.10's built-in frontend is about dockerfile:1.2
+
+    def __init__(self, docker: Docker, workdir: Path) -> None:
+        self.docker = docker
+        self.workdir = workdir
+
+    def _docker(self, *args: str) -> None:
+        proc = self.docker(*args, check=False, env={"DOCKER_BUILDKIT": "1"})
+        if proc.returncode != 0:
+            raise ReferenceFailed(f"docker {' '.join(args)} exited {proc.returncode}:\n"
+                                  f"{proc.stdout}{proc.stderr}")
+
+    def build_oci(self, case: Case, ctx: Path, out: Path) -> None:
+        tag = _tag(case)
+        argv = ["build", "--progress", "plain", "--network", "host",
+                "-f", str(ctx / self.dockerfile(case)), "-t", tag]
+        for key, value in case.build_args.items():
+            argv += ["--build-arg", f"{key}={value}"]
+        for key, src in case.secrets.items():
+            argv += ["--secret", f"id={key},src={ctx / src}"]
+        if case.target:
+            argv += ["--target", case.target]
+        archive = out.with_suffix(".docker.tar")
+        try:
+            self._docker(*argv, str(ctx))
+            self._docker("save", "-o", str(archive), tag)
+        finally:
+            self.docker("rmi", "--force", tag, check=False)
+        proc = subprocess.run(["skopeo", "copy", "--quiet", f"docker-archive:{archive}",
+                               f"oci:{out}:{REF}"], capture_output=True, text=True)
+        os.unlink(archive)
+        if proc.returncode != 0:
+            raise ReferenceFailed(f"skopeo copy of BuildKit's image failed: {proc.stderr}")
