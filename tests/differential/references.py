@@ -9,8 +9,10 @@ base distill uses, and no pulls.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import tarfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -43,6 +45,10 @@ class Reference(ABC):
     def build_oci(self, case: Case, ctx: Path, out: Path) -> None:
         """Build ``ctx`` and write the image to the OCI layout ``out`` as ``latest``."""
 
+    def raw_config(self, out: Path) -> Path | None:
+        """The image's config as the builder wrote it, where the layout's is a conversion."""
+        return None
+
 
 def _tag(case: Case) -> str:
     return f"localhost/differential-{case.name.replace('_', '-')}:{REF}"
@@ -70,8 +76,9 @@ class BuildahReference(Reference):
 
 class BuildKitReference(Reference):
     """``DOCKER_BUILDKIT=1 docker build`` against a private dockerd, exported with
-    ``docker save`` and turned into an OCI layout by skopeo (which keeps the config bytes, so
-    Docker's Shell, Healthcheck and OnBuild fields survive)."""
+    ``docker save`` and turned into an OCI layout by skopeo. That conversion rewrites the
+    config as an OCI one and drops Docker's Shell, Healthcheck and OnBuild, so the config
+    exactly as BuildKit wrote it is kept beside the layout (``raw_config``)."""
 
     name = "BuildKit"
     lacks = frozenset(SYNTAX)      # dockerd 20.10's built-in frontend is about dockerfile:1.2
@@ -104,6 +111,17 @@ class BuildKitReference(Reference):
             self.docker("rmi", "--force", tag, check=False)
         proc = subprocess.run(["skopeo", "copy", "--quiet", f"docker-archive:{archive}",
                                f"oci:{out}:{REF}"], capture_output=True, text=True)
+        with tarfile.open(archive) as tar:
+            manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+            config = tar.extractfile(manifest[0]["Config"]).read()  # type: ignore[union-attr]
+        self._raw_config_path(out).write_bytes(config)
         os.unlink(archive)
         if proc.returncode != 0:
             raise ReferenceFailed(f"skopeo copy of BuildKit's image failed: {proc.stderr}")
+
+    @staticmethod
+    def _raw_config_path(out: Path) -> Path:
+        return out.with_suffix(".config.json")
+
+    def raw_config(self, out: Path) -> Path | None:
+        return self._raw_config_path(out)

@@ -104,7 +104,8 @@ class DifferentialRunner:
                            time.monotonic() - started)
         try:
             ours = snapshot_image(d_out, REF, base / "unpacked-distill")
-            theirs = snapshot_image(b_out, REF, base / f"unpacked-{name}")
+            theirs = snapshot_image(b_out, REF, base / f"unpacked-{name}",
+                                    self.reference.raw_config(b_out))
         except ToolError as e:
             return Outcome(case, False, f"{title}: reading an output failed: {e}",
                            time.monotonic() - started)

@@ -56,23 +56,31 @@ def _normalize(value: Any) -> Any:
     return None if value in (None, [], {}, "") else value
 
 
-def image_config(layout_dir: Path, ref: str) -> dict[str, Any]:
-    """The compared config fields of ``oci:LAYOUT:REF`` as skopeo reads them."""
+def image_config(layout_dir: Path, ref: str, raw_config: Path | None = None) -> dict[str, Any]:
+    """The compared config fields of ``oci:LAYOUT:REF`` as skopeo reads them.
+
+    Docker's extensions are read from the raw config blob, or from ``raw_config`` when the
+    layout was converted from a Docker archive (that conversion drops them)."""
     full = skopeo_inspect(layout_dir, ref)["config"]
     runtime = full.get("config") or {}
     out = {k: _normalize(runtime.get(k)) for k in CONFIG_FIELDS if k not in DOCKER_FIELDS}
     out.update({k: _normalize(full.get(k)) for k in TOP_FIELDS})
-    argv = ["skopeo", "inspect", "--config", "--raw", f"oci:{layout_dir}:{ref}"]
-    proc = subprocess.run(argv, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise ToolError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode()}")
-    raw = json.loads(proc.stdout)
+    if raw_config is not None:
+        raw = json.loads(raw_config.read_bytes())
+    else:
+        argv = ["skopeo", "inspect", "--config", "--raw", f"oci:{layout_dir}:{ref}"]
+        proc = subprocess.run(argv, capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise ToolError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode()}")
+        raw = json.loads(proc.stdout)
     out.update({k: _normalize((raw.get("config") or {}).get(k)) for k in DOCKER_FIELDS})
     return out
 
 
-def snapshot_image(layout_dir: Path, ref: str, workdir: Path) -> ImageSnapshot:
-    """Unpack ``LAYOUT:REF`` under ``workdir`` (a new directory) and describe it."""
+def snapshot_image(layout_dir: Path, ref: str, workdir: Path,
+                   raw_config: Path | None = None) -> ImageSnapshot:
+    """Unpack ``LAYOUT:REF`` under ``workdir`` (a new directory) and describe it
+    (``raw_config``: see ``image_config``)."""
     rootfs = umoci_unpack(layout_dir, ref, Path(workdir))
     tree = tree_snapshot(rootfs)
     mtimes = {rel: int(os.lstat(rootfs / rel if rel != "." else rootfs).st_mtime)
@@ -84,7 +92,7 @@ def snapshot_image(layout_dir: Path, ref: str, workdir: Path) -> ImageSnapshot:
                 texts[rel] = (rootfs / rel).read_bytes().decode()
             except UnicodeDecodeError:
                 pass
-    return ImageSnapshot(tree, mtimes, image_config(layout_dir, ref), texts)
+    return ImageSnapshot(tree, mtimes, image_config(layout_dir, ref, raw_config), texts)
 
 
 def _show(value: Any) -> str:
