@@ -8,10 +8,19 @@ concerned, by the case's ``expect`` (``{rule name: {path: {field: value}}}``, or
 is named in ``DELIBERATE`` with its reason, and a failure message lists the rules that
 were applied, so nothing is loosened silently. Any other difference is a bug in one of
 the builders.
+
+The BuildKit we can run is the one inside Debian's dockerd 20.10 (BuildKit 0.8); distill
+follows today's BuildKit. Where BuildKit changed since, a rule for the reference
+"BuildKit" names the release that changed it.
+
+A path's ``expect`` value sets tree fields (``type``, ``mode``, ``uid``...); ``text``
+sets a file's content (size and sha256 follow), ``mtime`` its time; a path missing from
+the reference's tree needs every field; ``None`` removes the path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +28,9 @@ from typing import Any
 
 from tests.helpers.compare import ImageSnapshot, children, is_empty_stub
 
-# Mount points buildah's chroot isolation creates for a RUN when the image lacks them.
-RUN_STUBS = ("dev", "proc", "sys", "run", "etc/hosts", "etc/hostname", "etc/resolv.conf")
+# Mount points buildah's chroot isolation creates for a RUN when the image lacks them and
+# BuildKit does not leave behind (it keeps /dev, /proc and /sys, as buildah does).
+RUN_STUBS = ("run", "etc/hosts", "etc/hostname", "etc/resolv.conf")
 
 Adjust = Callable[[ImageSnapshot, ImageSnapshot], bool]
 
@@ -31,7 +41,7 @@ class Deliberate:
     # General rule: adjusts the (distill, buildah) snapshots, True if it changed anything.
     # None: the rule is applied only where a case's ``expect`` names it.
     adjust: Adjust | None = None
-    reference: str = "buildah"     # the reference builder whose semantics the rule concerns
+    references: tuple[str, ...] = ("buildah",)   # the reference builders it concerns
 
 
 def _drop_run_stubs(ours: ImageSnapshot, theirs: ImageSnapshot) -> bool:
@@ -72,11 +82,11 @@ def _expose_as_buildkit(ours: ImageSnapshot, theirs: ImageSnapshot) -> bool:
 
 DELIBERATE: dict[str, Deliberate] = {
     "run-mount-stubs": Deliberate(
-        "buildah's chroot isolation commits the mount points it makes for RUN (empty /dev, "
-        "/proc, /sys, /run directories and empty /etc/hosts, /etc/hostname, "
-        "/etc/resolv.conf files) when the image lacked them; BuildKit removes such stubs "
-        "after each RUN (executor.MountStubsCleaner) and distill's sandbox never writes "
-        "them into the image, since a runtime creates its mount points at container start.",
+        "buildah's chroot isolation commits the mount points it makes for RUN when the image "
+        "lacked them: an empty /run directory and empty /etc/hosts, /etc/hostname, "
+        "/etc/resolv.conf files; BuildKit removes the /etc/hosts and /etc/resolv.conf stubs "
+        "after each RUN (executor/stubs.go MountStubsCleaner) and makes no /run or "
+        "/etc/hostname (it keeps the /dev, /proc and /sys runc creates, as distill does).",
         _drop_run_stubs),
     "expose-as-buildkit": Deliberate(
         "BuildKit stores EXPOSE ports with the protocol lowercased and a range expanded into "
@@ -90,8 +100,33 @@ DELIBERATE: dict[str, Deliberate] = {
         "copies the context's mode as it is, and distill follows BuildKit."),
     "chmod-created-dest-dir": Deliberate(
         "BuildKit creates a missing COPY destination directory with the --chmod mode "
-        "(fsutil copy: MkdirAll(dest, *mode) in prepareTargetDir); buildah creates it 0755, "
-        "and distill follows BuildKit."),
+        "(fsutil copy: MkdirAll(dest, *mode) in prepareTargetDir, fsutil PR #228, in BuildKit "
+        "0.21); buildah and BuildKit 0.8 create it 0755, and distill follows BuildKit.",
+        references=("buildah", "BuildKit")),
+    "chmod-special-bits": Deliberate(
+        "BuildKit 0.13 and later keep setuid, setgid and sticky bits given to --chmod "
+        "(fsutil copy_linux.go, PR #168); BuildKit 0.8 masked --chmod with 0777, and "
+        "distill follows today's BuildKit.", references=("BuildKit",)),
+    "primary-gid-in-groups": Deliberate(
+        "BuildKit 0.11.4 and later put the primary gid in a RUN's supplementary groups, for "
+        "root too (executor/oci/user.go ensureAdditionalGids, PR #3651, CVE-2023-25173); "
+        "BuildKit 0.8 gave only the /etc/group memberships, and distill follows today's "
+        "BuildKit, so the case states the `id` output BuildKit gives now.",
+        references=("BuildKit",)),
+    "copy-onto-symlink": Deliberate(
+        "BuildKit resolves a COPY destination in full inside the root (fsutil Copy: "
+        "fs.RootPath(dstRoot, dst)), so a file copied onto a symlink is written to the "
+        "link's target and the link stays; buildah replaces the link with the file, and "
+        "distill follows BuildKit."),
+    "scratch-workdir": Deliberate(
+        "BuildKit starts a FROM scratch stage with WorkingDir \"/\" (dockerfile2llb "
+        "emptyImage), so the image config says so; buildah leaves it empty, and distill "
+        "follows BuildKit."),
+    "mount-target-stubs": Deliberate(
+        "BuildKit 0.11 and later remove the empty directories a RUN --mount target needed, "
+        "the target and every parent the run created (executor/stubs.go, PR #3314); buildah "
+        "keeps the parents and BuildKit 0.8 kept them all; distill follows today's BuildKit.",
+        references=("buildah", "BuildKit")),
     "oci-format-drops-docker-config": Deliberate(
         "buildah --format oci ignores what only Docker's image format holds: SHELL (its RUN, "
         "CMD and ENTRYPOINT keep /bin/sh -c), HEALTHCHECK and ONBUILD (neither stored, nor "
@@ -105,24 +140,40 @@ DELIBERATE: dict[str, Deliberate] = {
 }
 
 
+def _expect_path(theirs: ImageSnapshot, rel: str, value: dict[str, Any] | None) -> None:
+    if value is None:
+        theirs.tree.pop(rel, None)
+        theirs.mtimes.pop(rel, None)
+        theirs.texts.pop(rel, None)
+        return
+    fields = dict(value)
+    if "mtime" in fields:
+        theirs.mtimes[rel] = fields.pop("mtime")
+    if "text" in fields:
+        data = fields.pop("text").encode()
+        fields.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        theirs.texts[rel] = data.decode()
+    theirs.tree.setdefault(rel, {}).update(fields)
+
+
 def apply_deliberate(ours: ImageSnapshot, theirs: ImageSnapshot,
                      expect: dict[str, dict[str, Any]], reference: str) -> list[str]:
     """Apply the general rules and the case's ``expect`` that concern ``reference`` (the
     reference builder's name); return the names that applied."""
     applied = []
     for name, rule in DELIBERATE.items():
-        if rule.reference == reference and rule.adjust is not None \
+        if reference in rule.references and rule.adjust is not None \
                 and rule.adjust(ours, theirs):
             applied.append(name)
     for name, paths in expect.items():
         if name not in DELIBERATE or DELIBERATE[name].adjust is not None:
             raise KeyError(f"expect names {name!r}, which is not a per-case rule in DELIBERATE")
-        if DELIBERATE[name].reference != reference:
+        if reference not in DELIBERATE[name].references:
             continue
         for key, value in paths.items():
             if key.startswith("config:"):
                 theirs.config[key.removeprefix("config:")] = value
             else:
-                theirs.tree[key].update(value)
+                _expect_path(theirs, key, value)
         applied.append(name)
     return applied

@@ -16,6 +16,12 @@ from tests.differential.references import REF, Reference, ReferenceFailed
 from tests.helpers.compare import ImageSnapshot, compare, format_report, snapshot_image
 from tests.helpers.readback import ToolError
 
+# Every store the suite builds with (distill's, buildah's, dockerd's) is new in this test
+# session, so a time before it came from a base image or a build context: a builder must
+# keep it. A time after it is a build's clock (distill may reuse a layer it built for an
+# earlier reference builder, so the start of one runner is not enough).
+SESSION_STARTED = time.time()
+
 
 @dataclass
 class Outcome:
@@ -55,7 +61,7 @@ class DifferentialRunner:
         self.distill = distill
         self.reference = reference
         self.workdir = workdir
-        self.started = time.time()
+        self.started = SESSION_STARTED
         self.outcomes: dict[str, Outcome] = {}
 
     def outcome(self, case: Case) -> Outcome:

@@ -356,9 +356,11 @@ def host_paths() -> Iterator[list[Path]]:
 def test_base_symlink_to_host_path(distill: RunDistill, busybox_tar: Path, tmp_path: Path,
                                    host_paths: list[Path]) -> None:
     abs_target, rel_target = host_paths
+    file_target = Path(str(rel_target) + "-file")
     base = _rootfs_with(busybox_tar, tmp_path / "base.tar", [
         ("danger", tarfile.SYMTYPE, str(abs_target), b""),
         ("danger2", tarfile.SYMTYPE, "../../../.." + str(rel_target), b""),
+        ("danger3", tarfile.SYMTYPE, "../../../.." + str(file_target), b""),
     ])
     name = f"hostile-{uuid.uuid4().hex[:8]}:1"
     distill("import", str(base), name)
@@ -366,7 +368,10 @@ def test_base_symlink_to_host_path(distill: RunDistill, busybox_tar: Path, tmp_p
                              "COPY file /danger/x\n"
                              "COPY file /danger2/x\n"
                              "RUN echo run > /danger/y && mkdir -p /danger2/z "
-                             "&& echo deep > /danger2/z/f\n",
+                             "&& echo deep > /danger2/z/f\n"
+                             # onto a link itself: written to its target, which resolves
+                             # inside the root (as BuildKit's fs.RootPath does)
+                             "COPY file /danger3\n",
                    file="payload\n")
     out = tmp_path / "out"
     distill("build", "--output", f"type=local,dest={out}", str(ctx))
@@ -379,6 +384,9 @@ def test_base_symlink_to_host_path(distill: RunDistill, busybox_tar: Path, tmp_p
     assert (inside_rel / "x").read_text() == "payload\n"
     assert (inside_rel / "z/f").read_text() == "deep\n"
     assert (out / "danger").is_symlink() and str((out / "danger").readlink()) == str(abs_target)
+    assert not file_target.exists(), f"{file_target} was written on the host"
+    assert (out / str(file_target).lstrip("/")).read_text() == "payload\n"
+    assert (out / "danger3").is_symlink()
 
 
 @pytest.mark.parametrize("member", ["through-symlink", "dotdot", "absolute-hardlink"])

@@ -22,7 +22,7 @@ from distill.errors import DistillError, UsageError
 from distill.formats.oci_layout import import_layout
 from distill.image.image import Image, Layer
 from distill.formats.stored import load
-from distill.oci.config import ImageConfig
+from distill.oci.config import ImageConfig, RuntimeConfig
 from distill.plan.plan import BuildPlan, PlannedStage, platform_args
 from distill.store.store import Store
 
@@ -237,8 +237,9 @@ class Builder:
         base = planned.base
         if base.stage is not None:
             return self.stage_images[base.stage]
-        if base.image is None:
-            image = Image(ImageConfig(platform=plan.platform))
+        if base.image is None:   # scratch: BuildKit's empty image has WorkingDir "/"
+            image = Image(ImageConfig(platform=plan.platform,
+                                      config=RuntimeConfig(working_dir="/")))
         else:
             try:
                 image = self.base_image(base.image)

@@ -2,6 +2,8 @@
 
 * a directory source copies its contents, not itself;
 * a file goes to DEST/name when DEST ends in '/' or is an existing directory, else to DEST;
+  a symlink at DEST is followed (the file is written to its target, as BuildKit's fsutil
+  resolves DEST in full), except with --link, which copies onto an empty layer;
 * several sources need a DEST ending in '/';
 * owners: --chown, else 0:0 from the context, else the source's owner (from a stage);
 * --chmod applies to every copied file and directory; mtimes are kept; hardlinks stay linked;
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.build.confine import resolve_in_root
+from distill.build.confine import relative_inside, resolve_in_root
 from distill.build.sources import Source
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
@@ -35,6 +37,7 @@ class CopyOptions:
     allow: Callable[[Path], bool] | None = None   # source filter (.dockerignore)
     exclude: PatternMatcher | None = None    # --exclude
     parents: bool = False                    # --parents
+    follow_dest_link: bool = True            # False for --link: a symlink at DEST is replaced
 
 
 class _Copier:
@@ -224,7 +227,6 @@ def copy_sources(dest_root: Path, sources: list[Source], dest: str, opts: CopyOp
         elif dest == "/":
             raise ContextError("cannot copy a file onto '/'")
         else:
-            parent = os.path.dirname(dest.rstrip("/")) or "/"
-            copier.ensure_dir(parent, created_owner)
-            target = resolve_in_root(dest_root, dest, follow_final=False)
+            target = resolve_in_root(dest_root, dest, follow_final=opts.follow_dest_link)
+            copier.ensure_dir(relative_inside(dest_root, target.parent), created_owner)
         copier.copy_entry(source.host, target, st)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from distill.build import add as addsrc
 from distill.build.copy import CopyOptions, copy_sources
 from distill.build.layerstep import expand, layer_step
-from distill.build.sources import Source, resolve_sources
+from distill.build.sources import (Source, has_glob, resolve_parents_glob,
+                                   resolve_sources)
 from distill.build.state import StageState
 from distill.build.users import resolve_chown
 from distill.dockerfile import instructions as ins
@@ -159,11 +160,15 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             if adding and add_opts.checksum:
                 raise DockerfileError("checksum can't be specified for non-HTTP(S) sources",
                                       location=inst.location)
-            found = resolve_sources(root, [pattern], what, forbid_escape=escape, allow=allow)
+            if inst.parents and has_glob(pattern):  # an include pattern: ** and all
+                found = resolve_parents_glob(root, pattern, forbid_escape=escape, allow=allow)
+            else:
+                found = resolve_sources(root, [pattern], what, forbid_escape=escape,
+                                        allow=allow)
             if adding and addsrc.wants_unpack(add_opts, False):
                 archives += [s for s in found if addsrc.is_archive(s.host)]
                 found = [s for s in found if not addsrc.is_archive(s.host)]
-            if inst.parents:
+            if inst.parents and not has_glob(pattern):
                 pivot, _ = _split_pivot(pattern)
                 found = [replace(src, base=pivot) for src in found]
             sources += found
@@ -187,19 +192,21 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         def work(dest_root: Path) -> None:
             owner = resolve_chown(dest_root, chown) if chown else (
                 (0, 0) if escape else None)  # local files are root's; a stage's keep theirs
+            follow = not inst.link
             copy_sources(dest_root, sources, dest,
                          CopyOptions(owner=owner, mode=chmod, allow=allow, exclude=exclude,
-                                     parents=inst.parents), dest_is_dir=dest_is_dir)
+                                     parents=inst.parents, follow_dest_link=follow),
+                         dest_is_dir=dest_is_dir)
             if remote:  # not in the context: no .dockerignore filter
-                copy_sources(dest_root, remote, dest, CopyOptions(owner=owner or (0, 0),
-                                                                  mode=chmod),
+                copy_sources(dest_root, remote, dest, CopyOptions(
+                    owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
                              dest_is_dir=dest_is_dir)
             for archive in archives:  # members keep their owners; --chown: created dirs only
                 addsrc.extract_archive_into(archive.host, dest_root, dest,
                                             resolve_chown(dest_root, chown) if chown else None)
             if inline:  # inline files are root's (or --chown's), like BuildKit's Mkfile
-                copy_sources(dest_root, inline, dest, CopyOptions(owner=owner or (0, 0),
-                                                                  mode=chmod),
+                copy_sources(dest_root, inline, dest, CopyOptions(
+                    owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
                              dest_is_dir=dest_is_dir)
 
         flags = "".join(f" --{k}={v}" for k, v in (("from", inst.from_), ("chown", chown),

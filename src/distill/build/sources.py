@@ -11,6 +11,7 @@ from pathlib import Path
 
 from distill.build.confine import resolve_in_root
 from distill.errors import ContextError
+from distill.ignore import PatternMatcher
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -111,6 +112,11 @@ def _glob(root: Path, pattern: str, allow: Allow | None) -> list[Source]:
     return found
 
 
+def _check_escape(pattern: str, forbid_escape: bool) -> None:
+    if forbid_escape and os.path.normpath(pattern.lstrip("/") or ".").split("/")[0] == "..":
+        raise ContextError(f"forbidden path outside the build context: {pattern}")
+
+
 def resolve_sources(root: Path, patterns: list[str], what: str,
                     forbid_escape: bool = False, allow: Allow | None = None) -> list[Source]:
     """Match every pattern inside root. A literal that matches nothing is an error;
@@ -118,8 +124,7 @@ def resolve_sources(root: Path, patterns: list[str], what: str,
     filters paths (.dockerignore): what it rejects does not exist."""
     out: list[Source] = []
     for pattern in patterns:
-        if forbid_escape and os.path.normpath(pattern.lstrip("/") or ".").split("/")[0] == "..":
-            raise ContextError(f"forbidden path outside the build context: {pattern}")
+        _check_escape(pattern, forbid_escape)
         if has_glob(pattern):
             out += _glob(root, pattern, allow)
             continue
@@ -129,3 +134,42 @@ def resolve_sources(root: Path, patterns: list[str], what: str,
             raise ContextError(f"{pattern!r} not found in {what}")
         out.append(Source(rel, host))
     return out
+
+
+def resolve_parents_glob(root: Path, pattern: str, *, forbid_escape: bool = False,
+                         allow: Allow | None = None) -> list[Source]:
+    """COPY --parents with a wildcard: BuildKit copies from the ``/./`` pivot (else the
+    root) with the rest of the pattern as an *include pattern* (moby/patternmatcher, the
+    .dockerignore syntax, so ``**`` matches any number of directories, none included):
+    every path under the pivot the pattern matches, with all it holds. Each match's
+    ``base`` is its pivot; symlinks inside the pivot are not followed. A wildcard in the
+    pivot itself is a plain glob (one copy root per match)."""
+    _check_escape(pattern, forbid_escape)
+    pivot, sep, rest = pattern.partition("/./")
+    if not sep:
+        pivot, rest = ".", pattern
+    rest = os.path.normpath("/" + rest).lstrip("/")
+    if has_glob(pivot):
+        roots = [(s.rel, s.host) for s in _glob(root, pivot, allow)]
+    else:
+        rel = os.path.normpath("/" + pivot).lstrip("/") or "."
+        roots = [(rel, resolve_in_root(root, rel))]
+    matcher = PatternMatcher([rest])
+    found = []
+    for base, top in roots:
+        if not os.path.isdir(top):
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            inside = os.path.relpath(dirpath, top)
+            descend = []
+            for name in sorted(dirnames + filenames):
+                rel = name if inside == "." else f"{inside}/{name}"
+                host = Path(dirpath, name)
+                if matcher.matches_or_parent_matches(rel):
+                    if allow is None or allow(host):
+                        found.append(Source(rel if base == "." else f"{base}/{rel}", host,
+                                            base))
+                elif name in dirnames:
+                    descend.append(name)
+            dirnames[:] = descend
+    return found

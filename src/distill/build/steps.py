@@ -39,7 +39,7 @@ from distill.dockerfile.mounts import parse_mount
 from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
 from distill.errors import DockerfileError, RunError
 from distill.plan.plan import PROXY_ARGS
-from distill.sandbox import RunSpec, run_in_rootfs
+from distill.sandbox import RunSpec, make_dirs, run_in_rootfs
 from distill.sandbox.run import SandboxMount
 
 if TYPE_CHECKING:
@@ -52,6 +52,12 @@ if TYPE_CHECKING:
 # sandbox gives the command a fresh /dev (bubblewrap --dev) over any mount made there, so
 # the script is mounted here instead (read-only, gone after the step; only $0 differs).
 _PIPES = "/run/distill-pipes"
+
+# runc creates a container's /dev, /proc and /sys mount points in its root filesystem, and
+# BuildKit keeps them in the RUN's layer (its stub cleaner covers only /etc/hosts,
+# /etc/resolv.conf and RUN --mount targets): a RUN on a base without them leaves empty
+# 0755 directories, so distill's does too (its sandbox itself leaves no stubs behind).
+RUNC_MOUNT_POINTS = ("/dev", "/proc", "/sys")
 
 
 def _heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
@@ -121,6 +127,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                            gid=gid, groups=supplementary_groups(root, user),
                            network=inst.network, mounts=sandbox_mounts,
                            secret_env=prepared.secret_env)
+            for point in RUNC_MOUNT_POINTS:
+                make_dirs(root, point)
             code = run_in_rootfs(root, spec, stdout=ctx.output)
         if code != 0:
             raise RunError(shown, code, location=inst.location)

@@ -84,8 +84,9 @@ class Copy(Instruction):
     #: layer and merges it, so the layer can be rebased onto a changed base without
     #: rerunning. distill already makes every COPY its own layer holding just the copied
     #: files, so for the usual case (a destination whose directories are plain
-    #: directories) the layer's files equal BuildKit's. Known difference: with --link,
-    #: BuildKit neither follows a symlink of the base on the destination path nor keeps
+    #: directories) the layer's files equal BuildKit's. Like BuildKit, a symlink of the
+    #: base at DEST itself is replaced, not written through. Known difference: with
+    #: --link, BuildKit neither follows a symlink of the base on the way to DEST nor keeps
     #: the metadata of existing destination directories (it creates them afresh); distill
     #: does what a COPY without --link does. The cache key does not survive a base change.
     link: bool = False
