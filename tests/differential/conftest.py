@@ -32,7 +32,9 @@ def busybox_layout(distill: RunDistill, busybox_image: str,
     return work / "layout"
 
 
-@pytest.fixture(scope="session")
+# Package scope: the reference builders (a dockerd above all) stop when the suite is done,
+# before other tests start engines of their own.
+@pytest.fixture(scope="package")
 def buildah(busybox_layout: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Buildah]:
     """buildah in a private store under the session's tmp dir, with busybox:latest loaded."""
     assert have_buildah(), "the differential suite needs buildah (apt-get install buildah)"
@@ -51,7 +53,7 @@ def buildah(busybox_layout: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     raise AssertionError("buildah cannot load the busybox base:\n" + "\n".join(errors))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def buildkit(distill: RunDistill, busybox_image: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildKitReference]:
     """BuildKit in a private dockerd (Debian's docker.io), with busybox:latest loaded."""
@@ -63,7 +65,7 @@ def buildkit(distill: RunDistill, busybox_image: str,
         yield BuildKitReference(docker, work)
 
 
-@pytest.fixture(scope="session", params=["buildah", "BuildKit"])
+@pytest.fixture(scope="package", params=["buildah", "BuildKit"])
 def differential(request: pytest.FixtureRequest, distill: RunDistill,
                  tmp_path_factory: pytest.TempPathFactory) -> DifferentialRunner:
     """Builds and compares cases against one reference; outcomes are kept for the summary."""
