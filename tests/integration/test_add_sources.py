@@ -167,6 +167,27 @@ def test_fetch_git_keep_git_dir(repo: Path, tmp_path: Path) -> None:
         assert _git(path, "tag") == "v1"
 
 
+def test_fetch_git_query_form(repo: Path, tmp_path: Path) -> None:
+    """``?ref=&subdir=`` (and tag=, checksum=, keep-git-dir) mean what the fragment means."""
+    first = _git(repo, "rev-parse", "v1^{commit}")
+    with fetch_git(f"file://{repo}?ref=v1&subdir=sub", tmp_path, AddOptions()) as path:
+        assert sorted(os.listdir(path)) == ["inner.txt"]
+    with fetch_git(f"file://{repo}?tag=v1&keep-git-dir", tmp_path, AddOptions()) as path:
+        assert (path / "README").read_text() == "v1\n"
+        assert _git(path, "tag") == "v1"
+    with fetch_git(f"file://{repo}?tag=v1&checksum={first[:12]}", tmp_path,
+                   AddOptions()) as path:
+        assert (path / "README").read_text() == "v1\n"
+    with pytest.raises(ContextError, match="checksum mismatch"), \
+            fetch_git(f"file://{repo}?branch=main&checksum={first}", tmp_path, AddOptions()):
+        pass
+    with pytest.raises(ContextError, match="inconsistent keep-git-dir"), \
+            fetch_git(f"file://{repo}?keep-git-dir=false", tmp_path,
+                      AddOptions(keep_git_dir=True)):
+        pass
+    assert not (tmp_path / "checkout").exists()
+
+
 def test_fetch_git_errors(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(ContextError, match="failed to fetch"), \
             fetch_git(f"file://{repo}#no-such-ref", tmp_path, AddOptions()):

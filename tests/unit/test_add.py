@@ -67,6 +67,46 @@ def test_is_git(src: str, expected: bool) -> None:
     assert is_git(src) is expected
 
 
+@pytest.mark.parametrize("src, expected", [
+    ("https://h/r.git?ref=v1&subdir=docs", GitRef("https://h/r.git", "v1", "docs")),
+    ("https://h/r.git?tag=v1", GitRef("https://h/r.git", "refs/tags/v1", None)),
+    ("https://h/r.git?branch=dev", GitRef("https://h/r.git", "refs/heads/dev", None)),
+    ("https://h/r.git?branch=refs/heads/dev", GitRef("https://h/r.git", "refs/heads/dev", None)),
+    ("https://h/r.git?commit=abc123", GitRef("https://h/r.git", None, None, checksum="abc123")),
+    ("https://h/r.git?ref=main&checksum=abc123",
+     GitRef("https://h/r.git", "main", None, checksum="abc123")),
+    ("https://h/r.git?keep-git-dir", GitRef("https://h/r.git", None, None, keep_git_dir=True)),
+    ("https://h/r.git?keep-git-dir=false",
+     GitRef("https://h/r.git", None, None, keep_git_dir=False)),
+    ("https://h/r.git?submodules=0", GitRef("https://h/r.git", None, None, submodules=False)),
+    ("https://h/r.git?mtime=checkout", GitRef("https://h/r.git", None, None)),
+    ("https://h/r.git#v1?x", GitRef("https://h/r.git", "v1?x", None)),   # '?' after '#'
+    ("https://h/r.git?ref=v1#v1:sub", GitRef("https://h/r.git", "v1", "sub")),  # agree
+    ("git@github.com:o/r.git?ref=v2", GitRef("git@github.com:o/r.git", "v2", None)),
+])
+def test_parse_git_ref_query(src: str, expected: GitRef) -> None:
+    """The ``?key=value`` form of BuildKit's dfgitutil.ParseGitRef."""
+    assert parse_git_ref(src) == expected
+
+
+@pytest.mark.parametrize("src, message", [
+    ("https://h/r.git?ref=", "has no value"),
+    ("https://h/r.git?ref=a&ref=b", "multiple values"),
+    ("https://h/r.git?ref=a#b", "ref conflicts"),
+    ("https://h/r.git?subdir=a#:b", "subdir conflicts"),
+    ("https://h/r.git?tag=v1&branch=main", "branch conflicts with tag"),
+    ("https://h/r.git?bogus=1", "unexpected query"),
+    ("https://h/r.git?keep-git-dir=maybe", "invalid keep-git-dir"),
+    ("https://h/r.git?mtime=never", "invalid mtime"),
+    ("https://h/r.git?mtime=commit", "not supported"),
+    ("https://h/r.git?fetch-by-commit", "not supported"),
+])
+def test_parse_git_ref_query_errors(src: str, message: str) -> None:
+    with pytest.raises(ContextError, match=message):
+        parse_git_ref(src)
+    assert is_git(src)          # still a git source: the fetch reports the error
+
+
 def test_parse_git_ref_fragment() -> None:
     ref = parse_git_ref("https://github.com/moby/buildkit.git#v0.12.0:docs/dev")
     assert ref is not None

@@ -2,8 +2,9 @@
 
 * A source is a git repository when BuildKit's ``ParseGitRef`` accepts it (``git@host:path``,
   ``git://``, ``ssh://``, or ``http(s)://`` whose path ends in ``.git``; ``#ref[:subdir]``
-  picks a ref and a directory); else a URL when it starts with ``http://``/``https://``;
-  else a path in the context.
+  picks a ref and a directory, and so does the query form ``?ref=&subdir=`` with
+  ``tag=``, ``branch=``, ``checksum=``/``commit=``, ``keep-git-dir``, ``submodules``);
+  else a URL when it starts with ``http://``/``https://``; else a path in the context.
 * A URL is downloaded as BuildKit's HTTP source does: the file is named after the last
   component of the URL path (``__unnamed__`` when there is none; the Dockerfile frontend
   always passes that name, so Content-Disposition is not used), mode 0600, mtime from
@@ -32,7 +33,7 @@ import tarfile
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -66,15 +67,81 @@ class GitRef:
     remote: str            # what git fetches from
     ref: str | None        # branch, tag or commit; None = HEAD
     subdir: str | None     # directory of the checkout to add
+    checksum: str | None = None         # ?checksum= / ?commit=: the commit it must be
+    keep_git_dir: bool | None = None    # ?keep-git-dir[=BOOL]
+    submodules: bool = True             # ?submodules=false skips them
+
+
+_VALUELESS = ("keep-git-dir", "submodules", "fetch-by-commit")   # a bare key means true
+
+
+def _query_bool(key: str, value: str | None) -> bool:
+    if value is None:
+        return True
+    truth = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+    if value.lower() not in truth:
+        raise ContextError(f"invalid {key} value: {value!r}")
+    return truth[value.lower()]
+
+
+def _apply_query(ref: GitRef, query: str) -> GitRef:
+    """BuildKit's dfgitutil ``loadQuery``: the ``?key=value`` options of a git URL."""
+    values: dict[str, str | None] = {}
+    for key, vals in urllib.parse.parse_qs(query, keep_blank_values=True).items():
+        if len(vals) > 1:
+            raise ContextError(f"query {key!r} has multiple values")
+        if vals[0] == "" and key not in _VALUELESS:
+            raise ContextError(f"query {key!r} has no value")
+        values[key] = vals[0] or None
+    fields: dict[str, object] = {}
+    named = {"ref": ref.ref}
+
+    def set_ref(value: str) -> None:
+        if named["ref"] is not None and named["ref"] != value:
+            raise ContextError(f"ref conflicts: {named['ref']!r} vs {value!r}")
+        named["ref"] = value
+
+    for key, value in values.items():
+        if key == "ref":
+            set_ref(value or "")
+        elif key == "subdir":
+            if ref.subdir and ref.subdir != value:
+                raise ContextError(f"subdir conflicts: {ref.subdir!r} vs {value!r}")
+            fields["subdir"] = value
+        elif key in ("checksum", "commit"):
+            fields["checksum"] = value
+        elif key in ("keep-git-dir", "submodules"):
+            fields[key.replace("-", "_")] = _query_bool(key, value)
+        elif key == "mtime" and value in ("checkout", "commit"):
+            if value == "commit":
+                raise ContextError("mtime=commit is not supported by distill (files get the "
+                                   "checkout time, BuildKit's default)")
+        elif key == "mtime":
+            raise ContextError(f'invalid mtime value: {value!r} (must be "checkout" or '
+                               '"commit")')
+        elif key == "fetch-by-commit":
+            raise ContextError("fetch-by-commit is not supported by distill")
+        elif key not in ("tag", "branch"):
+            raise ContextError(f"unexpected query {key!r}")
+    tag, branch = values.get("tag"), values.get("branch")
+    if tag:
+        set_ref(tag if tag.startswith("refs/tags/") else "refs/tags/" + tag)
+    if branch:
+        if tag:
+            raise ContextError("branch conflicts with tag")
+        set_ref(branch if branch.startswith("refs/heads/") else "refs/heads/" + branch)
+    return replace(ref, ref=named["ref"], **fields)  # type: ignore[arg-type]
 
 
 def parse_git_ref(src: str, *, allow_file: bool = False) -> GitRef | None:
     """BuildKit's gitutil.ParseGitRef, as ADD uses it: None when ``src`` is not a git source
     (or only indistinguishable from a local path, like ``github.com/owner/repo``).
-    ``file://`` is no git source to BuildKit; ``allow_file`` admits it (tests, mirrors)."""
+    ``file://`` is no git source to BuildKit; ``allow_file`` admits it (tests, mirrors).
+    Raises ContextError for a git source with a bad query."""
     if src.startswith(("./", "../", "/")) or src.startswith("github.com/"):
         return None
     remote, _, fragment = src.partition("#")
+    remote, _, query = remote.partition("?")
     m = _SCHEME.match(remote)
     if m:
         scheme = m.group(1).lower()
@@ -85,11 +152,15 @@ def parse_git_ref(src: str, *, allow_file: bool = False) -> GitRef | None:
     elif not _SCP_LIKE.match(remote):
         return None
     ref, _, subdir = fragment.partition(":")
-    return GitRef(remote, ref or None, subdir or None)
+    parsed = GitRef(remote, ref or None, subdir or None)
+    return _apply_query(parsed, query) if query else parsed
 
 
 def is_git(src: str) -> bool:
-    return parse_git_ref(src) is not None
+    try:
+        return parse_git_ref(src) is not None
+    except ContextError:
+        return True     # a git source with a bad query: fetch_git reports it
 
 
 def wants_unpack(opts: AddOptions, remote: bool) -> bool:
@@ -162,15 +233,25 @@ def fetch_git(url: str, dest_dir: Path, opts: AddOptions) -> Iterator[Path]:
     ref = parse_git_ref(url, allow_file=True)
     if ref is None:
         raise ContextError(f"not a git repository URL: {url}")
+    keep = opts.keep_git_dir
+    if ref.keep_git_dir is not None:
+        if opts.keep_git_dir and not ref.keep_git_dir:
+            raise ContextError("inconsistent keep-git-dir configuration")
+        keep = ref.keep_git_dir
+    checksum = opts.checksum
+    if ref.checksum:
+        if checksum and checksum != ref.checksum:
+            raise ContextError(f"checksum mismatch {checksum!r} != {ref.checksum!r}")
+        checksum = ref.checksum
     checkout = dest_dir / "checkout"
     try:
         try:
-            commit = clone(ref.remote, ref.ref, checkout, opts.keep_git_dir)
+            commit = clone(ref.remote, ref.ref, checkout, keep, submodules=ref.submodules)
         except GitError as exc:
             raise ContextError(f"failed to fetch {url}: {exc.message}") from exc
-        if opts.checksum and not commit.startswith(opts.checksum.lower()):
+        if checksum and not commit.startswith(checksum.lower()):
             raise ContextError(f"checksum mismatch for {url}: expected commit "
-                               f"{opts.checksum}, got {commit}")
+                               f"{checksum}, got {commit}")
         result = checkout
         if ref.subdir:
             result = resolve_in_root(checkout, ref.subdir)

@@ -40,9 +40,11 @@ def _git(args: list[str], cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def clone(url: str, ref: str | None, dest: Path, keep_git_dir: bool) -> str:
+def clone(url: str, ref: str | None, dest: Path, keep_git_dir: bool, *,
+          submodules: bool = True) -> str:
     """Check out ``ref`` (branch, tag or commit; None = the remote's HEAD) of ``url`` into
-    ``dest`` (created; must not exist or be empty). Returns the commit checked out."""
+    ``dest`` (created; must not exist or be empty), with its submodules unless told not to.
+    Returns the commit checked out."""
     dest.mkdir(parents=True, exist_ok=True)
     _git(["init", "-q", str(dest)])
     _git(["remote", "add", "origin", url], cwd=dest)
@@ -55,12 +57,14 @@ def clone(url: str, ref: str | None, dest: Path, keep_git_dir: bool) -> str:
         _git(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], cwd=dest)
         target = want
     _git(["checkout", "-q", "--detach", target], cwd=dest)
-    if ref and keep_git_dir and not ref.startswith("refs/") and not _HEX.fullmatch(ref):
+    if ref and keep_git_dir and ref.startswith(("refs/tags/", "refs/heads/")):
+        _git(["update-ref", ref, "HEAD"], cwd=dest)
+    elif ref and keep_git_dir and not ref.startswith("refs/") and not _HEX.fullmatch(ref):
         # keep the name around when .git is kept, as BuildKit does for tags/branches
         _git(["update-ref", f"refs/tags/{ref}" if _is_tag(url, ref) else f"refs/heads/{ref}",
               "HEAD"], cwd=dest)
     commit = _git(["rev-parse", "HEAD"], cwd=dest).strip()
-    if (dest / ".gitmodules").exists():
+    if submodules and (dest / ".gitmodules").exists():
         _git(["-c", "protocol.file.allow=user", "submodule", "update", "-q", "--init",
               "--recursive", "--depth=1"], cwd=dest)
     if not keep_git_dir:
