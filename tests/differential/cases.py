@@ -10,6 +10,7 @@ after that (and its links get the same mtime).
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,10 @@ SYNTAX = {
     "copy-link": "COPY --link (dockerfile:1.4)",
     "copy-exclude": "COPY --exclude (dockerfile:1.7-labs, 1.19)",
     "copy-parents": "COPY --parents (dockerfile:1.7-labs, 1.19)",
+    "cache-sharing-private": "RUN --mount=type=cache,sharing=private (buildah 1.28 rejects it)",
+    "bind-rw": "RUN --mount=type=bind,rw (buildah 1.28 writes through to the context or stage)",
+    "relative-mount-target": "RUN --mount=...,target=RELATIVE (buildah 1.28 rejects it)",
+    "run-network": "RUN --network (dockerfile:1.3; labs-only in 1.2, rejected by buildah 1.28)",
 }
 
 # 2001-09-09T01:46:40Z: older than any build, so a file keeping it proves a builder kept it.
@@ -114,6 +119,24 @@ def _dockerignore_modes(ctx: Path) -> None:
     os.chmod(ctx / "a.txt", 0o755)
 
 
+def _gone(*paths: str) -> dict[str, None]:
+    """``expect`` for paths the reference leaves behind and today's BuildKit removes."""
+    return dict.fromkeys(paths)
+
+
+_DIR = {"type": "dir", "uid": 0, "gid": 0, "size": 0, "sha256": None, "target": None,
+        "rdev": None, "hardlink": None}
+_OWN = {"type": "file", "mode": 0o644, "uid": 0, "gid": 0, "text": "own\n", "target": None,
+        "rdev": None, "hardlink": None}
+# The machine's architecture as the platform ARGs name it (linux/amd64, linux/arm64).
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+def _parents_modes(ctx: Path) -> None:
+    """A parent directory --parents must recreate with its mode."""
+    os.chmod(ctx / "priv", 0o750)
+
+
 
 
 
@@ -123,14 +146,26 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CASES: dict[str, Case] = {c.name: c for c in [
     Case("copy_dir_contents", setup=_empty_entries),
     Case("copy_odd_names", setup=_odd_names),
-    Case("copy_through_symlinks"),
+    Case("copy_through_symlinks",
+         expect={"copy-onto-symlink": {
+             "bin/vi": {"type": "symlink", "mode": 0o777, "size": 7, "sha256": None,
+                        "target": "busybox", "mtime": 0},
+             "bin/busybox": {"type": "file", "mode": 0o644, "text": "b\n",
+                             "mtime": CONTEXT_MTIME},
+             "dangling-file": {"type": "symlink", "mode": 0o777, "size": 13, "sha256": None,
+                               "target": "/made-by-copy"},
+             "made-by-copy/a.txt": None,    # buildah makes a directory there
+             "made-by-copy": {"type": "file", "mode": 0o644, "uid": 0, "gid": 0,
+                              "text": "a\n", "target": None, "rdev": None,
+                              "hardlink": None, "mtime": CONTEXT_MTIME}}}),
     Case("copy_file_dest"),
     Case("copy_multi_sources"),
     Case("copy_globs"),
     Case("copy_chown_numeric", setup=_modes),
     Case("copy_chown_name", setup=_modes),
     Case("copy_chmod", setup=_modes,
-         expect={"chmod-created-dest-dir": {"tree751": {"mode": 0o751}}}),
+         expect={"chmod-created-dest-dir": {"tree751": {"mode": 0o751}},
+                 "chmod-special-bits": {"setuid": {"mode": 0o4755}}}),
     Case("copy_setid_modes", setup=_setid_modes,
          expect={"context-setid-bits": {
              "tree/suid": {"mode": 0o4755}, "tree/sgid-file": {"mode": 0o2755},
@@ -143,7 +178,13 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("workdir"),
     Case("user_numeric_run"),
     Case("user_name_run"),
-    Case("user_identity"),
+    Case("user_identity",
+         expect={"primary-gid-in-groups": {
+             "ids/app": {"text": "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n"},
+             "ids/uid1000": {"text": "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n"},
+             "ids/uid-gid": {"text": "uid=1000(app) gid=1000(app) groups=1000(app)\n"},
+             "ids/app-staff": {"text": "uid=1000(app) gid=50(staff) groups=50(staff)\n"},
+             "ids/root": {"text": "uid=0(root) gid=0(root) groups=0(root)\n"}}}),
     Case("whiteout_files"),
     Case("run_metadata_only"),
     Case("opaque_dir"),
@@ -168,7 +209,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
          expect={"env-order-in-place": {"config:Env": [
              f"PATH=/opt/bin:{DEFAULT_PATH}", "FIRST=replaced", "SECOND=2", "THIRD=3"]}}),
     Case("expose_range"),
-    Case("from_scratch"),
+    Case("from_scratch", expect={"scratch-workdir": {"config:WorkingDir": "/"}}),
     Case("add_local_archive"),
     Case("stopsignal_volume"),
     # buildah (OCI format) drops SHELL, HEALTHCHECK and ONBUILD: these cases state BuildKit's
@@ -189,4 +230,60 @@ CASES: dict[str, Case] = {c.name: c for c in [
              "config:ExposedPorts": {"8080/tcp": {}},
              "config:Cmd": ["/bin/sh", "-c", "echo from trigger"],
              "config:OnBuild": ['RUN echo "only for images built on child"']}}),
+    # Syntax the reference builders lack: each such case has a Dockerfile.equivalent.
+    Case("heredoc_run", needs=frozenset({"heredoc"}), equivalent="Dockerfile.equivalent"),
+    Case("heredoc_copy", needs=frozenset({"heredoc"}), equivalent="Dockerfile.equivalent"),
+    Case("copy_link", needs=frozenset({"copy-link"}), equivalent="Dockerfile.equivalent"),
+    Case("copy_exclude", needs=frozenset({"copy-exclude"}),
+         equivalent="Dockerfile.equivalent"),
+    Case("copy_parents", setup=_parents_modes, needs=frozenset({"copy-parents"}),
+         equivalent="Dockerfile.equivalent"),
+    Case("run_network", needs=frozenset({"run-network"}), equivalent="Dockerfile.equivalent"),
+    # RUN --mount: both references leave directories made for mount targets (BuildKit 0.8
+    # all of them, buildah the parents), which today's BuildKit removes.
+    Case("run_mount_cache", needs=frozenset({"cache-sharing-private"}),
+         equivalent="Dockerfile.equivalent",
+         expect={"mount-target-stubs": _gone("cache", "seen", "owned",
+                                             "var/differential-cache-by-target")}),
+    Case("run_mount_bind", expect={"mount-target-stubs": _gone("ctx", "data", "stage")}),
+    Case("run_mount_bind_rw", needs=frozenset({"bind-rw"}), equivalent="Dockerfile.equivalent",
+         expect={"mount-target-stubs": _gone("rw", "again", "stage-rw",
+                                             "rw-source", "stage-source")}),
+    Case("run_mount_tmpfs", expect={"mount-target-stubs": _gone("scratch", "home/app/tmpfs")}),
+    Case("run_mount_secret", secrets={"tok": "token.txt"},
+         expect={"mount-target-stubs": _gone("run", "run/secrets", "etc/app")}),
+    # buildah 1.28 deletes a directory of the image used as a mount target (buildah#4927).
+    Case("run_mount_targets", needs=frozenset({"relative-mount-target"}),
+         equivalent="Dockerfile.equivalent",
+         expect={"mount-target-stubs": _gone("new", "new/deeper", "new/deeper/mnt", "w/rel"),
+                 "mount-target-removed": {
+                     "keep/cache": {**_DIR, "mode": 0o755}, "keep/cache/own.txt": _OWN,
+                     "keep/bind": {**_DIR, "mode": 0o755}, "keep/bind/own.txt": _OWN,
+                     "keep/tmpfs": {**_DIR, "mode": 0o700}, "keep/tmpfs/own.txt": _OWN}}),
+    # Build variables.
+    Case("args_scoping", build_args={"P": "cli-p", "EMPTY_CLI": "", "UNDECLARED": "leak"}),
+    # BuildKit's order of ARG and ENV, and ARGs inherited by a stage built on a stage;
+    # buildah 1.28 does neither.
+    Case("args_stage_order", expect={"arg-order-and-inheritance": {
+        "out/base.txt": {"text": "W=arg-w X=env-x\n"},
+        "out/child.txt": {"text": "W=env-w INHERITED=from-base SHADOWED=env\n"},
+        "config:Env": [f"PATH={DEFAULT_PATH}", "W=env-w", "X=env-x", "SHADOWED=env",
+                       "AFTER_W=arg-w"],
+        "config:Labels": {"inherited": "from-base", "w": "arg-w"}}}),
+    # buildah 1.28 does not expand the platform ARGs in a global ARG's default.
+    Case("platform_args", expect={"platform-args-in-global-defaults": {
+        "out/declared.txt": {"text": f"TARGETPLATFORM=linux/{_ARCH}\nTARGETOS=linux\n"
+                             f"TARGETARCH={_ARCH}\nTARGETVARIANT=[]\n"
+                             f"BUILDPLATFORM=linux/{_ARCH}\nBUILDOS=linux\n"
+                             f"BUILDARCH={_ARCH}\nGLOBAL_PLATFORM=linux/{_ARCH}\n"}}}),
+    # buildah 1.28 sets only the spelling given, and expands proxy args in ENV and LABEL.
+    Case("proxy_args", build_args={"HTTP_PROXY": "http://proxy.example:3128",
+                                   "no_proxy": "localhost,.example"},
+         expect={"proxy-args-as-buildkit": {
+             "out/run-env.txt": {"text": "HTTP_PROXY=http://proxy.example:3128\n"
+                                 "NO_PROXY=localhost,.example\n"
+                                 "http_proxy=http://proxy.example:3128\n"
+                                 "no_proxy=localhost,.example\n"},
+             "config:Env": [f"PATH={DEFAULT_PATH}", "SEEN_BY_BUILDER=[]"],
+             "config:Labels": {"proxy": "[]"}}}),
 ]}

@@ -118,6 +118,28 @@ DELIBERATE: dict[str, Deliberate] = {
         "fs.RootPath(dstRoot, dst)), so a file copied onto a symlink is written to the "
         "link's target and the link stays; buildah replaces the link with the file, and "
         "distill follows BuildKit."),
+    "arg-order-and-inheritance": Deliberate(
+        "BuildKit keeps one ordered environment that ENV and ARG both set (dispatchArg and "
+        "dispatchEnv call AddEnv), so an ARG with a value declared after an ENV of the same "
+        "name wins for ${...} and RUN (the image's Env keeps the ENV value), and a stage "
+        "built FROM another stage inherits that stage's ARG values under its Env "
+        "(dispatchState.init; the Dockerfile reference, \"Scope\", since moby/buildkit#5381); "
+        "buildah 1.28 lets ENV win and starts every stage without ARGs, and distill follows "
+        "BuildKit."),
+    "platform-args-in-global-defaults": Deliberate(
+        "BuildKit expands the predefined platform ARGs (TARGETPLATFORM, BUILDARCH...) in the "
+        "default of a global ARG, as anywhere in the global scope; buildah 1.28 leaves them "
+        "empty there, and distill follows BuildKit."),
+    "proxy-args-as-buildkit": Deliberate(
+        "BuildKit gives a RUN each proxy build arg (http_proxy, https_proxy, ftp_proxy, "
+        "no_proxy, all_proxy, in any case) under both its upper- and lower-case name "
+        "(llbsolver proxyEnvList) and never expands them in the Dockerfile without an ARG "
+        "line; buildah 1.28 sets only the name given and expands them in ENV and LABEL, and "
+        "distill follows BuildKit."),
+    "mount-target-removed": Deliberate(
+        "buildah 1.28 deletes the image's directory (with its files) that a RUN --mount "
+        "covered (containers/buildah#4927, #4739); BuildKit leaves the image's directory as "
+        "it was, and distill follows BuildKit."),
     "scratch-workdir": Deliberate(
         "BuildKit starts a FROM scratch stage with WorkingDir \"/\" (dockerfile2llb "
         "emptyImage), so the image config says so; buildah leaves it empty, and distill "

@@ -45,7 +45,9 @@ def test_local_directory_is_not_a_base(distill: RunDistill, busybox_image: str,
 def test_proxy_args_reach_run_but_not_the_image(distill: RunDistill, busybox_image: str,
                                                 tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(
-        'FROM busybox\nRUN case "$HTTP_PROXY" in http://proxy.*) touch /ok;; *) exit 1;; esac\n')
+        'FROM busybox\nRUN case "$HTTP_PROXY" in http://proxy.*) touch /ok;; *) exit 1;; esac\n'
+        # both spellings, as BuildKit sets them (llbsolver proxyEnvList)
+        'RUN test "$http_proxy" = "$HTTP_PROXY"\n')
     layout = tmp_path / "layout"
     proc = distill("build", "--no-cache", "--build-arg", "HTTP_PROXY=http://proxy.invalid:3128",
                    "-t", "proxy:1", "-o", f"type=oci,dest={layout},tar=false", str(tmp_path))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from distill.build.confine import resolve_in_root
-from distill.build.sources import resolve_sources
+from distill.build.sources import resolve_parents_glob, resolve_sources
 from distill.errors import ContextError, DigestMismatchError
 from distill.oci.digest import Digest
 from distill.store.store import Store, name_candidates
@@ -82,3 +82,23 @@ def test_sources_globs_and_escapes(tmp_path: Path) -> None:
         resolve_sources(tmp_path, ["../x"], "ctx", forbid_escape=True)
     with pytest.raises(ContextError, match="not found"):
         resolve_sources(tmp_path, ["evil"], "ctx")  # /etc/passwd inside the context: absent
+
+
+def test_parents_globs_are_include_patterns(tmp_path: Path) -> None:
+    """COPY --parents: ** matches any number of directories (none too), as in
+    .dockerignore; a /./ pivot is each match's base; a matched directory is one source."""
+    for rel in ("src/a.txt", "src/x/b.txt", "src/x/y/c.txt", "src/x/y/d.md",
+                "src/app/main.py", "src/app/sub/deep.py", "src/lib.txt/inner"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    found = resolve_parents_glob(tmp_path, "./src/**/*.txt")
+    assert [(s.rel, s.base) for s in found] == [
+        ("src/a.txt", "."), ("src/lib.txt", "."), ("src/x/b.txt", "."),
+        ("src/x/y/c.txt", ".")]
+    found = resolve_parents_glob(tmp_path, "src/./app/*.py")
+    assert [(s.rel, s.path_from_base()) for s in found] == [("src/app/main.py", "app/main.py")]
+    assert [s.rel for s in resolve_parents_glob(tmp_path, "*/./**/deep.py")] == [
+        "src/app/sub/deep.py"]
+    assert resolve_parents_glob(tmp_path, "src/**/*.nothing") == []
+    with pytest.raises(ContextError, match="outside the build context"):
+        resolve_parents_glob(tmp_path, "../**/x", forbid_escape=True)

@@ -144,6 +144,7 @@ class Builder:
         self.secrets = secrets or SecretStore()
         self.ssh = dict(ssh or {})
         self.stage_images: dict[int, Image] = {}
+        self.stage_args: dict[int, dict[str, str]] = {}   # ARG values at each stage's end
         self._bases: dict[str, Image] = {}
         self._bases_lock = threading.Lock()
 
@@ -216,7 +217,8 @@ class Builder:
                            plan.global_args, platform_args(plan.platform), self.rootfs,
                            self.output, self.log)
         # ONBUILD triggers of the base run first, as the stage's first instructions.
-        state, triggers = steps.onbuild_triggers(ctx, StageState(image=base), plan)
+        state, triggers = steps.onbuild_triggers(
+            ctx, StageState(image=base, args=self._inherited_args(planned, base)), plan)
         instructions = (*triggers, *stage.instructions)
         steps_in_stage = len(instructions) + 1
         self.log(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
@@ -230,8 +232,20 @@ class Builder:
             except DistillError as e:
                 raise e.at(inst.location) from None
         self.stage_images[stage.index] = state.image
+        self.stage_args[stage.index] = state.args
         return StageResult(stage.index, stage.name, base, state.image,
                            time.monotonic() - started)
+
+    def _inherited_args(self, planned: PlannedStage, base: Image) -> dict[str, str]:
+        """A stage built on another stage of the Dockerfile starts with that stage's ARG
+        values ("automatically inherited by other stages based on that stage": the
+        Dockerfile reference, "Scope"); as in BuildKit, the image's Env is applied over
+        them, so an ENV of the same name wins."""
+        if planned.base.stage is None:
+            return {}
+        env = base.runtime.env_dict()
+        return {k: v for k, v in self.stage_args.get(planned.base.stage, {}).items()
+                if k not in env}
 
     def _stage_base(self, planned: PlannedStage, plan: BuildPlan) -> Image:
         base = planned.base

@@ -42,6 +42,7 @@ def entrypoint(ctx: StageContext, state: StageState, inst: ins.Entrypoint) -> St
 def env(ctx: StageContext, state: StageState, inst: ins.Env) -> StageState:
     runtime = state.runtime
     shown = []
+    names: set[str] = set()
     for raw_name, raw_value in inst.pairs:
         name = expand(ctx, state, raw_name)
         value = expand(ctx, state, raw_value)
@@ -49,7 +50,10 @@ def env(ctx: StageContext, state: StageState, inst: ins.Env) -> StageState:
             raise DockerfileError("ENV names can not be blank", location=inst.location)
         runtime = runtime.with_env(name, value)
         shown.append(f"{name}={value}")
-    return state.with_runtime(runtime, "ENV " + " ".join(shown))
+        names.add(name)
+    # this ENV now overrides an earlier ARG of the same name (see StageState.expansion_env)
+    args = {k: v for k, v in state.args.items() if k not in names}
+    return replace(state.with_runtime(runtime, "ENV " + " ".join(shown)), args=args)
 
 
 def label(ctx: StageContext, state: StageState, inst: ins.Label) -> StageState:
@@ -163,6 +167,9 @@ def onbuild(ctx: StageContext, state: StageState, inst: ins.Onbuild) -> StageSta
 
 
 def arg(ctx: StageContext, state: StageState, inst: ins.Arg) -> StageState:
+    """BuildKit's dispatchArg: the value is the --build-arg, else the default, else the
+    global ARG's (platform ARGs included); it overrides an ENV of the same name from here
+    on. With none of them the variable keeps what it had (an earlier ARG's value, an ENV)."""
     args = dict(state.args)
     for name, default in inst.pairs:
         if name in ctx.build_args:
@@ -173,6 +180,4 @@ def arg(ctx: StageContext, state: StageState, inst: ins.Arg) -> StageState:
             args[name] = ctx.global_args[name]
         elif name in ctx.platform_args:
             args[name] = ctx.platform_args[name]
-        else:
-            args.pop(name, None)
     return replace(state, args=args)

@@ -14,7 +14,9 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 @dataclass(frozen=True)
 class StageState:
     image: Image
-    args: dict[str, str] = field(default_factory=dict)   # declared ARGs that have a value
+    #: ARG values in effect: declared in this stage (or the stage it is based on) and not
+    #: set again by a later ENV (see expansion_env)
+    args: dict[str, str] = field(default_factory=dict)
     cmd_set: bool = False                                 # CMD given in this stage
 
     @property
@@ -22,8 +24,12 @@ class StageState:
         return self.image.runtime
 
     def expansion_env(self) -> dict[str, str]:
-        """Variables for ${...}: ARGs, overridden by ENV of the same name."""
-        return {**self.args, **self.runtime.env_dict()}
+        """Variables for ${...} and RUN: the image's Env, and the ARG values in effect.
+
+        As in BuildKit (one ordered environment that ENV and ARG both set), the later of an
+        ENV and an ARG of the same name wins: ENV drops the ARG's value from ``args``, and a
+        value an ARG sets after an ENV overrides the ENV here (not in the image's Env)."""
+        return {**self.runtime.env_dict(), **self.args}
 
     def run_env(self) -> dict[str, str]:
         env = self.expansion_env()

@@ -38,7 +38,6 @@ from distill.dockerfile import instructions as ins
 from distill.dockerfile.mounts import parse_mount
 from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
 from distill.errors import DockerfileError, RunError
-from distill.plan.plan import PROXY_ARGS
 from distill.sandbox import RunSpec, make_dirs, run_in_rootfs
 from distill.sandbox.run import SandboxMount
 
@@ -58,6 +57,25 @@ _PIPES = "/run/distill-pipes"
 # /etc/resolv.conf and RUN --mount targets): a RUN on a base without them leaves empty
 # 0755 directories, so distill's does too (its sandbox itself leaves no stubs behind).
 RUNC_MOUNT_POINTS = ("/dev", "/proc", "/sys")
+
+
+def proxy_env(build_args: dict[str, str]) -> dict[str, str]:
+    """The proxy variables a RUN gets from --build-arg without an ARG line, as BuildKit
+    gives them: each of http_proxy, https_proxy, ftp_proxy, no_proxy and all_proxy given
+    in any case (the last in sorted order wins; proxyEnvFromBuildArgs) is set under both
+    its upper- and lower-case name when not empty (llbsolver's proxyEnvList)."""
+    values: dict[str, str] = {}
+    for key in sorted(build_args):
+        if key.lower() in _PROXY_NAMES:
+            values[key.lower()] = build_args[key]
+    out = {}
+    for name in _PROXY_NAMES:     # BuildKit's order: HTTP, HTTPS, FTP, NO, ALL
+        if values.get(name):
+            out[name.upper()] = out[name] = values[name]
+    return out
+
+
+_PROXY_NAMES = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy")
 
 
 def _heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
@@ -109,8 +127,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     def work(root: Path) -> None:
         uid, gid = resolve_user(root, user) if user else (0, 0)
         run_env = env if "HOME" in env else {**env, "HOME": home_of(root, uid)}
-        run_env = {**{k: v for k, v in ctx.build_args.items()
-                      if k in PROXY_ARGS and k not in env}, **run_env}
+        run_env = {**{k: v for k, v in proxy_env(ctx.build_args).items() if k not in env},
+                   **run_env}
         with prepare_mounts(mounts, store=ctx.rootfs.store, context=ctx.context,
                             stage_rootfs=ctx.mount_source, secrets=ctx.builder.secrets,
                             ssh=ctx.builder.ssh, workdir=cwd) as prepared, \
