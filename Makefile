@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := bubblewrap skopeo umoci buildah docker.io golang-go mmdebstrap \
-	busybox-static debian-archive-keyring gpgv ca-certificates git
+	busybox-static debian-archive-keyring gpgv ca-certificates git openssh-client
 
 .PHONY: demo test deps apt venv bench clean
 

@@ -29,6 +29,7 @@ SYNTAX = {
     "bind-rw": "RUN --mount=type=bind,rw (buildah 1.28 writes through to the context or stage)",
     "relative-mount-target": "RUN --mount=...,target=RELATIVE (buildah 1.28 rejects it)",
     "run-network": "RUN --network (dockerfile:1.3; labs-only in 1.2, rejected by buildah 1.28)",
+    "add-checksum": "ADD --checksum (dockerfile:1.6)",
 }
 
 # 2001-09-09T01:46:40Z: older than any build, so a file keeping it proves a builder kept it.
@@ -54,6 +55,11 @@ class Case:
     equivalent: str | None = None
     # RUN --mount=type=secret: id -> file in the context, passed as --secret id=ID,src=FILE
     secrets: dict[str, str] = field(default_factory=dict)
+    # RUN --mount=type=ssh: every builder gets --ssh default=SOCKET of one ssh-agent
+    ssh: bool = False
+    # ADD of URLs: the context's http/ directory is served on 127.0.0.1 during the builds,
+    # its address passed as the build arg HTTP_BASE (http://127.0.0.1:PORT)
+    http: bool = False
 
     @property
     def dir(self) -> Path:
@@ -260,6 +266,13 @@ CASES: dict[str, Case] = {c.name: c for c in [
                      "keep/cache": {**_DIR, "mode": 0o755}, "keep/cache/own.txt": _OWN,
                      "keep/bind": {**_DIR, "mode": 0o755}, "keep/bind/own.txt": _OWN,
                      "keep/tmpfs": {**_DIR, "mode": 0o700}, "keep/tmpfs/own.txt": _OWN}}),
+    Case("run_mount_ssh", ssh=True,
+         expect={"mount-target-stubs": _gone("run", "run/buildkit"),
+                 "ssh-mount-as-buildkit": {
+                     "out/default.txt": {"text": "/run/buildkit/ssh_agent.0\n600 0:0 socket\n"},
+                     "out/tmp-after.txt": {"text": ""}, "tmp/agent.sock": None}}),
+    Case("add_url", http=True, needs=frozenset({"add-checksum"}),
+         equivalent="Dockerfile.equivalent"),
     # Build variables.
     Case("args_scoping", build_args={"P": "cli-p", "EMPTY_CLI": "", "UNDECLARED": "leak"}),
     # BuildKit's order of ARG and ENV, and ARGs inherited by a stage built on a stage;

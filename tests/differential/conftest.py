@@ -4,6 +4,8 @@ both, so every test of the suite runs once against each reference builder."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,8 +67,24 @@ def buildkit(distill: RunDistill, busybox_image: str,
         yield BuildKitReference(docker, work)
 
 
+@pytest.fixture(scope="package")
+def ssh_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An ssh-agent (with no keys) on a socket, for RUN --mount=type=ssh cases."""
+    sock = tmp_path_factory.mktemp("ssh-agent") / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if sock.exists() or agent.poll() is not None:
+            break
+        time.sleep(0.05)     # poll interval while the agent creates its socket
+    assert sock.exists(), "ssh-agent did not start (Debian package openssh-client)"
+    yield sock
+    agent.terminate()
+    agent.wait()
+
+
 @pytest.fixture(scope="package", params=["buildah", "BuildKit"])
-def differential(request: pytest.FixtureRequest, distill: RunDistill,
+def differential(request: pytest.FixtureRequest, distill: RunDistill, ssh_agent: Path,
                  tmp_path_factory: pytest.TempPathFactory) -> DifferentialRunner:
     """Builds and compares cases against one reference; outcomes are kept for the summary."""
     reference: Reference
@@ -75,4 +93,5 @@ def differential(request: pytest.FixtureRequest, distill: RunDistill,
     else:
         reference = request.getfixturevalue("buildkit")
     return DifferentialRunner(distill, reference,
-                              tmp_path_factory.mktemp(f"differential-{request.param}"))
+                              tmp_path_factory.mktemp(f"differential-{request.param}"),
+                              ssh_socket=ssh_agent)

@@ -140,6 +140,11 @@ DELIBERATE: dict[str, Deliberate] = {
         "buildah 1.28 deletes the image's directory (with its files) that a RUN --mount "
         "covered (containers/buildah#4927, #4739); BuildKit leaves the image's directory as "
         "it was, and distill follows BuildKit."),
+    "ssh-mount-as-buildkit": Deliberate(
+        "buildah 1.28 gives a forwarded ssh agent socket mode 0620 and leaves an empty file "
+        "in the image where a RUN --mount=type=ssh target was; BuildKit's socket is 0600 "
+        "(the ssh mount's default mode) and its stub is removed, and distill follows "
+        "BuildKit."),
     "scratch-workdir": Deliberate(
         "BuildKit starts a FROM scratch stage with WorkingDir \"/\" (dockerfile2llb "
         "emptyImage), so the image config says so; buildah leaves it empty, and distill "

@@ -14,6 +14,7 @@ import os
 import subprocess
 import tarfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.differential.cases import SYNTAX, Case
@@ -25,6 +26,15 @@ REF = "latest"
 
 class ReferenceFailed(RuntimeError):
     """The reference builder could not build or export the case."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every builder of one case run gets besides the context."""
+
+    build_args: dict[str, str]
+    secrets: dict[str, Path]          # id -> file
+    ssh_socket: Path | None           # passed as --ssh default=SOCKET
 
 
 class Reference(ABC):
@@ -42,7 +52,7 @@ class Reference(ABC):
         return case.equivalent
 
     @abstractmethod
-    def build_oci(self, case: Case, ctx: Path, out: Path) -> None:
+    def build_oci(self, case: Case, ctx: Path, inputs: Inputs, out: Path) -> None:
         """Build ``ctx`` and write the image to the OCI layout ``out`` as ``latest``."""
 
     def raw_config(self, out: Path) -> Path | None:
@@ -61,12 +71,14 @@ class BuildahReference(Reference):
     def __init__(self, buildah: Buildah) -> None:
         self.buildah = buildah
 
-    def build_oci(self, case: Case, ctx: Path, out: Path) -> None:
+    def build_oci(self, case: Case, ctx: Path, inputs: Inputs, out: Path) -> None:
         tag = _tag(case)
-        extra = [f"--secret=id={key},src={ctx / src}" for key, src in case.secrets.items()]
+        extra = [f"--secret=id={key},src={src}" for key, src in inputs.secrets.items()]
+        if inputs.ssh_socket is not None:
+            extra.append(f"--ssh=default={inputs.ssh_socket}")
         try:
             self.buildah.build(ctx, ctx / self.dockerfile(case), tag,
-                               build_args=case.build_args, target=case.target, extra=extra)
+                               build_args=inputs.build_args, target=case.target, extra=extra)
             self.buildah.push_oci(tag, out, REF)
         except BuildahError as e:
             raise ReferenceFailed(str(e)) from None
@@ -83,7 +95,8 @@ class BuildKitReference(Reference):
     name = "BuildKit"
     # dockerd 20.10's built-in frontend is about dockerfile:1.2: RUN --mount in full, but
     # none of the later syntax
-    lacks = frozenset({"heredoc", "copy-link", "copy-exclude", "copy-parents", "run-network"})
+    lacks = frozenset({"heredoc", "copy-link", "copy-exclude", "copy-parents", "run-network",
+                       "add-checksum"})
 
     def __init__(self, docker: Docker, workdir: Path) -> None:
         self.docker = docker
@@ -95,14 +108,16 @@ class BuildKitReference(Reference):
             raise ReferenceFailed(f"docker {' '.join(args)} exited {proc.returncode}:\n"
                                   f"{proc.stdout}{proc.stderr}")
 
-    def build_oci(self, case: Case, ctx: Path, out: Path) -> None:
+    def build_oci(self, case: Case, ctx: Path, inputs: Inputs, out: Path) -> None:
         tag = _tag(case)
         argv = ["build", "--progress", "plain", "--network", "host",
                 "-f", str(ctx / self.dockerfile(case)), "-t", tag]
-        for key, value in case.build_args.items():
+        for key, value in inputs.build_args.items():
             argv += ["--build-arg", f"{key}={value}"]
-        for key, src in case.secrets.items():
-            argv += ["--secret", f"id={key},src={ctx / src}"]
+        for key, src in inputs.secrets.items():
+            argv += ["--secret", f"id={key},src={src}"]
+        if inputs.ssh_socket is not None:
+            argv += ["--ssh", f"default={inputs.ssh_socket}"]
         if case.target:
             argv += ["--target", case.target]
         archive = out.with_suffix(".docker.tar")

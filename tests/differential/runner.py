@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.differential.cases import CONTEXT_MTIME, Case
 from tests.differential.deliberate import apply_deliberate
-from tests.differential.references import REF, Reference, ReferenceFailed
+from tests.differential.references import REF, Inputs, Reference, ReferenceFailed
 from tests.helpers.compare import ImageSnapshot, compare, format_report, snapshot_image
 from tests.helpers.readback import ToolError
 
@@ -31,6 +36,27 @@ class Outcome:
     seconds: float
     deliberate: tuple[str, ...] = ()
     snapshots: tuple[ImageSnapshot, ImageSnapshot] | None = None   # (distill, reference)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 (stdlib name)
+        pass
+
+
+@contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """Serve ``directory`` over HTTP on 127.0.0.1 (Last-Modified from each file's mtime);
+    yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def prepare_context(case: Case, dest: Path) -> Path:
@@ -57,9 +83,11 @@ def prepare_context(case: Case, dest: Path) -> Path:
 class DifferentialRunner:
     """Runs cases in ``workdir``; ``distill`` is the conftest CLI runner."""
 
-    def __init__(self, distill: Any, reference: Reference, workdir: Path) -> None:
+    def __init__(self, distill: Any, reference: Reference, workdir: Path,
+                 ssh_socket: Path | None = None) -> None:
         self.distill = distill
         self.reference = reference
+        self.ssh_socket = ssh_socket
         self.workdir = workdir
         self.started = SESSION_STARTED
         self.outcomes: dict[str, Outcome] = {}
@@ -69,14 +97,16 @@ class DifferentialRunner:
             self.outcomes[case.name] = self._run(case)
         return self.outcomes[case.name]
 
-    def _build_distill(self, case: Case, ctx: Path, out: Path) -> str | None:
+    def _build_distill(self, case: Case, ctx: Path, inputs: Inputs, out: Path) -> str | None:
         args = ["build", "--progress", "plain", "-f", str(ctx / "Dockerfile"),
                 "--output", f"type=oci,dest={out},tar=false",
                 "-t", f"differential-{case.name.replace('_', '-')}:{REF}"]
-        for key, value in case.build_args.items():
+        for key, value in inputs.build_args.items():
             args += ["--build-arg", f"{key}={value}"]
-        for key, src in case.secrets.items():
-            args += ["--secret", f"id={key},src={ctx / src}"]
+        for key, src in inputs.secrets.items():
+            args += ["--secret", f"id={key},src={src}"]
+        if inputs.ssh_socket is not None:
+            args += ["--ssh", f"default={inputs.ssh_socket}"]
         if case.target:
             args += ["--target", case.target]
         proc = self.distill(*args, str(ctx), check=False)
@@ -84,9 +114,10 @@ class DifferentialRunner:
             return f"distill build failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
         return None
 
-    def _build_reference(self, case: Case, ctx: Path, out: Path) -> str | None:
+    def _build_reference(self, case: Case, ctx: Path, inputs: Inputs,
+                         out: Path) -> str | None:
         try:
-            self.reference.build_oci(case, ctx, out)
+            self.reference.build_oci(case, ctx, inputs, out)
         except ReferenceFailed as e:
             return f"{self.reference.name} build failed: {e}"
         return None
@@ -100,10 +131,18 @@ class DifferentialRunner:
         ctx = prepare_context(case, base / "context")
         name = self.reference.name
         d_out, b_out = base / "distill.oci", base / f"{name}.oci"
-        with ThreadPoolExecutor(2) as pool:
-            d_err = pool.submit(self._build_distill, case, ctx, d_out)
-            b_err = pool.submit(self._build_reference, case, ctx, b_out)
-            errors = [e for e in (d_err.result(), b_err.result()) if e]
+        if case.ssh and self.ssh_socket is None:
+            raise AssertionError(f"case {case.name} needs the runner's ssh agent")
+        with ExitStack() as stack:
+            build_args = dict(case.build_args)
+            if case.http:
+                build_args["HTTP_BASE"] = stack.enter_context(serve_directory(ctx / "http"))
+            inputs = Inputs(build_args, {k: ctx / v for k, v in case.secrets.items()},
+                            self.ssh_socket if case.ssh else None)
+            with ThreadPoolExecutor(2) as pool:
+                d_err = pool.submit(self._build_distill, case, ctx, inputs, d_out)
+                b_err = pool.submit(self._build_reference, case, ctx, inputs, b_out)
+                errors = [e for e in (d_err.result(), b_err.result()) if e]
         title = f"differential case {case.name!r} (distill vs {name})"
         if errors:
             return Outcome(case, False, title + ":\n" + "\n".join(errors),

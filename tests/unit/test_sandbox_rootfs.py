@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from distill.errors import SandboxError
+from distill.confine import existing_prefix
+from distill.errors import DistillError, SandboxError
 from distill.sandbox import RunSpec, run_in_rootfs
-from distill.sandbox._rootfs import make_dirs, resolve_in_root
+from distill.sandbox._rootfs import make_dirs
 from distill.sandbox.run import DEFAULT_CAPABILITIES, _exit_code, _failure, bwrap_argv
 
 
@@ -26,21 +27,21 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_resolve_existing_and_missing(root: Path) -> None:
-    assert resolve_in_root(root, "/usr/lib") == (root / "usr/lib", [])
-    assert resolve_in_root(root, "/usr/lib/x/y") == (root / "usr/lib", ["x", "y"])
-    assert resolve_in_root(root, "/") == (root, [])
+    assert existing_prefix(root, "/usr/lib") == (root / "usr/lib", [])
+    assert existing_prefix(root, "/usr/lib/x/y") == (root / "usr/lib", ["x", "y"])
+    assert existing_prefix(root, "/") == (root, [])
 
 
 def test_resolve_symlinks_stay_inside_root(root: Path) -> None:
-    assert resolve_in_root(root, "/lib/x") == (root / "usr/lib", ["x"])
-    assert resolve_in_root(root, "/abs/lib") == (root / "usr/lib", [])
-    assert resolve_in_root(root, "/up/etc") == (root, ["etc"])
-    assert resolve_in_root(root, "/../../etc") == (root, ["etc"])
+    assert existing_prefix(root, "/lib/x") == (root / "usr/lib", ["x"])
+    assert existing_prefix(root, "/abs/lib") == (root / "usr/lib", [])
+    assert existing_prefix(root, "/up/etc") == (root, ["etc"])
+    assert existing_prefix(root, "/../../etc") == (root, ["etc"])
 
 
 def test_resolve_symlink_loop(root: Path) -> None:
-    with pytest.raises(SandboxError, match="symbolic links"):
-        resolve_in_root(root, "/loop1/x")
+    with pytest.raises(DistillError, match="symbolic links"):
+        existing_prefix(root, "/loop1/x")
 
 
 def test_make_dirs_follows_symlinks_inside_root(root: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.build.confine import resolve_in_root
+from distill.confine import resolve_in_root
 from distill.build.sources import resolve_parents_glob, resolve_sources
 from distill.errors import ContextError, DigestMismatchError
 from distill.oci.digest import Digest

@@ -39,7 +39,7 @@ from typing import IO, BinaryIO
 
 import httpx
 
-from distill.build.confine import resolve_in_root
+from distill.confine import resolve_in_root
 from distill.errors import ContextError
 from distill.sandbox.git import GitError, clone
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.build.confine import relative_inside, resolve_in_root
+from distill.confine import relative_inside, resolve_in_root
 from distill.build.sources import Source
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher

@@ -34,7 +34,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from distill.build.confine import resolve_in_root
+from distill.confine import resolve_in_root
 from distill.build.context import BuildContext
 from distill.build.secrets import AgentRelay, SecretStore, private_tmp
 from distill.dockerfile.mounts import Mount, clean, ssh_target

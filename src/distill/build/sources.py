@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from distill.build.confine import resolve_in_root
+from distill.confine import resolve_in_root
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
 

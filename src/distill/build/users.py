@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.build.confine import resolve_in_root
+from distill.confine import resolve_in_root
 from distill.errors import DistillError
 
 

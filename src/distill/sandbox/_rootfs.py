@@ -9,50 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import posixpath
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.errors import SandboxError
-
-_MAX_SYMLINKS = 40
-
-
-def resolve_in_root(root: Path, path: str) -> tuple[Path, list[str]]:
-    """Resolve absolute ``path`` inside ``root``, following symlinks within it.
-
-    Returns the host path of the deepest existing component and the list of
-    components still missing below it (empty if the whole path exists).
-    """
-    todo = [p for p in posixpath.normpath("/" + path).split("/") if p not in ("", ".")]
-    current: list[str] = []
-    hops = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if current:
-                current.pop()
-            continue
-        candidate = root.joinpath(*current, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            missing = [part, *todo]
-            if ".." in missing:
-                raise SandboxError(f"cannot resolve {path!r} in the root filesystem") from None
-            return root.joinpath(*current), missing
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > _MAX_SYMLINKS:
-                raise SandboxError(f"too many levels of symbolic links in {path!r}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = []
-            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
-            continue
-        current.append(part)
-    return root.joinpath(*current), []
+from distill.confine import existing_prefix
 
 
 def _mkdir(path: Path) -> None:
@@ -62,7 +23,7 @@ def _mkdir(path: Path) -> None:
 
 def make_dirs(root: Path, path: str) -> None:
     """``mkdir -p`` of absolute ``path`` inside ``root``: 0755 directories owned by root."""
-    base, missing = resolve_in_root(root, path)
+    base, missing = existing_prefix(root, path)
     for part in missing:
         base = base / part
         _mkdir(base)
@@ -103,7 +64,7 @@ class MountStubs:
         Returns the path with every symlink resolved inside the root: the
         place to mount on, so that bubblewrap follows no symlink itself.
         """
-        base, missing = resolve_in_root(self.root, path)
+        base, missing = existing_prefix(self.root, path)
         resolved = "/" + "/".join([*base.relative_to(self.root).parts, *missing])
         if not missing:
             return resolved

@@ -1,8 +1,9 @@
 """Path resolution confined to a root, as if chrooted: '..' and symlinks never leave it.
 
 Every path distill reads from a build context or writes into a root filesystem
-goes through here, so neither '../' nor a symlink (in the context or in a base
-layer) can reach outside.
+goes through here (build steps and the sandbox alike), so neither '../' nor a symlink
+(in the context or in a base layer) can reach outside. A leaf module: it imports only
+``distill.errors``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> Path
             continue
         done.append(comp)
     return Path(root, *done)
+
+
+def existing_prefix(root: Path, path: str) -> tuple[Path, list[str]]:
+    """``path`` resolved inside ``root``, split into the host path of its deepest existing
+    directory entry and the components still missing below it (empty if all exist)."""
+    resolved = resolve_in_root(root, path)
+    parts = resolved.relative_to(root).parts
+    current = Path(root)
+    for i, part in enumerate(parts):
+        if not os.path.lexists(current / part):
+            return current, list(parts[i:])
+        current = current / part
+    return current, []
 
 
 def relative_inside(root: Path, host_path: Path) -> str:
