@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ SYNTAX = {
     "relative-mount-target": "RUN --mount=...,target=RELATIVE (buildah 1.28 rejects it)",
     "run-network": "RUN --network (dockerfile:1.3; labs-only in 1.2, rejected by buildah 1.28)",
     "add-checksum": "ADD --checksum (dockerfile:1.6)",
+    "add-git": "ADD of a git repository (dockerfile:1.5)",
 }
 
 # 2001-09-09T01:46:40Z: older than any build, so a file keeping it proves a builder kept it.
@@ -136,6 +139,34 @@ _OWN = {"type": "file", "mode": 0o644, "uid": 0, "gid": 0, "text": "own\n", "tar
         "rdev": None, "hardlink": None}
 # The machine's architecture as the platform ARGs name it (linux/amd64, linux/arm64).
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+def _git_repo(ctx: Path) -> None:
+    """http/repo.git: a bare repository served by git's dumb HTTP protocol (tag v1, then one
+    more commit on main), and expected/ holding the trees an ADD of it gives."""
+    work = ctx / "repo-work"
+    files_v1 = {"README": "v1\n", "sub/inner.txt": "inner\n", "sub/tool.sh": "#!/bin/sh\n"}
+    for rel, text in files_v1.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(text)
+    os.chmod(work / "sub/tool.sh", 0o755)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(work)]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    subprocess.run([*git, "tag", "v1"], check=True)
+    (work / "README").write_text("v2\n")
+    (work / "new.txt").write_text("added in v2\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "two"], check=True)
+    bare = ctx / "http" / "repo.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    shutil.rmtree(work / ".git")
+    (ctx / "expected").mkdir()
+    shutil.copytree(work, ctx / "expected" / "head")
+    shutil.copytree(work / "sub", ctx / "expected" / "v1-sub")
+    shutil.rmtree(work)
 
 
 def _parents_modes(ctx: Path) -> None:
@@ -272,6 +303,8 @@ CASES: dict[str, Case] = {c.name: c for c in [
                      "out/default.txt": {"text": "/run/buildkit/ssh_agent.0\n600 0:0 socket\n"},
                      "out/tmp-after.txt": {"text": ""}, "tmp/agent.sock": None}}),
     Case("add_url", http=True, needs=frozenset({"add-checksum"}),
+         equivalent="Dockerfile.equivalent"),
+    Case("add_git", http=True, setup=_git_repo, needs=frozenset({"add-git"}),
          equivalent="Dockerfile.equivalent"),
     # Build variables.
     Case("args_scoping", build_args={"P": "cli-p", "EMPTY_CLI": "", "UNDECLARED": "leak"}),

@@ -96,7 +96,7 @@ class BuildKitReference(Reference):
     # dockerd 20.10's built-in frontend is about dockerfile:1.2: RUN --mount in full, but
     # none of the later syntax
     lacks = frozenset({"heredoc", "copy-link", "copy-exclude", "copy-parents", "run-network",
-                       "add-checksum"})
+                       "add-checksum", "add-git"})   # 0.8 downloads a git URL as a file
 
     def __init__(self, docker: Docker, workdir: Path) -> None:
         self.docker = docker

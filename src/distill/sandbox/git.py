@@ -1,7 +1,8 @@
 """Git checkouts for ``ADD <git url>``, with the host's git binary.
 
 Like BuildKit's git source: a fresh repository, a shallow fetch of one ref
-(falling back to a full fetch when the server refuses a commit by hash),
+(falling back to a full fetch of it for servers that cannot fetch shallowly, and of
+everything when the server refuses a commit by hash),
 a detached checkout, submodules, and ``.git`` removed unless asked to keep it.
 """
 
@@ -49,13 +50,17 @@ def clone(url: str, ref: str | None, dest: Path, keep_git_dir: bool, *,
     _git(["init", "-q", str(dest)])
     _git(["remote", "add", "origin", url], cwd=dest)
     want = ref or "HEAD"
+    target = "FETCH_HEAD"
     try:
         _git(["fetch", "-q", "--depth=1", "--no-tags", "origin", want], cwd=dest)
-        target = "FETCH_HEAD"
     except GitError:
-        # a commit hash the server will not serve shallowly: fetch everything
-        _git(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], cwd=dest)
-        target = want
+        try:   # a server without shallow fetches (git's dumb HTTP protocol)
+            _git(["fetch", "-q", "--no-tags", "origin", want], cwd=dest)
+        except GitError:
+            # a commit hash the server will not serve by name: fetch everything
+            _git(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"],
+                 cwd=dest)
+            target = want
     _git(["checkout", "-q", "--detach", target], cwd=dest)
     if ref and keep_git_dir and ref.startswith(("refs/tags/", "refs/heads/")):
         _git(["update-ref", ref, "HEAD"], cwd=dest)
