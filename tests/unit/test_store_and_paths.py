@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,3 +103,28 @@ def test_parents_globs_are_include_patterns(tmp_path: Path) -> None:
     assert resolve_parents_glob(tmp_path, "src/**/*.nothing") == []
     with pytest.raises(ContextError, match="outside the build context"):
         resolve_parents_glob(tmp_path, "../**/x", forbid_escape=True)
+
+
+def test_reachable_blobs_follow_indexes_manifests_and_configs(tmp_path: Path) -> None:
+    from distill.oci import mediatypes as mt
+    from distill.oci.descriptor import Descriptor
+    from distill.store.gc import reachable_blobs
+
+    store = Store(tmp_path / "store")
+    layer, _ = store.blobs.put_bytes(b"not json: a layer")
+    config, _ = store.blobs.put_bytes(b'{"architecture": "amd64", "os": "linux"}')
+    orphan, _ = store.blobs.put_bytes(b"an untagged layer")
+
+    def desc(media: str, digest: Digest) -> dict[str, object]:
+        return {"mediaType": media, "digest": str(digest), "size": 1}
+
+    manifest, size = store.blobs.put_bytes(json.dumps({
+        "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+        "config": desc(mt.OCI_CONFIG, config), "layers": [desc(mt.OCI_LAYER_GZIP, layer)],
+    }).encode())
+    index, isize = store.blobs.put_bytes(json.dumps({
+        "schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+        "manifests": [desc(mt.OCI_MANIFEST, manifest)]}).encode())
+    store.names.tag("multi:1", Descriptor(mt.OCI_INDEX, index, isize))
+    assert reachable_blobs(store) == {d.hex for d in (index, manifest, config, layer)}
+    assert orphan.hex not in reachable_blobs(store)

@@ -1,20 +1,28 @@
-"""distill images / distill import."""
+"""distill images / distill import / distill prune."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from distill.build.export import normalize_name, tag_in_store
 from distill.formats.rootfs import import_rootfs
 from distill.formats.stored import load
 from distill.report.sizes import human
+from distill.store.gc import prune
 from distill.store.store import Store
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("images", help="list images in the local store")
     p.set_defaults(run=run_images)
+    p = sub.add_parser("prune", help="remove what no tagged image needs (unpacked layers, "
+                       "untagged layers, stale build cache)")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="also the whole build cache, RUN cache mounts and Debian downloads")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(run=run_prune)
     p = sub.add_parser("import", help="make a base image from a root filesystem tarball")
     p.add_argument("tarball")
     p.add_argument("name")
@@ -32,6 +40,21 @@ def run_images(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    """Like `docker builder prune`: asks first on a terminal unless -f, then reports."""
+    what = ("everything but tagged images (including the build cache)" if args.all
+            else "what no tagged image needs")
+    if not args.force and sys.stdin.isatty():
+        answer = input(f"This removes {what} from the store. Continue? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
+    report = prune(Store(), all_cache=args.all)
+    parts = [f"{n} {what}" for what, n in sorted(report.removed.items())]
+    print("Deleted: " + (", ".join(parts) if parts else "nothing"))
+    print(f"Total reclaimed space: {human(report.reclaimed)}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ class Store:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or default_root()).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        # Held shared for this object's life by every store user; ``distill prune`` takes
+        # it exclusively, so it never removes what a running build is using.
+        self._usage = open(self.root / "store.lock", "a")
+        fcntl.flock(self._usage, fcntl.LOCK_SH)
         self.blobs = BlobStore(self.root)
         self.names = NameIndex(self.root)
         self.snapshot_dir = self.root / "snapshots"
@@ -41,6 +46,14 @@ class Store:
         self.cache_dir = self.root / "cache"
         for d in (self.snapshot_dir, self.facts_dir, self.cache_dir):
             d.mkdir(exist_ok=True)
+
+    def lock_exclusive(self) -> None:
+        """Become the store's only user (for pruning), or fail if another one is running."""
+        try:
+            fcntl.flock(self._usage, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"the store {self.root} is in use by another distill process",
+                             hint="prune when no build is running") from None
 
     # -- layer facts ---------------------------------------------------------
     def record_layer(self, blob: Digest, facts: LayerFacts) -> None:

@@ -1,0 +1,126 @@
+"""Pruning the store: remove what no tagged image needs (``distill prune``).
+
+What a tagged image needs is what ``index.json`` reaches: its manifests (through image
+indexes), configs and layer blobs, with their layer facts. Everything else can be made
+again, so it goes:
+
+* ``snapshots/``: unpacked layers, extracted again from their blobs when a build needs them;
+* blobs no tagged image reaches (layers of intermediate stages and of old builds), their
+  layer facts, and the build-cache entries that point at them;
+* leftovers of killed processes under ``tmp/`` (as every store user already does).
+
+``all_cache=True`` (``--all``) also empties the build cache, the ``RUN --mount=type=cache``
+directories and the downloaded Debian packages and indexes. Pruning takes the store's usage
+lock exclusively (every other store user holds it shared), so it never runs alongside a
+build: it waits for none, and fails with a clear error instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distill.oci import mediatypes as mt
+from distill.oci.digest import Digest
+from distill.store.blobs import remove_tree
+from distill.store.store import Store
+
+# Build-cache directories that ``--all`` empties, under the store root.
+CACHE_DIRS = ("cache-mounts", "debs", "indexes")
+
+
+@dataclass
+class PruneReport:
+    removed: dict[str, int] = field(default_factory=dict)    # what -> count
+    reclaimed: int = 0                                        # bytes
+
+    def add(self, what: str, path: Path) -> None:
+        self.reclaimed += _disk_usage(path)
+        self.removed[what] = self.removed.get(what, 0) + 1
+
+
+def _disk_usage(path: Path) -> int:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if not os.path.isdir(path) or os.path.islink(path):
+        return st.st_blocks * 512
+    total = st.st_blocks * 512
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def reachable_blobs(store: Store) -> set[str]:
+    """Hex digests of every blob a tagged image reaches (manifests, configs, layers)."""
+    seen: set[str] = set()
+    pending = [desc.digest for _, desc in store.names.entries()]
+    while pending:
+        digest = pending.pop()
+        if digest.hex in seen:
+            continue
+        seen.add(digest.hex)
+        path = store.blobs.path(digest)
+        if not path.exists():
+            continue
+        try:
+            doc = json.loads(path.read_bytes())
+        except ValueError:
+            continue            # a layer or other non-JSON blob: nothing below it
+        if not isinstance(doc, dict):
+            continue
+        media = doc.get("mediaType", "")
+        children = []
+        if media in mt.INDEXES or "manifests" in doc:
+            children = doc.get("manifests") or []
+        elif "config" in doc and "layers" in doc:
+            children = [doc["config"], *(doc.get("layers") or [])]
+        for child in children:
+            if isinstance(child, dict) and isinstance(child.get("digest"), str):
+                pending.append(Digest(child["digest"]))
+    return seen
+
+
+def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
+    """Remove what no tagged image needs; see the module docstring."""
+    store.lock_exclusive()
+    report = PruneReport()
+    for entry in sorted(store.snapshot_dir.iterdir()):
+        report.add("snapshots", entry)
+        remove_tree(entry)
+    keep = reachable_blobs(store)
+    for entry in sorted(store.blobs.blob_dir.iterdir()):
+        if entry.name not in keep:
+            report.add("blobs", entry)
+            entry.unlink()
+            facts = store.facts_dir / entry.name
+            if facts.exists():
+                facts.unlink()
+    for entry in sorted(store.cache_dir.iterdir()):
+        value = store.cache_get(entry.name)
+        blob = (value or {}).get("blob")
+        digest = blob.get("digest") if isinstance(blob, dict) else None
+        stale = isinstance(digest, str) and digest.split(":")[-1] not in keep
+        if all_cache or value is None or stale:
+            report.add("cache entries", entry)
+            entry.unlink()
+    if all_cache:
+        for name in CACHE_DIRS:
+            directory = store.root / name
+            if directory.is_dir():
+                for entry in sorted(directory.iterdir()):
+                    if entry.is_dir() and not entry.is_symlink():
+                        report.add(name, entry)
+                        remove_tree(entry)
+                    else:                       # lock files and downloaded files
+                        if not entry.name.endswith(".lock"):
+                            report.add(name, entry)
+                        entry.unlink()
+    return report
