@@ -40,6 +40,8 @@ def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> Path
         except (FileNotFoundError, NotADirectoryError):
             done.append(comp)
             continue
+        except OSError as e:       # a name too long, an unreadable directory...
+            raise DistillError(f"cannot resolve {path!r}: {e.strerror}") from None
         if stat.S_ISLNK(st.st_mode) and (follow_final or not is_last):
             hops += 1
             if hops > MAX_SYMLINKS:

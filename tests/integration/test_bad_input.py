@@ -14,6 +14,7 @@ the build context or the image.
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import tarfile
@@ -470,3 +471,45 @@ def test_unwritable_output_destination(distill: RunDistill, busybox_image: str,
     err = assert_clean_failure(proc)
     assert str(dest) in err
     assert not Path(f"{dest}.tmp").exists(), "a failed export leaves no temp file"
+
+
+# -- destinations through symlinks made by the Dockerfile itself ---------------------------
+
+def test_copy_into_a_dangling_directory_link(distill: RunDistill, busybox_image: str,
+                                             tmp_path: Path) -> None:
+    """COPY into DEST/ where DEST is a dangling link: the link's target (missing parents
+    included) is made inside the root, as BuildKit's MkdirAll on the resolved path does;
+    with --link the link itself is replaced."""
+    ctx = _context(tmp_path, "FROM busybox\n"
+                             "RUN ln -s /nope/y /l && mkdir /d && ln -s /d /dirlink "
+                             "&& ln -s /nope2/z /l2\n"
+                             "COPY f /l/\n"
+                             "COPY tree /l2/sub\n"
+                             "COPY --link f /dirlink\n", f="payload\n")
+    (ctx / "tree").mkdir()
+    (ctx / "tree/inner.txt").write_text("inner\n")
+    out = tmp_path / "out"
+    proc = build(distill, ctx, "--output", f"type=local,dest={out}")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "nope/y/f").read_text() == "payload\n"
+    assert (out / "l").is_symlink()
+    assert (out / "nope2/z/sub/inner.txt").read_text() == "inner\n"
+    assert not (out / "dirlink").is_symlink() and (out / "dirlink").read_text() == "payload\n"
+    assert list((out / "d").iterdir()) == []
+
+
+def test_hostile_mount_point_and_long_names_fail_cleanly(distill: RunDistill,
+                                                        busybox_image: str,
+                                                        tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "FROM busybox\nCOPY rootfs/ /\nRUN [\"/bin/true\"]\n")
+    (ctx / "rootfs").mkdir()
+    os.symlink("/etc/passwd/x", ctx / "rootfs/dev")     # /dev leads through a file
+    proc = build(distill, ctx)
+    assert_points_at(proc, ctx / "Dockerfile", 3, "not a directory")
+
+    ctx2 = tmp_path / "long"
+    ctx2.mkdir()
+    (ctx2 / "Dockerfile").write_text("FROM busybox\nCOPY f /" + "a" * 300 + "\n")
+    (ctx2 / "f").write_text("x")
+    proc = build(distill, ctx2)
+    assert_points_at(proc, ctx2 / "Dockerfile", 2, "too long")

@@ -82,6 +82,16 @@ def dockerfiles(draw: st.DrawFn) -> str:
 
 
 @pytest.fixture(scope="module")
+def fuzz_store(distill: RunDistill, busybox_tar: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of its own: generated images (a FROM scratch one with no layer, say) stay
+    out of the session's store, which other tests validate as a whole."""
+    root = tmp_path_factory.mktemp("fuzz-store")
+    distill("import", str(busybox_tar), "busybox:latest", root=root)
+    return root
+
+
+@pytest.fixture(scope="module")
 def fuzz_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ctx = tmp_path_factory.mktemp("fuzz-context")
     for rel, text in CONTEXT_FILES.items():
@@ -93,7 +103,7 @@ def fuzz_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(text=dockerfiles(), target=st.sampled_from([None, "s0", "s1", "s9"]))
-def test_generated_builds_succeed_or_fail_cleanly(distill: RunDistill, busybox_image: str,
+def test_generated_builds_succeed_or_fail_cleanly(distill: RunDistill, fuzz_store: Path,
                                                   fuzz_context: Path, text: str,
                                                   target: str | None) -> None:
     dockerfile = fuzz_context / "fuzz.Dockerfile"
@@ -101,11 +111,11 @@ def test_generated_builds_succeed_or_fail_cleanly(distill: RunDistill, busybox_i
     args = ["build", "--progress", "plain", "-f", str(dockerfile), "-t", "fuzz:latest"]
     if target:
         args += ["--target", target]
-    proc = distill(*args, str(fuzz_context), check=False)
+    proc = distill(*args, str(fuzz_context), check=False, root=fuzz_store)
     event(f"exit {proc.returncode}")     # --hypothesis-show-statistics shows the mix
     shown = f"Dockerfile:\n{text}\nstderr:\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr + proc.stdout, shown
     assert proc.returncode in (0, 1, 2), shown
     if proc.returncode != 0:
         assert "error:" in proc.stderr, shown
-    assert distill("images").returncode == 0
+    assert distill("images", root=fuzz_store).returncode == 0

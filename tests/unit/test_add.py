@@ -363,3 +363,11 @@ def test_extract_corrupt_archive(tmp_path: Path, root: Path) -> None:
     assert is_archive(archive)
     with pytest.raises(ContextError, match="a.tgz"):
         extract_archive_into(archive, root, "/dest", None)
+
+
+@pytest.mark.parametrize("src", ["https://h/r.git#--upload-pack=x", "https://h/r.git?ref=-x",
+                                 "git@h:o/r.git#-b"])
+def test_git_refs_may_not_look_like_options(src: str) -> None:
+    """BuildKit's validateGitRef: a ref starting with '-' would be an option to git."""
+    with pytest.raises(ContextError, match="invalid git ref"):
+        parse_git_ref(src)

@@ -78,10 +78,12 @@ _VALUELESS = ("keep-git-dir", "submodules", "fetch-by-commit")   # a bare key me
 def _query_bool(key: str, value: str | None) -> bool:
     if value is None:
         return True
-    truth = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
-    if value.lower() not in truth:
-        raise ContextError(f"invalid {key} value: {value!r}")
-    return truth[value.lower()]
+    # Go's strconv.ParseBool
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ContextError(f"invalid {key} value: {value!r}")
 
 
 def _apply_query(ref: GitRef, query: str) -> GitRef:
@@ -153,7 +155,11 @@ def parse_git_ref(src: str, *, allow_file: bool = False) -> GitRef | None:
         return None
     ref, _, subdir = fragment.partition(":")
     parsed = GitRef(remote, ref or None, subdir or None)
-    return _apply_query(parsed, query) if query else parsed
+    if query:
+        parsed = _apply_query(parsed, query)
+    if parsed.ref and parsed.ref.startswith("-"):     # BuildKit's validateGitRef
+        raise ContextError(f"invalid git ref {parsed.ref!r}")
+    return parsed
 
 
 def is_git(src: str) -> bool:

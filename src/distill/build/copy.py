@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.confine import relative_inside, resolve_in_root
+from distill.confine import existing_prefix, relative_inside, resolve_in_root
 from distill.build.sources import Source
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
@@ -56,16 +56,12 @@ class _Copier:
         """mkdir -p inside the root. New directories are owned by created_owner, with the
         --chmod mode if given, else 0755 (BuildKit's MkdirAll); existing ones are kept."""
         mode = self.opts.mode if self.opts.mode is not None else 0o755
-        parts = [p for p in path.split("/") if p]
-        current = "/"
-        host = self.root
-        for part in parts:
-            current = os.path.join(current, part)
-            host = resolve_in_root(self.root, current)
-            if os.path.isdir(host):
-                continue
-            if os.path.lexists(host):
-                raise ContextError(f"cannot copy to non-directory: {current}")
+        host, missing = existing_prefix(self.root, path)   # symlinks followed, confined
+        if not os.path.isdir(host):
+            raise ContextError("cannot copy to non-directory: "
+                               + relative_inside(self.root, host))
+        for part in missing:
+            host = host / part
             os.mkdir(host, 0o700)
             os.lchown(host, *created_owner)
             os.chmod(host, mode)
@@ -187,6 +183,8 @@ def _copy_with_parents(copier: _Copier, source: Source, dest: str, st: os.stat_r
             continue
         if os.path.lexists(host):
             raise ContextError(f"cannot copy to non-directory: {current}")
+        if not os.path.isdir(host.parent):    # a dangling symlink: make what it names
+            copier.ensure_dir(relative_inside(copier.root, host.parent), created_owner)
         os.mkdir(host, 0o700)
         copier._apply_dir_meta(host, os.stat(src_dir), dir_times)
     if is_dir:
@@ -219,8 +217,9 @@ def copy_sources(dest_root: Path, sources: list[Source], dest: str, opts: CopyOp
         if stat.S_ISDIR(st.st_mode):
             copier.copy_tree(source.host, dest, created_owner, allow)
             continue
-        host_dest = resolve_in_root(dest_root, dest)
-        if dest_is_dir or (os.path.isdir(host_dest) and dest != "/"):
+        host_dest = resolve_in_root(dest_root, dest, follow_final=opts.follow_dest_link)
+        if dest_is_dir or (os.path.isdir(host_dest) and not os.path.islink(host_dest)
+                           and dest != "/"):
             copier.ensure_dir(dest, created_owner)
             target = resolve_in_root(dest_root, os.path.join(dest, os.path.basename(source.rel)),
                                      follow_final=False)

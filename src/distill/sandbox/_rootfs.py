@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill.confine import existing_prefix
+from distill.errors import SandboxError
 
 
 def _mkdir(path: Path) -> None:
@@ -21,12 +22,25 @@ def _mkdir(path: Path) -> None:
     os.chmod(path, 0o755)  # not subject to the umask
 
 
+def _existing_dir(root: Path, path: str) -> tuple[Path, list[str]]:
+    """``existing_prefix``, which must end at a directory (else a SandboxError)."""
+    base, missing = existing_prefix(root, path)
+    if missing and not os.path.isdir(base):
+        raise SandboxError(f"cannot create {path} in the root filesystem: "
+                           f"/{base.relative_to(root)} is not a directory")
+    return base, missing
+
+
 def make_dirs(root: Path, path: str) -> None:
     """``mkdir -p`` of absolute ``path`` inside ``root``: 0755 directories owned by root."""
-    base, missing = existing_prefix(root, path)
+    base, missing = _existing_dir(root, path)
     for part in missing:
         base = base / part
-        _mkdir(base)
+        try:
+            _mkdir(base)
+        except OSError as e:
+            raise SandboxError(f"cannot create {path} in the root filesystem: "
+                               f"{e.strerror}") from None
 
 
 @dataclass
@@ -64,7 +78,7 @@ class MountStubs:
         Returns the path with every symlink resolved inside the root: the
         place to mount on, so that bubblewrap follows no symlink itself.
         """
-        base, missing = existing_prefix(self.root, path)
+        base, missing = _existing_dir(self.root, path)
         resolved = "/" + "/".join([*base.relative_to(self.root).parts, *missing])
         if not missing:
             return resolved
