@@ -1,8 +1,9 @@
 """Cold build of examples/go-hello: distill vs buildah vs BuildKit, in one run.
 
-Every builder starts from the same Debian bookworm base (mmdebstrap minbase, already
-loaded into each builder's own store, not timed) with no build cache, and builds the
-same Dockerfile to a tagged image. Times are wall-clock seconds; ratios are
+Every builder starts from the same two bases, already loaded into each builder's own
+store (not timed): Debian bookworm (mmdebstrap minbase) for the build stage and
+distroless/static:nonroot (distill base) for the final one; with no build cache, each
+builds the same Dockerfile to a tagged image. Times are wall-clock seconds; ratios are
 other / distill (above 1 means distill is faster).
 
     .venv/bin/python bench/go_hello.py [--runs N] [--no-buildkit]
@@ -27,6 +28,7 @@ from tests.helpers.dockerd import DOCKER_CLI, private_dockerd  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "go-hello"
 DISTILL = str(Path(sys.executable).with_name("distill"))
+DISTROLESS = "distroless/static:nonroot"
 
 
 def sh(argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -50,6 +52,8 @@ class Distill:
         self.layout_root = work / "distill-layout"
         sh([DISTILL, "base", "debian", "-t", "debian:bookworm"],
            {"DISTILL_ROOT": str(self.layout_root)})
+        sh([DISTILL, "base", "static:nonroot", "-t", DISTROLESS],
+           {"DISTILL_ROOT": str(self.layout_root)})
 
     def cold(self, run: int) -> float:
         root = self.work / f"distill-{run}"
@@ -59,21 +63,29 @@ class Distill:
         return timed([DISTILL, "build", "--progress", "quiet", "--no-cache", "-t", "go-hello:bench",
                       str(EXAMPLE)], env)
 
-    def base_layout(self, dest: Path) -> Path:
-        env = {"DISTILL_ROOT": str(self.layout_root)}
-        ctx = self.work / "layout-ctx"
+    def export(self, image: str, output: str) -> None:
+        """Write ``image`` from the base store with ``--output OUTPUT`` (type=oci|docker)."""
+        ctx = self.work / f"ctx-{image.replace('/', '-').replace(':', '-')}"
         ctx.mkdir(exist_ok=True)
-        (ctx / "Dockerfile").write_text("FROM debian:bookworm\nRUN true\n")  # unpacks the base
-        sh([DISTILL, "build", "--progress", "quiet", "-t", "debian:bookworm",
-            "--output", f"type=oci,dest={dest},tar=false", str(ctx)], env)
-        return dest
+        (ctx / "Dockerfile").write_text(f"FROM {image}\n")
+        sh([DISTILL, "build", "--progress", "quiet", "-t", image, "--output", output,
+            str(ctx)], {"DISTILL_ROOT": str(self.layout_root)})
+
+    def base_layouts(self) -> dict[str, Path]:
+        """Each base as an OCI layout directory (ref: its tag), for buildah to pull."""
+        out = {}
+        for image in ("debian:bookworm", DISTROLESS):
+            dest = self.work / f"layout-{image.split(':')[1]}"
+            self.export(image, f"type=oci,dest={dest},tar=false")
+            out[image] = dest
+        return out
 
 
 class Buildah:
     name = "buildah"
 
-    def __init__(self, work: Path, layout: Path) -> None:
-        self.work, self.layout = work, layout
+    def __init__(self, work: Path, layouts: dict[str, Path]) -> None:
+        self.work, self.layouts = work, layouts
 
     def _argv(self, home: Path, *args: str) -> list[str]:
         return ["buildah", "--root", str(home / "root"), "--runroot", str(home / "run"),
@@ -81,10 +93,11 @@ class Buildah:
 
     def cold(self, run: int) -> float:
         home = self.work / f"buildah-{run}"
-        sh(self._argv(home, "pull", "--quiet", f"oci:{self.layout}:bookworm"))
-        images = subprocess.run(self._argv(home, "images", "-q"), capture_output=True,
-                                text=True).stdout.split()
-        sh(self._argv(home, "tag", images[0], "localhost/debian:bookworm"))
+        for image, layout in self.layouts.items():
+            image_id = subprocess.run(
+                self._argv(home, "pull", "--quiet", f"oci:{layout}:{image.split(':')[1]}"),
+                capture_output=True, text=True, check=True).stdout.split()[-1]
+            sh(self._argv(home, "tag", image_id, f"localhost/{image}"))
         try:
             return timed(self._argv(home, "build", "--isolation=chroot", "--pull=never",
                                     "--layers", "--no-cache", "--build-arg",
@@ -98,10 +111,10 @@ class Buildah:
 class BuildKit:
     name = "buildkit"
 
-    def __init__(self, docker: object, archive: Path) -> None:
+    def __init__(self, docker: object, archives: list[Path]) -> None:
         self.docker = docker
-        self.archive = archive
-        docker("load", "-i", str(archive))  # type: ignore[operator]
+        for archive in archives:
+            docker("load", "-i", str(archive))  # type: ignore[operator]
 
     def cold(self, run: int) -> float:
         self.docker("builder", "prune", "-af", check=False)  # type: ignore[operator]
@@ -124,8 +137,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="distill-bench-", dir="/var/tmp") as tmp:
         work = Path(tmp)
         distill = Distill(work)
-        layout = distill.base_layout(work / "debian-layout")
-        builders: list[object] = [distill, Buildah(work, layout)]
+        builders: list[object] = [distill, Buildah(work, distill.base_layouts())]
         times: dict[str, list[float]] = {}
 
         def measure() -> None:
@@ -138,12 +150,12 @@ def main() -> int:
         if args.no_buildkit or shutil.which("dockerd") is None:
             measure()
         else:
-            archive = work / "debian.tar"
-            sh([DISTILL, "build", "--progress", "quiet", "-t", "debian:bookworm",
-                "--output", f"type=docker,dest={archive}", str(work / "layout-ctx")],
-               {"DISTILL_ROOT": str(distill.layout_root)})
+            archives = []
+            for image in ("debian:bookworm", DISTROLESS):
+                archives.append(work / f"{image.split(':')[1]}.docker.tar")
+                distill.export(image, f"type=docker,dest={archives[-1]}")
             with private_dockerd(work / "docker") as docker:
-                builders.append(BuildKit(docker, archive))
+                builders.append(BuildKit(docker, archives))
                 measure()
     base = statistics.median(times["distill"])
     print("\ncold build of examples/go-hello (median of "
