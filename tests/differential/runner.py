@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,7 @@ from tests.differential.cases import CONTEXT_MTIME, Case
 from tests.differential.deliberate import apply_deliberate
 from tests.differential.references import REF, Inputs, Reference, ReferenceFailed
 from tests.helpers.compare import ImageSnapshot, compare, format_report, snapshot_image
+from tests.helpers.httpserve import serve_directory
 from tests.helpers.readback import ToolError
 
 # Every store the suite builds with (distill's, buildah's, dockerd's) is new in this test
@@ -36,27 +33,6 @@ class Outcome:
     seconds: float
     deliberate: tuple[str, ...] = ()
     snapshots: tuple[ImageSnapshot, ImageSnapshot] | None = None   # (distill, reference)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 (stdlib name)
-        pass
-
-
-@contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` over HTTP on 127.0.0.1 (Last-Modified from each file's mtime);
-    yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def prepare_context(case: Case, dest: Path) -> Path:

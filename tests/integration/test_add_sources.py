@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import os
 import shutil
 import stat
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,16 +19,12 @@ import pytest
 from distill.build.add import AddOptions, fetch_git, fetch_url
 from distill.errors import ContextError
 from tests.conftest import RunDistill
+from tests.helpers.httpserve import serve_directory
 
 pytestmark = pytest.mark.integration
 
 PAYLOAD = b"hello from the server\n" * 100
 MTIME = 1_500_000_000
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +33,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (root / "files").mkdir()
     (root / "files/data.txt").write_bytes(PAYLOAD)
     os.utime(root / "files/data.txt", (MTIME, MTIME))
-    handler = functools.partial(_Quiet, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_directory(root) as url:
+        yield url
 
 
 GOOD = "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()
