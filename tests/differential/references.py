@@ -36,6 +36,18 @@ class Inputs:
     secrets: dict[str, Path]          # id -> file
     ssh_socket: Path | None           # passed as --ssh default=SOCKET
 
+    def mount_flags(self) -> list[str]:
+        """``--secret`` and ``--ssh``, spelled alike by distill, buildah and docker."""
+        out = [f"--secret=id={key},src={src}" for key, src in self.secrets.items()]
+        if self.ssh_socket is not None:
+            out.append(f"--ssh=default={self.ssh_socket}")
+        return out
+
+    def flags(self) -> list[str]:
+        """``mount_flags`` and a ``--build-arg`` per build arg."""
+        return [*(f"--build-arg={k}={v}" for k, v in self.build_args.items()),
+                *self.mount_flags()]
+
 
 class Reference(ABC):
     name: str
@@ -73,12 +85,10 @@ class BuildahReference(Reference):
 
     def build_oci(self, case: Case, ctx: Path, inputs: Inputs, out: Path) -> None:
         tag = _tag(case)
-        extra = [f"--secret=id={key},src={src}" for key, src in inputs.secrets.items()]
-        if inputs.ssh_socket is not None:
-            extra.append(f"--ssh=default={inputs.ssh_socket}")
         try:
             self.buildah.build(ctx, ctx / self.dockerfile(case), tag,
-                               build_args=inputs.build_args, target=case.target, extra=extra)
+                               build_args=inputs.build_args, target=case.target,
+                               extra=inputs.mount_flags())
             self.buildah.push_oci(tag, out, REF)
         except BuildahError as e:
             raise ReferenceFailed(str(e)) from None
@@ -111,13 +121,7 @@ class BuildKitReference(Reference):
     def build_oci(self, case: Case, ctx: Path, inputs: Inputs, out: Path) -> None:
         tag = _tag(case)
         argv = ["build", "--progress", "plain", "--network", "host",
-                "-f", str(ctx / self.dockerfile(case)), "-t", tag]
-        for key, value in inputs.build_args.items():
-            argv += ["--build-arg", f"{key}={value}"]
-        for key, src in inputs.secrets.items():
-            argv += ["--secret", f"id={key},src={src}"]
-        if inputs.ssh_socket is not None:
-            argv += ["--ssh", f"default={inputs.ssh_socket}"]
+                "-f", str(ctx / self.dockerfile(case)), "-t", tag, *inputs.flags()]
         if case.target:
             argv += ["--target", case.target]
         archive = out.with_suffix(".docker.tar")

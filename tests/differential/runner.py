@@ -76,13 +76,7 @@ class DifferentialRunner:
     def _build_distill(self, case: Case, ctx: Path, inputs: Inputs, out: Path) -> str | None:
         args = ["build", "--progress", "plain", "-f", str(ctx / "Dockerfile"),
                 "--output", f"type=oci,dest={out},tar=false",
-                "-t", f"differential-{case.name.replace('_', '-')}:{REF}"]
-        for key, value in inputs.build_args.items():
-            args += ["--build-arg", f"{key}={value}"]
-        for key, src in inputs.secrets.items():
-            args += ["--secret", f"id={key},src={src}"]
-        if inputs.ssh_socket is not None:
-            args += ["--ssh", f"default={inputs.ssh_socket}"]
+                "-t", f"differential-{case.name.replace('_', '-')}:{REF}", *inputs.flags()]
         if case.target:
             args += ["--target", case.target]
         proc = self.distill(*args, str(ctx), check=False)
