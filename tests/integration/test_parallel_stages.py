@@ -20,12 +20,17 @@ def _free_port() -> int:
 
 def test_independent_stages_meet(distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:
     # Stage "listen" can only finish if stage "talk" runs while it waits, and vice versa.
+    # The listener listens again after an empty connection; the talker sends until the
+    # listener is gone (ten refusals in a row after a delivery).
     port = _free_port()
     (tmp_path / "Dockerfile").write_text(f"""\
 FROM busybox AS listen
-RUN timeout 60 nc -l -p {port} > /got && test -s /got
+RUN timeout 60 sh -c 'until nc -l -p {port} > /got && test -s /got; do :; done'
 FROM busybox AS talk
-RUN for i in $(seq 1 300); do echo hello | nc 127.0.0.1 {port} && exit 0; sleep 0.2; done; exit 1
+RUN sent=0; refused=0; for i in $(seq 1 300); do \
+      if echo hello | nc 127.0.0.1 {port}; then sent=1; refused=0; \
+      elif [ $sent = 1 ]; then refused=$((refused + 1)); [ $refused -ge 10 ] && exit 0; fi; \
+      sleep 0.2; done; exit 1
 FROM busybox
 COPY --from=listen /got /got
 COPY --from=talk /etc/passwd /passwd
