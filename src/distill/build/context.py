@@ -6,7 +6,40 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill.confine import read_file_in_root
+from distill.errors import DistillError, UsageError
 from distill.ignore import PatternMatcher, load_context_ignore, walk_context
+
+DOCKERFILE = "Dockerfile"
+# The largest Dockerfile distill reads from a context (real ones are a few KiB).
+DOCKERFILE_LIMIT = 16 << 20
+
+
+def read_dockerfile(context: Path, file: Path | None) -> str:
+    """The Dockerfile's text: ``file`` when the user names one (``-f``: trusted, read as
+    given), else CONTEXT/Dockerfile read inside the context as BuildKit reads it from the
+    local source: a symlink is followed only within the context, and only a regular file
+    (up to 16 MiB) is read."""
+    if file is not None:
+        try:
+            return file.read_text()
+        except FileNotFoundError:
+            raise UsageError(f"Dockerfile not found: {file}") from None
+        except (UnicodeDecodeError, OSError) as e:
+            raise UsageError(f"cannot read {file}: {e}") from None
+    shown = context / DOCKERFILE
+    try:
+        data = read_file_in_root(context, DOCKERFILE, DOCKERFILE_LIMIT, what=str(shown))
+    except DistillError as e:
+        raise UsageError(f"cannot read the Dockerfile: {e.message}") from None
+    if data is None:
+        hint = ("a symlink in the build context is followed only inside the context"
+                if os.path.islink(shown) else None)
+        raise UsageError(f"Dockerfile not found: {shown}", hint=hint)
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise UsageError(f"cannot read {shown}: {e}") from None
 
 
 @dataclass

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
-from distill.confine import resolve_in_root
+from distill.confine import NotRegularFileError, read_file_in_root
 from distill.errors import DistillError
+
+# /etc/passwd and /etc/group are read from the image's root filesystem: inside it (no
+# symlink leads out), regular files only (a FIFO would hang the build, a device leak a
+# disk or never end), and no larger than this.
+TABLE_LIMIT = 4 << 20
+_HINT = "USER, --chown and $HOME are resolved from the image's /etc/passwd and /etc/group"
 
 
 def _table(root: Path, name: str) -> list[list[str]]:
     try:
-        text = resolve_in_root(root, f"/etc/{name}").read_text(errors="replace")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        data = read_file_in_root(root, f"/etc/{name}", TABLE_LIMIT,
+                                 what=f"the image's /etc/{name}")
+    except DistillError as e:
+        if isinstance(e, NotRegularFileError) and stat.S_ISDIR(e.mode):
+            return []          # nothing to read and nothing to fear: as if absent
+        e.hint = e.hint or _HINT
+        raise
+    if data is None:
         return []
+    text = data.decode("utf-8", "replace")
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 

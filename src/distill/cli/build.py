@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from distill.build.builder import Builder
-from distill.build.context import BuildContext
+from distill.build.context import DOCKERFILE, BuildContext, read_dockerfile
 from distill.build.secrets import SecretStore, parse_ssh_specs
 from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
 from distill.cli.render import size_table, stderr_console
@@ -77,13 +77,8 @@ def run(args: argparse.Namespace) -> int:
     context = Path(args.context)
     if not context.is_dir():
         raise UsageError(f"build context {args.context!r} is not a directory")
-    dockerfile = Path(args.file) if args.file else context / "Dockerfile"
-    try:
-        text = dockerfile.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"Dockerfile not found: {dockerfile}") from None
-    except (UnicodeDecodeError, IsADirectoryError) as e:
-        raise UsageError(f"cannot read {dockerfile}: {e}") from None
+    dockerfile = Path(args.file) if args.file else context / DOCKERFILE
+    text = read_dockerfile(context, Path(args.file) if args.file else None)
     if len(args.output) > 1:
         raise UsageError("only one --output is supported")
     output = OutputSpec.parse(args.output[0]) if args.output else None

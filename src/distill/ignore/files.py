@@ -13,13 +13,18 @@ import stat as statmod
 from collections.abc import Iterator
 from pathlib import Path
 
-from distill.errors import ContextError
+from distill.confine import NotRegularFileError, read_file_in_root
+from distill.errors import ContextError, DistillError
 from distill.gopath import clean
 from distill.ignore.patterns import MatchInfo, PatternMatcher, trim_space
 
 __all__ = ["DOCKERIGNORE", "load_context_ignore", "read_ignore_file", "walk_context"]
 
 DOCKERIGNORE = ".dockerignore"
+
+# The largest ignore file distill reads (BuildKit has no limit; this one only stops a
+# hostile context from making distill read without end).
+IGNORE_FILE_LIMIT = 16 << 20
 
 # bufio.Scanner's default limit: a line (with its '\r', without '\n') must be shorter.
 _MAX_LINE_BYTES = 64 * 1024
@@ -80,19 +85,29 @@ def load_context_ignore(context_dir: Path, dockerfile: Path | None) -> PatternMa
 
     ``<Dockerfile>.dockerignore`` next to the Dockerfile wins (even when empty); else
     ``CONTEXT/.dockerignore``; ``None`` when neither file exists.
+
+    Each is read inside its directory (the Dockerfile's, the context), as BuildKit reads
+    them from the local sources the client sends: a symlink is followed only within it
+    (one that leads out finds nothing there), a directory counts as no file, anything
+    else that is no regular file, or a file over 16 MiB, is an error.
     """
     candidates = []
     if dockerfile is not None:
         dockerfile = Path(dockerfile)
-        candidates.append(dockerfile.with_name(dockerfile.name + DOCKERIGNORE))
-    candidates.append(Path(context_dir) / DOCKERIGNORE)
-    for candidate in candidates:
+        candidates.append((dockerfile.parent, dockerfile.name + DOCKERIGNORE))
+    candidates.append((Path(context_dir), DOCKERIGNORE))
+    for directory, name in candidates:
+        candidate = directory / name
         try:
-            data = candidate.read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            data = read_file_in_root(directory, name, IGNORE_FILE_LIMIT, what=str(candidate))
+        except NotRegularFileError as e:
+            if statmod.S_ISDIR(e.mode):
+                continue
+            raise ContextError(e.message) from None
+        except DistillError as e:
+            raise ContextError(f"failed to read {candidate}: {e.message}") from None
+        if data is None:
             continue
-        except OSError as e:
-            raise ContextError(f"failed to read {candidate}: {e.strerror or e}") from e
         text = data.decode("utf-8", "surrogateescape")
         try:
             return PatternMatcher(read_ignore_file(text))
