@@ -13,6 +13,7 @@ from distill.build.layerstep import expand, layer_step
 from distill.build.state import StageState
 from distill.build.users import resolve_user
 from distill.dockerfile import instructions as ins
+from distill.dockerfile.kernel import check_path
 from distill.dockerfile.ports import parse_ports
 from distill.errors import DockerfileError
 from distill.image.image import Image
@@ -83,7 +84,8 @@ def user(ctx: StageContext, state: StageState, inst: ins.User) -> StageState:
 
 def workdir(ctx: StageContext, state: StageState, inst: ins.Workdir) -> StageState:
     path = expand(ctx, state, inst.path)
-    path = posixpath.normpath(posixpath.join(state.workdir, path))
+    # a path no file system can hold fails here, as BuildKit's mkdir fails on it
+    path = check_path(posixpath.normpath(posixpath.join(state.workdir, path)), "WORKDIR")
     state = replace(state, image=state.image.with_runtime(replace(state.runtime, working_dir=path)))
     if path == "/":
         return state.with_image(state.image.add_history(f"WORKDIR {path}"))
@@ -97,7 +99,7 @@ def workdir(ctx: StageContext, state: StageState, inst: ins.Workdir) -> StageSta
 
 
 def _mkdir_p(root: Path, path: str, owner: tuple[int, int]) -> None:
-    from distill.build.copy import CopyOptions, _Copier
+    from distill.build.copy import _Copier
 
     _Copier(root, CopyOptions(owner=owner)).ensure_dir(path, owner)
 

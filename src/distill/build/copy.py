@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.confine import existing_prefix, relative_inside, resolve_in_root
 from distill.build.sources import Source
+from distill.confine import existing_prefix, relative_inside, resolve_in_root
+from distill.dockerfile.kernel import check_owner, check_path
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
 
@@ -38,6 +39,10 @@ class CopyOptions:
     exclude: PatternMatcher | None = None    # --exclude
     parents: bool = False                    # --parents
     follow_dest_link: bool = True            # False for --link: a symlink at DEST is replaced
+
+    def __post_init__(self) -> None:
+        if self.owner is not None:   # --chown or USER: an id chown(2) can set
+            check_owner(self.owner)
 
 
 class _Copier:
@@ -202,6 +207,7 @@ def copy_sources(dest_root: Path, sources: list[Source], dest: str, opts: CopyOp
 
     ``dest_is_dir`` (default: DEST ends in '/' or there are several sources) says whether
     a file goes *into* DEST; pass it when one COPY copies its sources in several calls."""
+    check_path(dest, "destination")
     copier = _Copier(dest_root, opts)
     created_owner = opts.owner or (0, 0)
     if dest_is_dir is None:
@@ -221,8 +227,8 @@ def copy_sources(dest_root: Path, sources: list[Source], dest: str, opts: CopyOp
         if dest_is_dir or (os.path.isdir(host_dest) and not os.path.islink(host_dest)
                            and dest != "/"):
             copier.ensure_dir(dest, created_owner)
-            target = resolve_in_root(dest_root, os.path.join(dest, os.path.basename(source.rel)),
-                                     follow_final=False)
+            into = check_path(os.path.join(dest, os.path.basename(source.rel)), "destination")
+            target = resolve_in_root(dest_root, into, follow_final=False)
         elif dest == "/":
             raise ContextError("cannot copy a file onto '/'")
         else:

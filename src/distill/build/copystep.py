@@ -23,6 +23,7 @@ from distill.build.users import resolve_chown
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.shell import Lexer
 from distill.errors import DistillError, DockerfileError
+from distill.gopath import clean
 from distill.ignore import PatternMatcher
 from distill.image.image import Image
 
@@ -91,19 +92,38 @@ def _split_pivot(pattern: str) -> tuple[str, str]:
     return os.path.normpath("/" + parent).lstrip("/") or ".", pattern
 
 
+def heredoc_file_name(name: str) -> str | None:
+    """The file name a heredoc's delimiter gives (COPY's file, RUN's shebang script), or
+    None when it gives none. BuildKit makes the file with ``Mkfile(name)`` in an empty
+    filesystem, so the name counts as cleaned from '/' (``<</x`` and ``<<./x`` name
+    ``x``) and only a single component works there. The name is only ever a path
+    inside the image: distill's own files on the host get names of its own."""
+    cleaned = clean("/" + name)
+    component = cleaned[1:]
+    if "\0" in name or not component or "/" in component:
+        return None
+    return component
+
+
 def _heredoc_sources(ctx: StageContext, state: StageState, inst: ins.Copy,
                      where: Path) -> list[Source]:
-    """COPY <<EOF: each body becomes a file named after its delimiter (mode 0644)."""
+    """COPY <<EOF: each body becomes a file named after its delimiter (mode 0644), made
+    on the host as ``where/<n>`` (a name of distill's own)."""
     out = []
     env = state.expansion_env()
-    for doc in inst.contents:
-        name = doc.name
-        if "/" in name or name in (".", ".."):
-            raise DockerfileError(f"invalid heredoc name for COPY: {name!r}",
+    for n, doc in enumerate(inst.contents):
+        name = heredoc_file_name(doc.name)
+        if name is None:
+            raise DockerfileError(f"invalid heredoc name for COPY: {doc.name!r}",
+                                  hint="a heredoc's name is the name of the file it "
+                                       "makes: one path component",
                                   location=inst.location)
         data = _HEREDOC_LEXER.process_word(doc.content, env) if doc.expand else doc.content
-        host = where / name
-        host.write_text(data, encoding="utf-8", errors="surrogateescape")
+        host = where / f"heredoc-{n}"
+        fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8", "surrogateescape"))
         os.chmod(host, 0o644)
         out.append(Source(name, host))
     return out

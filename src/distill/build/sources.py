@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from distill.confine import resolve_in_root
+from distill.dockerfile.kernel import check_path
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
 
@@ -113,6 +114,8 @@ def _glob(root: Path, pattern: str, allow: Allow | None) -> list[Source]:
 
 
 def _check_escape(pattern: str, forbid_escape: bool) -> None:
+    """A source path no file system can hold, or (from a context) one that leaves it."""
+    check_path(pattern, "source", lengths=not has_glob(pattern))
     if forbid_escape and os.path.normpath(pattern.lstrip("/") or ".").split("/")[0] == "..":
         raise ContextError(f"forbidden path outside the build context: {pattern}")
 

@@ -28,7 +28,7 @@ from distill.build.configsteps import (
     volume,
     workdir,
 )
-from distill.build.copystep import TriggerCopy, _split_pivot, copy
+from distill.build.copystep import TriggerCopy, _split_pivot, copy, heredoc_file_name
 from distill.build.layerstep import expand, layer_from_cache, layer_step, layer_to_cache
 from distill.build.runmounts import mounts_signature, prepare_mounts
 from distill.build.state import StageState
@@ -50,7 +50,10 @@ if TYPE_CHECKING:
 # BuildKit mounts a heredoc script that starts with #! at /dev/pipes/<name>; distill's
 # sandbox gives the command a fresh /dev (bubblewrap --dev) over any mount made there, so
 # the script is mounted here instead (read-only, gone after the step; only $0 differs).
+# On the host the script is distill's own file, ``_SCRIPT`` in a private temporary
+# directory: the delimiter names the script only inside the container.
 _PIPES = "/run/distill-pipes"
+_SCRIPT = "script"
 
 # runc creates a container's /dev, /proc and /sys mount points in its root filesystem, and
 # BuildKit keeps them in the RUN's layer (its stub cleaner covers only /etc/hosts,
@@ -87,7 +90,12 @@ def _heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
     and run as a file; any other body is the shell's
     script. Otherwise the heredocs are put back after the command line, for the shell
     (which reads them itself: ``<<-``, fds and quoting are the shell's business). The
-    body is never expanded here: the shell does that."""
+    body is never expanded here: the shell does that.
+
+    The script's name is the delimiter cleaned from '/', as BuildKit's Mkfile makes it
+    (``<</x`` runs /dev/pipes/x there); a delimiter that names no single file (``<<a/b``,
+    ``<<..``) is an error, as it is in BuildKit; ``<<../x`` runs the script as ``x``
+    (BuildKit makes the file x but runs /x of the root filesystem)."""
     args = list(inst.command)
     if not inst.heredocs:
         return args, None
@@ -103,7 +111,13 @@ def _heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
     first = inst.heredocs[0]
     data = chomp_heredoc_content(first.content) if first.chomp else first.content
     if first.content.startswith("#!"):
-        return [posixpath.join(_PIPES, first.name)], (first.name, data)
+        name = heredoc_file_name(first.name)
+        if name is None:
+            raise DockerfileError(f"invalid heredoc name for a RUN script: {first.name!r}",
+                                  hint="a heredoc that starts with #! runs as a file named "
+                                       "after its delimiter: one path component",
+                                  location=inst.location)
+        return [posixpath.join(_PIPES, name)], (name, data)
     return [data], None
 
 
@@ -135,11 +149,14 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                 tempfile.TemporaryDirectory(prefix="distill-heredoc-") as pipes:
             sandbox_mounts = tuple(prepared)
             if script is not None:
-                os.chmod(pipes, 0o755)
-                script_path = Path(pipes, script[0])
-                script_path.write_text(script[1], encoding="utf-8", errors="surrogateescape")
+                script_path = Path(pipes, _SCRIPT)
+                fd = os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                             os.O_NOFOLLOW | os.O_CLOEXEC, 0o755)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(script[1].encode("utf-8", "surrogateescape"))
                 os.chmod(script_path, 0o755)
-                sandbox_mounts = (SandboxMount("bind", _PIPES, Path(pipes), readonly=True),
+                sandbox_mounts = (SandboxMount("bind", posixpath.join(_PIPES, script[0]),
+                                               script_path, readonly=True),
                                   *sandbox_mounts)
             spec = RunSpec(argv=argv, env=prepared.environ(run_env), cwd=cwd, uid=uid,
                            gid=gid, groups=supplementary_groups(root, user),

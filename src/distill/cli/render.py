@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 
@@ -16,17 +17,27 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+# C0 and C1 control characters but tab and newline: a hostile Dockerfile's NUL, escape
+# sequence or carriage return is shown, not obeyed by the terminal
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def render_error(err: DistillError) -> str:
     lines = []
     loc = err.location
     if loc is not None:
-        lines.append(f"error: {loc}: {err.message}")
+        lines.append(f"error: {printable(str(loc))}: {printable(err.message)}")
         for offset, text in enumerate(loc.text.split("\n")):
-            lines.append(f" {loc.start + offset:>4} | {text}")
+            lines.append(f" {loc.start + offset:>4} | {printable(text)}")
     else:
-        lines.append(f"error: {err.message}")
+        lines.append(f"error: {printable(err.message)}")
     if err.hint:
-        lines.append(f"hint: {err.hint}")
+        lines.append(f"hint: {printable(err.hint)}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from distill.dockerfile.flags import (
     parse_go_int32,
     repeated_flag,
 )
+from distill.dockerfile.kernel import shown
 from distill.dockerfile.mounts import mount_from, parse_network
 from distill.dockerfile.parse import Heredoc, Node, parse
 from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
@@ -318,6 +319,8 @@ def _healthcheck(node: Node) -> Healthcheck:
 
 
 # BuildKit strips the keyword with the Go regexp (?i)^\s*ONBUILD\s* (\s is ASCII only).
+# BuildKit's validStageName, matched against the lower-cased name
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9\-_.]*\Z")
 _ONBUILD_PREFIX = re.compile(r"^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*", re.IGNORECASE)
 # Go's unicode.IsSpace (strings.TrimSpace); Python's str.strip() also strips \x1c-\x1f.
 _GO_SPACE = ("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
@@ -523,10 +526,12 @@ def build_dockerfile(nodes: list[Node]) -> Dockerfile:
             if current is not None:
                 stages.append(Stage(len(stages), current, tuple(body)))
             if inst.name is not None:
+                if not _STAGE_NAME.match(inst.name):
+                    raise _err(node, f"invalid name for build stage: {shown(inst.name)}, name "
+                                     "can't start with a number or contain symbols",
+                               "a stage name is a letter, then letters, digits, '-', '_' or '.'")
                 if inst.name in names:
                     raise _err(node, f"duplicate stage name {inst.name!r}")
-                if inst.name.isdigit() or not inst.name[:1].isalpha():
-                    raise _err(node, f"invalid stage name {inst.name!r}: it must start with a letter")
                 names.add(inst.name)
             current, body = inst, []
         elif current is None:

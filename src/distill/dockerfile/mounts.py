@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from distill.dockerfile.kernel import check_path
 from distill.errors import DockerfileError
 from distill.gopath import clean
 
@@ -186,6 +187,9 @@ def _validate(m: dict[str, object], ro_auto: bool) -> Mount:
     if ro_auto:
         m["readonly"] = kind not in ("cache", "tmpfs")
     source, target, ident = str(m.get("source", "")), str(m.get("target", "")), str(m.get("id", ""))
+    check_path(target, "mount target")   # paths on their way to mount(2)
+    if kind in ("bind", "cache"):        # (a secret's source is its id)
+        check_path(source, "mount source")
     if kind == "secret":
         if m.get("from_"):
             raise DockerfileError("secret mount should not have a from")

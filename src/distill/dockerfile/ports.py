@@ -31,11 +31,12 @@ def _split_parts(raw: str) -> tuple[str, str, str]:
 
 def _range(spec: str, what: str, raw: str) -> range:
     start, _, end = spec.partition("-")
-    try:
-        lo = int(start)
-        hi = int(end) if end else lo
-    except ValueError:
-        raise DockerfileError(f"invalid {what}: {spec}") from None
+    # Go's strconv.ParseUint(s, 10, 16): ASCII digits only (Python's int() would also
+    # take "+80", " 80", "8_0" and other scripts' digits)
+    if not all(part.isascii() and part.isdigit() for part in (start, end or start)):
+        raise DockerfileError(f"invalid {what}: {spec}")
+    lo = int(start)
+    hi = int(end) if end else lo
     if not (0 <= lo <= 65535 and 0 <= hi <= 65535) or hi < lo:
         raise DockerfileError(f"invalid {what}: {spec}")
     return range(lo, hi + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +48,14 @@ class Descriptor:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Stable JSON bytes for digests: sorted keys, no spaces."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Stable JSON bytes for digests: sorted keys, no spaces. A lone surrogate (bytes
+    that were not UTF-8, from a --build-arg, or a "\\udcff" escape in a base image's
+    JSON) is written as U+FFFD, as Go's encoding/json writes invalid UTF-8."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _SURROGATE.sub("\ufffd", text).encode()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def load_json(data: bytes, what: str) -> dict[str, Any]:
