@@ -26,6 +26,7 @@ from distill.build.secrets import SecretStore
 from distill.dockerfile.mounts import Mount, parse_mount
 from distill.errors import ContextError, DockerfileError, SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs
+from distill.sandbox.run import sandbox_ids
 from distill.store.store import Store
 from tests.helpers.bases import install_busybox
 
@@ -67,7 +68,7 @@ class Env:
         self.stages: dict[str, Path] = {}
         self.runs = 0
 
-    def stage_rootfs(self, name: str) -> AbstractContextManager[Path]:
+    def stage_rootfs(self, name: str, sandbox: bool = False) -> AbstractContextManager[Path]:
         return nullcontext(self.stages[name])
 
     def prepare(self, *values: str, workdir: str = "/") -> AbstractContextManager[RunMounts]:
@@ -84,11 +85,11 @@ class Env:
         scratch.mkdir()
         out = io.BytesIO()
         with self.prepare(*mounts) as prepared, \
-                overlay_mount([self.work / "rootfs"], scratch) as mnt:
+                overlay_mount([self.work / "rootfs"], scratch, sandbox=sandbox_ids()) as mnt:
             spec = RunSpec(argv=["/bin/sh", "-c", script], env=prepared.environ(PATH),
                            mounts=tuple(prepared), secret_env=prepared.secret_env,
                            network=network, uid=uid, gid=gid)
-            code = run_in_rootfs(mnt.merged, spec, stdout=out)
+            code = run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True)
         upper = sorted(str(p.relative_to(mnt.upper)) for p in mnt.upper.rglob("*"))
         return code, out.getvalue().decode(), upper
 
@@ -125,11 +126,11 @@ def test_mounts_reach_a_user_whose_rootfs_path_is_closed(work: Path, tmp_path: P
     closed.mkdir(mode=0o700)
     (closed / "scratch").mkdir()
     with env.prepare("type=cache,target=/c,uid=1000", "type=tmpfs,target=/t") as prepared, \
-            overlay_mount([work / "rootfs"], closed / "scratch") as mnt:
+            overlay_mount([work / "rootfs"], closed / "scratch", sandbox=sandbox_ids()) as mnt:
         out = io.BytesIO()
         spec = RunSpec(argv=["/bin/sh", "-c", "touch /c/u /t/u && ls /c /t"], env=dict(PATH),
                        mounts=tuple(prepared), uid=1000, gid=1000)
-        assert run_in_rootfs(mnt.merged, spec, stdout=out) == 0, out.getvalue()
+        assert run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True) == 0, out.getvalue()
         assert out.getvalue().decode().split() == ["/c:", "u", "/t:", "u"]
     assert list(mnt.upper.iterdir()) == []
     mounts = Path("/proc/self/mountinfo").read_text()

@@ -19,6 +19,7 @@ import pytest
 
 from distill.errors import SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs, write_layer_from_upper
+from distill.sandbox.run import sandbox_ids
 from tests.helpers.bases import install_busybox
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def scratch(work: Path, name: str = "scratch") -> Path:
 def run(rootfs: Path, script: str, **kwargs: object) -> tuple[int, bytes]:
     out = io.BytesIO()
     spec = RunSpec(argv=["/bin/sh", "-c", script], env=dict(PATH), cwd="/", **kwargs)  # type: ignore[arg-type]
-    return run_in_rootfs(rootfs, spec, stdout=out), out.getvalue()
+    return run_in_rootfs(rootfs, spec, stdout=out, idmapped=True), out.getvalue()
 
 
 def layer_members(upper: Path) -> dict[str, tarfile.TarInfo]:
@@ -64,7 +65,7 @@ def layer_members(upper: Path) -> dict[str, tarfile.TarInfo]:
 def test_env_cwd_and_exit_code(base: Path) -> None:
     os.environ["DISTILL_HOST_ONLY"] = "leak"
     try:
-        with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+        with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
             out = io.BytesIO()
             spec = RunSpec(
                 argv=[
@@ -77,7 +78,7 @@ def test_env_cwd_and_exit_code(base: Path) -> None:
                 cwd="/work/dir",
                 hostname="builder",
             )
-            assert run_in_rootfs(mnt.merged, spec, stdout=out) == 7
+            assert run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True) == 7
     finally:
         del os.environ["DISTILL_HOST_ONLY"]
     assert out.getvalue().decode().splitlines() == [
@@ -92,35 +93,35 @@ def test_env_cwd_and_exit_code(base: Path) -> None:
 
 
 def test_output_defaults_to_our_stdout(base: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         spec = RunSpec(argv=["/bin/echo", "to fd 1"], env=dict(PATH), cwd="/")
-        assert run_in_rootfs(mnt.merged, spec) == 0
+        assert run_in_rootfs(mnt.merged, spec, idmapped=True) == 0
     assert "to fd 1" in capfd.readouterr().out
 
 
 def test_missing_command_is_exit_127_not_a_sandbox_error(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         out = io.BytesIO()
         spec = RunSpec(argv=["/bin/no-such-tool"], env=dict(PATH), cwd="/")
-        assert run_in_rootfs(mnt.merged, spec, stdout=out) == 127
+        assert run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True) == 127
     assert b"no-such-tool" in out.getvalue()
 
 
 def test_setup_failure_is_a_sandbox_error(base: Path) -> None:
     (base / "rootfs/proc").write_bytes(b"not a directory")
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         failure = pytest.raises(SandboxError, match="could not set up the sandbox: bwrap: ")
         with failure:
             run(mnt.merged, "true")
 
 
 def test_killed_by_signal(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         assert run(mnt.merged, "kill -9 $$")[0] == 128 + 9
 
 
 def test_network_none_and_root_capabilities(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, out = run(mnt.merged, "cat /proc/net/dev", network="none")
         assert code == 0
         interfaces = {
@@ -145,7 +146,7 @@ def test_run_diff_becomes_a_layer(base: Path) -> None:
         "rm -rf /var/old && mkdir /var/old && echo fresh > /var/old/c && "
         "ln /created /var/hardlink"
     )
-    with overlay_mount([rootfs], scratch(base)) as mnt:
+    with overlay_mount([rootfs], scratch(base), sandbox=sandbox_ids()) as mnt:
         assert run(mnt.merged, script)[0] == 0
         members = layer_members(mnt.upper)
     assert sorted(members) == [
@@ -165,7 +166,7 @@ def test_run_diff_becomes_a_layer(base: Path) -> None:
 
 
 def test_uid_1000_owns_what_it_creates(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         out = io.BytesIO()
         spec = RunSpec(
             argv=["/bin/sh", "-c", "id -u; id -g; echo x > /tmp/mine; touch /root-owned"],
@@ -174,7 +175,7 @@ def test_uid_1000_owns_what_it_creates(base: Path) -> None:
             uid=1000,
             gid=1000,
         )
-        assert run_in_rootfs(mnt.merged, spec, stdout=out) == 1  # "/" is root's: touch fails
+        assert run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True) == 1  # "/" is root's: touch fails
         lines = out.getvalue().decode().splitlines()
         assert lines[:2] == ["1000", "1000"]
         mine = os.lstat(mnt.upper / "tmp/mine")
@@ -185,12 +186,12 @@ def test_uid_1000_owns_what_it_creates(base: Path) -> None:
 def test_uid_1000_needs_no_traversable_path(tmp_path: Path, base: Path) -> None:
     closed = tmp_path / "closed"  # pytest's tmp dirs are 0700: uid 1000 cannot enter
     closed.mkdir(mode=0o700)
-    with overlay_mount([base / "rootfs"], scratch(closed)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(closed), sandbox=sandbox_ids()) as mnt:
         out = io.BytesIO()
         spec = RunSpec(
             argv=["/bin/touch", "/tmp/mine"], env=dict(PATH), cwd="/", uid=1000, gid=1000
         )
-        assert run_in_rootfs(mnt.merged, spec, stdout=out) == 0, out.getvalue()
+        assert run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True) == 0, out.getvalue()
         assert os.lstat(mnt.upper / "tmp/mine").st_uid == 1000
     assert not [
         line
@@ -202,7 +203,7 @@ def test_uid_1000_needs_no_traversable_path(tmp_path: Path, base: Path) -> None:
 def test_mount_stubs_do_not_leak_into_the_upper_dir(base: Path) -> None:
     rootfs = base / "rootfs"
     assert not any((rootfs / p).exists() for p in ("dev", "proc", "etc"))
-    with overlay_mount([rootfs], scratch(base)) as mnt:
+    with overlay_mount([rootfs], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, out = run(mnt.merged, "cat /etc/resolv.conf >/dev/null && ls /proc/self >/dev/null")
         assert code == 0, out
         assert list(mnt.upper.iterdir()) == []
@@ -214,7 +215,7 @@ def test_stub_parent_keeps_its_mtime(base: Path) -> None:
     (rootfs / "dev").mkdir()
     (rootfs / "proc").mkdir()
     os.utime(rootfs / "etc", (1_600_000_000, 1_600_000_000))
-    with overlay_mount([rootfs], scratch(base)) as mnt:
+    with overlay_mount([rootfs], scratch(base), sandbox=sandbox_ids()) as mnt:
         assert run(mnt.merged, "true")[0] == 0
         # /etc was copied up to hold the stubs; it is empty and unchanged...
         assert [p.name for p in mnt.upper.iterdir()] == ["etc"]
@@ -225,7 +226,7 @@ def test_stub_parent_keeps_its_mtime(base: Path) -> None:
 
 
 def test_stub_directory_the_run_wrote_into_is_kept(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         assert run(mnt.merged, "mkdir -p /etc/app && echo cfg > /etc/app/conf")[0] == 0
         assert sorted(str(p.relative_to(mnt.upper)) for p in mnt.upper.rglob("*")) == [
             "etc",
@@ -239,7 +240,7 @@ def test_symlinked_etc_stays_inside_the_rootfs(base: Path) -> None:
     outside = base / "outside"
     outside.mkdir()
     os.symlink(str(outside), rootfs / "etc")  # absolute: must resolve inside the rootfs
-    with overlay_mount([rootfs], scratch(base)) as mnt:
+    with overlay_mount([rootfs], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, out = run(mnt.merged, "cat /etc/resolv.conf")
         # The stub went to <rootfs>/tmp/.../outside/resolv.conf; only the copied-up /tmp remains.
         assert sorted(str(p.relative_to(mnt.upper)) for p in mnt.upper.rglob("*")) == ["tmp"]
@@ -252,7 +253,7 @@ def test_relative_resolv_conf_symlink_is_followed_in_the_rootfs(base: Path) -> N
     rootfs = base / "rootfs"
     (rootfs / "etc").mkdir()
     os.symlink("../run/systemd/resolve/stub-resolv.conf", rootfs / "etc/resolv.conf")
-    with overlay_mount([rootfs], scratch(base)) as mnt:
+    with overlay_mount([rootfs], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, out = run(mnt.merged, "cat /etc/resolv.conf")
         assert sorted(str(p.relative_to(mnt.upper)) for p in mnt.upper.rglob("*")) == ["etc"]
     assert list(mnt.upper.iterdir()) == []

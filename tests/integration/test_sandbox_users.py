@@ -25,8 +25,8 @@ import pytest
 
 from distill.errors import SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs
-from distill.sandbox._userns import identity_map
-from distill.sandbox.run import bwrap_argv
+from distill.sandbox._idmap import IdRange, as_container_root, sandbox_range
+from distill.sandbox.run import bwrap_argv, sandbox_ids
 from tests.helpers.bases import install_busybox
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,7 @@ def scratch(work: Path) -> Path:
 def run(rootfs: Path, script: str, **kwargs: object) -> tuple[int, str]:
     out = io.BytesIO()
     spec = RunSpec(argv=["/bin/sh", "-c", script], env=dict(PATH), **kwargs)  # type: ignore[arg-type]
-    return run_in_rootfs(rootfs, spec, stdout=out), out.getvalue().decode()
+    return run_in_rootfs(rootfs, spec, stdout=out, idmapped=True), out.getvalue().decode()
 
 
 # USER as written in the Dockerfile -> what the caller passes -> `id` under buildah and BuildKit.
@@ -114,13 +114,13 @@ def run(rootfs: Path, script: str, **kwargs: object) -> tuple[int, str]:
     ],
 )
 def test_id_matches_buildkit(base: Path, identity: dict[str, object], expected: str) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, out = run(mnt.merged, "id", **identity)
     assert (code, out) == (0, expected + "\n")
 
 
 def test_files_created_are_owned_by_uid_and_gid(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         script = "touch /tmp/a /home/app/b && mkdir /home/app/c"
         assert run(mnt.merged, script, uid=1000, gid=1000, groups=(50,)) == (0, "")
         assert run(mnt.merged, "touch /tmp/d", uid=1000, gid=50) == (0, "")
@@ -137,7 +137,7 @@ def test_files_created_are_owned_by_uid_and_gid(base: Path) -> None:
 
 
 def test_other_owners_keep_their_ids_inside(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, out = run(
             mnt.merged,
             "stat -c '%u:%g %n' /etc/passwd /bin/busybox /shared /other /home/app; "
@@ -153,13 +153,13 @@ def test_other_owners_keep_their_ids_inside(base: Path) -> None:
         "0:50 /shared",
         "1234:4321 /other",
         "1000:1000 /home/app",
-        "0 0 4294967295",
-        "0 0 4294967295",
+        "0 2147483648 2147483647",
+        "0 2147483648 2147483647",
     ]
 
 
 def test_permissions_are_those_of_uid_and_groups(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, out = run(mnt.merged, "touch /opt/x", uid=1000, gid=1000, groups=(50,))
         assert code != 0 and "Permission denied" in out
         code, out = run(mnt.merged, "touch /etc/passwd", uid=1000, gid=1000)
@@ -175,7 +175,7 @@ def test_permissions_are_those_of_uid_and_groups(base: Path) -> None:
 def test_capabilities(base: Path) -> None:
     """Docker: a non-root process has none; root has the default set."""
     script = "grep -E '^Cap(Inh|Prm|Eff|Amb):' /proc/self/status"
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, user = run(mnt.merged, script, uid=1000, gid=1000, groups=(50,))
         assert code == 0, user
         code, root = run(mnt.merged, script)
@@ -195,7 +195,7 @@ def test_rootfs_under_a_closed_directory(tmp_path: Path) -> None:
     closed.mkdir(mode=0o700)
     make_rootfs(closed / "rootfs")
     (closed / "scratch").mkdir()
-    with overlay_mount([closed / "rootfs"], closed / "scratch") as mnt:
+    with overlay_mount([closed / "rootfs"], closed / "scratch", sandbox=sandbox_ids()) as mnt:
         code, out = run(mnt.merged, "id -u; touch /tmp/mine", cwd="/home/app", uid=1000, gid=1000)
         assert (code, out) == (0, "1000\n")
         assert os.lstat(mnt.upper / "tmp/mine").st_uid == 1000
@@ -203,7 +203,7 @@ def test_rootfs_under_a_closed_directory(tmp_path: Path) -> None:
 
 
 def test_network_none_as_non_root(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         code, out = run(mnt.merged, "cat /proc/net/dev", uid=1000, gid=1000, network="none")
     assert code == 0, out
     assert {line.split(":")[0].strip() for line in out.splitlines() if ":" in line} == {"lo"}
@@ -224,11 +224,12 @@ def _find_process(argv: list[str], deadline: float) -> int | None:
     return None
 
 
-def test_user_namespace_is_owned_by_root(base: Path) -> None:
-    """Owned by uid 1000, every host process of uid 1000 could take over root's files."""
+def test_user_namespace_belongs_to_the_unprivileged_range(base: Path) -> None:
+    """Owned by host uid 1000, every host process of uid 1000 could take over the sandbox;
+    the RUN's user and the namespace's owner are host ids no account has."""
     script = f"sleep 2; true distill-owner-{os.getpid()}"
     results: list[tuple[int, str]] = []
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         runner = threading.Thread(
             target=lambda: results.append(run(mnt.merged, script, uid=1000, gid=1000))
         )
@@ -236,7 +237,7 @@ def test_user_namespace_is_owned_by_root(base: Path) -> None:
         try:
             pid = _find_process(["/bin/sh", "-c", script], time.monotonic() + 5)
             assert pid is not None
-            assert os.stat(f"/proc/{pid}").st_uid == 1000
+            assert os.stat(f"/proc/{pid}").st_uid == 2**31 + 1000
             fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
             try:
                 assert os.fstat(fd).st_ino != os.stat("/proc/self/ns/user").st_ino
@@ -245,7 +246,7 @@ def test_user_namespace_is_owned_by_root(base: Path) -> None:
                 os.close(fd)
         finally:
             runner.join()
-    assert struct.unpack("I", owner) == (0,)
+    assert struct.unpack("I", owner) == (2**31 + 1000,)
     assert results == [(0, "")]
 
 
@@ -263,26 +264,32 @@ def test_invalid_ids_are_rejected_before_anything_runs(
 
 
 def test_setup_failure_and_missing_command_as_non_root(base: Path) -> None:
-    with overlay_mount([base / "rootfs"], scratch(base)) as mnt:
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         out = io.BytesIO()
         spec = RunSpec(argv=["/bin/no-such-tool"], env=dict(PATH), uid=1000, gid=1000)
-        assert run_in_rootfs(mnt.merged, spec, stdout=out) == 127
-        (mnt.merged / "root-only").mkdir(mode=0o700)
+        assert run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True) == 127
+        with as_container_root(sandbox_ids()):  # the view only takes container ids
+            (mnt.merged / "root-only").mkdir(mode=0o700)
         with pytest.raises(SandboxError, match="could not set up.*Permission denied"):
             run(mnt.merged, "true", cwd="/root-only", uid=1000, gid=1000)
-        (mnt.merged / "proc").write_bytes(b"not a directory")
+        with as_container_root(sandbox_ids()):
+            (mnt.merged / "proc").write_bytes(b"not a directory")
         with pytest.raises(SandboxError, match="could not set up the sandbox: bwrap: "):
             run(mnt.merged, "true", uid=1000, gid=1000)
 
 
-def test_identity_map_follows_our_own_namespace() -> None:
-    assert identity_map("         0          0 4294967295\n") == b"0 0 4294967295\n"
-    # Inside a container whose namespace maps 0..65535 to 100000..: only those ids.
-    assert identity_map("0 100000 65536\n") == b"0 0 65536\n"
+def test_sandbox_ids_are_the_upper_half_of_the_id_space() -> None:
+    ids = sandbox_range("         0          0 4294967295\n")
+    assert ids == IdRange(2**31, 2**31 - 1)
+    assert ids.map_line() == b"0 2147483648 2147483647\n"
+    assert ids.contains(0) and ids.contains(65534) and not ids.contains(2**31 - 1)
+    # Inside a user namespace that maps fewer ids there is no unprivileged range to use.
+    with pytest.raises(SandboxError, match="unprivileged id range"):
+        sandbox_range("0 100000 65536\n")
 
 
 def test_bwrap_argv_for_a_non_root_user() -> None:
     spec = RunSpec(argv=["id"], uid=1000, gid=50, groups=(7,))
     argv = " ".join(bwrap_argv("bwrap", Path("/r"), spec, 3, userns_fds=(5, 6)))
     assert "--unshare-user --uid 1000 --gid 50 --userns-block-fd 5 --info-fd 6" in argv
-    assert "--cap-add" not in argv and "--cap-drop" not in argv
+    assert "--cap-add" not in argv and "--cap-drop ALL" in argv

@@ -63,7 +63,7 @@ def test_bwrap_argv() -> None:
     assert argv[-5:] == ["9", "--", "/bin/sh", "-c", "echo hi"]
     joined = " ".join(argv)
     assert "--dev /dev --proc /resolved/proc" in joined
-    assert "--unshare-net" in argv and "--unshare-user" not in argv
+    assert "--unshare-net" in argv and "--unshare-user --uid 0 --gid 0" in joined
     assert "--clearenv --setenv A 1 --setenv PATH /bin --chdir /src" in joined
     assert "--hostname h" in joined and "--die-with-parent" in argv
     assert argv.count("--cap-add") == len(DEFAULT_CAPABILITIES)
@@ -74,7 +74,7 @@ def test_bwrap_argv_non_root_uses_a_user_namespace() -> None:
     spec = RunSpec(argv=["id"], env={}, cwd="/", uid=1000, gid=1001)
     argv = bwrap_argv("bwrap", Path("/r"), spec, 3)
     assert "--unshare-user --uid 1000 --gid 1001" in " ".join(argv)
-    assert "--cap-add" not in argv and "--unshare-net" not in argv
+    assert "--cap-add" not in argv and "--unshare-net" in argv  # a private network by default
 
 
 def test_exit_code_parsing() -> None:

@@ -100,9 +100,10 @@ class StageContext:
         return self.builder.base_image(src)
 
     @contextmanager
-    def mount_source(self, name: str) -> Iterator[Path]:
-        """from='s rootfs as a throwaway writable view (rw binds write here)."""
-        with self.rootfs.mounted(self.mount_source_image(name)) as mount:
+    def mount_source(self, name: str, sandbox: bool = False) -> Iterator[Path]:
+        """from='s rootfs as a throwaway writable view (rw binds write here); with
+        ``sandbox``, the idmapped view a RUN step sees."""
+        with self.rootfs.mounted(self.mount_source_image(name), sandbox=sandbox) as mount:
             yield mount.merged
 
     def copy_source_dir(self, inst: ins.Copy) -> Path | None:

@@ -22,8 +22,11 @@ def expand(ctx: StageContext, state: StageState, word: str) -> str:
 
 
 def layer_step(ctx: StageContext, state: StageState, signature: list[object],
-                created_by: str, work: Callable[[Path], None]) -> StageState:
-    """Run ``work`` on a writable rootfs, turning its changes into a layer; cached by signature."""
+                created_by: str, work: Callable[[Path], None], *,
+                sandbox: bool = False) -> StageState:
+    """Run ``work`` on a writable rootfs, turning its changes into a layer; cached by signature.
+
+    ``sandbox``: the rootfs is the idmapped view a RUN step works in."""
     image = state.image
     key = hashlib.sha256(json.dumps(
         [[str(d) for d in image.config.diff_ids], signature, ctx.rootfs.mtime_clamp],
@@ -34,7 +37,7 @@ def layer_step(ctx: StageContext, state: StageState, signature: list[object],
         ctx.log("CACHED")
         layer = hit
     else:
-        with ctx.rootfs.changes(image) as changes:
+        with ctx.rootfs.changes(image, sandbox=sandbox) as changes:
             work(changes.mount.merged)
         layer = changes.layer
         ctx.cache_store(key, layer)

@@ -8,14 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from isal import igzip
-
-from distill.errors import ImageError
-from distill.image.image import Image, Layer
+from distill.formats.layers import open_layer_stream, verify_diff_id
 from distill.formats.stored import record_facts
+from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
-from distill.sandbox import OverlayMount, extract_layer, overlay_mount, write_layer_from_upper
+from distill.sandbox import (
+    OverlayMount,
+    extract_layer,
+    overlay_mount,
+    sandbox_ids,
+    write_layer_from_upper,
+)
 from distill.store.blobs import remove_tree
 from distill.store.store import Store
 
@@ -26,40 +30,47 @@ class RootfsManager:
         self.mtime_clamp = mtime_clamp
 
     def snapshot(self, layer: Layer) -> Path:
-        """The layer unpacked in overlayfs format, extracting it on first use."""
+        """The layer unpacked in overlayfs format, extracting it on first use.
+
+        A snapshot is named by its diff_id, so it is only ever made from content that
+        hashed to that diff_id here: the stream is hashed while it is unpacked, and a
+        layer whose blob does not unpack to its diff_id is refused before anything is
+        committed (an image cannot place its files under another image's name)."""
         path = self.store.snapshot_path(layer.diff_id)
         if path.is_dir():
             return path
-        if layer.blob.media_type not in mt.GZIP_LAYERS + (mt.OCI_LAYER_TAR,):
-            raise ImageError(f"layer media type {layer.blob.media_type!r} is not supported yet")
+        what = f"layer {layer.blob.digest}"
         tmp = Path(tempfile.mkdtemp(dir=self.store.blobs.tmp_dir, prefix="snap-"))
-        os.chmod(tmp, 0o755)
         try:
-            with self.store.blobs.open(layer.blob.digest) as f:
-                if layer.blob.media_type in mt.GZIP_LAYERS:
-                    with igzip.IGzipFile(fileobj=f, mode="rb") as gz:
-                        extract_layer(gz, tmp)  # type: ignore[arg-type]
-                else:
-                    extract_layer(f, tmp)
+            with self.store.blobs.open(layer.blob.digest) as raw, \
+                    open_layer_stream(raw, layer.blob.media_type, what) as stream:
+                extract_layer(stream, tmp, what)
+                stream.drain()
+            verify_diff_id(stream, layer.diff_id, what)
         except BaseException:
             remove_tree(tmp)
             raise
         return self.store.commit_snapshot(tmp, layer.diff_id)
 
     @contextmanager
-    def mounted(self, image: Image) -> Iterator[OverlayMount]:
+    def mounted(self, image: Image, sandbox: bool = False) -> Iterator[OverlayMount]:
         """A writable view of the image's root filesystem; changes are discarded."""
-        with self.changes(image, keep=False) as ch:
+        with self.changes(image, keep=False, sandbox=sandbox) as ch:
             yield ch.mount
 
     @contextmanager
-    def changes(self, image: Image, keep: bool = True) -> Iterator[Changes]:
-        """Mount the image; after the block, ``.layer`` holds what changed (or None)."""
+    def changes(self, image: Image, keep: bool = True,
+                sandbox: bool = False) -> Iterator[Changes]:
+        """Mount the image; after the block, ``.layer`` holds what changed (or None).
+
+        With ``sandbox``, the mount is the idmapped view a RUN step works in (only
+        the sandbox may write to it; see ``distill.sandbox.run``)."""
         lowers = [self.snapshot(layer) for layer in reversed(image.layers)]
         with self.store.blobs.temp_dir("mnt-") as scratch:
             os.chmod(scratch, 0o711)
             ch = Changes()
-            with overlay_mount(lowers, scratch) as mount:
+            with overlay_mount(lowers, scratch,
+                               sandbox=sandbox_ids() if sandbox else None) as mount:
                 ch.mount = mount
                 yield ch
             if keep:

@@ -44,7 +44,7 @@ from distill.sandbox.run import SandboxMount
 from distill.store.blobs import remove_tree
 from distill.store.store import Store
 
-StageRootfs = Callable[[str], AbstractContextManager[Path]]
+StageRootfs = Callable[[str, bool], AbstractContextManager[Path]]
 
 
 class RunMounts(list[SandboxMount]):
@@ -69,8 +69,9 @@ def prepare_mounts(mounts: Sequence[Mount], *, store: Store, context: BuildConte
                    workdir: str = "/") -> Iterator[RunMounts]:
     """Make ``mounts`` ready for one RUN; everything is released when the block ends.
 
-    ``stage_rootfs(name)`` yields the root filesystem of the stage or image ``from=``
-    names, as a writable view whose changes are discarded (``RootfsManager.mounted``).
+    ``stage_rootfs(name, sandbox)`` yields the root filesystem of the stage or image
+    ``from=`` names, as a writable view whose changes are discarded
+    (``RootfsManager.mounted``); with ``sandbox`` the view a RUN sees (idmapped).
     ``ssh`` maps ``--ssh`` ids to agent sockets; ``workdir`` anchors relative targets.
     """
     out = RunMounts()
@@ -114,11 +115,11 @@ def prepare_mounts(mounts: Sequence[Mount], *, store: Store, context: BuildConte
 def _bind(m: Mount, target: str, stack: ExitStack, store: Store, context: BuildContext,
           stage_rootfs: StageRootfs) -> SandboxMount:
     if m.from_ is not None:
-        root = stack.enter_context(stage_rootfs(m.from_))
+        root = stack.enter_context(stage_rootfs(m.from_, True))
         host = resolve_in_root(root, m.source)
         if not os.path.lexists(host):
             raise ContextError(f"mount source {clean('/' + m.source)} not found in {m.from_}")
-        return SandboxMount("bind", target, host, readonly=m.readonly)
+        return SandboxMount("bind", target, host, readonly=m.readonly, shifted=True)
     host = resolve_in_root(context.root, m.source)
     if not os.path.lexists(host) or not context.allows(host):
         raise ContextError(f"mount source {clean('/' + m.source)} not found in the build context")
@@ -287,7 +288,7 @@ def _init_cache(m: Mount, tmp: Path, stage_rootfs: StageRootfs) -> None:
         os.chmod(tmp, 0o755 if m.mode is None else m.mode)
         os.chown(tmp, m.uid or 0, m.gid or 0)
         return
-    with stage_rootfs(m.from_) as root:
+    with stage_rootfs(m.from_, False) as root:
         host = resolve_in_root(root, source)
         if not os.path.isdir(host):
             raise DockerfileError(f"cache mount source {source} not found in {m.from_}")

@@ -38,7 +38,7 @@ from distill.dockerfile import instructions as ins
 from distill.dockerfile.mounts import parse_mount
 from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
 from distill.errors import DockerfileError, RunError
-from distill.sandbox import RunSpec, make_dirs, run_in_rootfs
+from distill.sandbox import RunSpec, run_in_rootfs
 from distill.sandbox.run import SandboxMount
 
 if TYPE_CHECKING:
@@ -161,14 +161,12 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
             spec = RunSpec(argv=argv, env=prepared.environ(run_env), cwd=cwd, uid=uid,
                            gid=gid, groups=supplementary_groups(root, user),
                            network=inst.network, mounts=sandbox_mounts,
-                           secret_env=prepared.secret_env)
-            for point in RUNC_MOUNT_POINTS:
-                make_dirs(root, point)
-            code = run_in_rootfs(root, spec, stdout=ctx.output)
+                           secret_env=prepared.secret_env, keep_dirs=RUNC_MOUNT_POINTS)
+            code = run_in_rootfs(root, spec, stdout=ctx.output, idmapped=True)
         if code != 0:
             raise RunError(shown, code, location=inst.location)
 
-    return layer_step(ctx, state, signature, f"RUN {shown}", work)
+    return layer_step(ctx, state, signature, f"RUN {shown}", work, sandbox=True)
 
 
 

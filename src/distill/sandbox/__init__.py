@@ -12,7 +12,7 @@ from distill.sandbox.layers import extract_layer, write_layer_from_upper
 from distill.sandbox._rootfs import make_dirs
 from distill.sandbox.namespace import ensure_private_mount_namespace
 from distill.sandbox.overlay import OverlayMount, overlay_mount
-from distill.sandbox.run import RunSpec, run_in_rootfs
+from distill.sandbox.run import RunSpec, run_in_rootfs, sandbox_ids
 
 __all__ = [
     "OverlayMount",
@@ -22,5 +22,6 @@ __all__ = [
     "make_dirs",
     "overlay_mount",
     "run_in_rootfs",
+    "sandbox_ids",
     "write_layer_from_upper",
 ]

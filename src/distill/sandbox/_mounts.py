@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import SandboxError
-from distill.sandbox import _libc
+from distill.sandbox import _idmap, _libc
+from distill.sandbox._idmap import IdRange
 from distill.sandbox._rootfs import MountStubs
 
 MS_RDONLY = 1
@@ -36,7 +37,10 @@ _KINDS = ("bind", "tmpfs")
 class SandboxMount:
     """One mount inside the rootfs of a run.
 
-    ``kind`` "bind" mounts the host file or directory ``source`` at ``target``;
+    ``kind`` "bind" mounts the host file or directory ``source`` at ``target``,
+    idmapped into the sandbox's id range (so root's files are container root's)
+    unless ``shifted`` says the source already shows container ids (a path in an
+    overlay mounted for the sandbox);
     "tmpfs" mounts a fresh tmpfs (``size`` bytes at most, 0 = the kernel's
     default; root directory ``mode``, default 1777). ``target`` is an absolute
     path inside the rootfs; a missing mount point is created for the run and
@@ -50,6 +54,7 @@ class SandboxMount:
     readonly: bool = False
     size: int = 0
     mode: int | None = None
+    shifted: bool = False
 
 
 def validate_mounts(mounts: Sequence[SandboxMount]) -> None:
@@ -76,15 +81,19 @@ def _ordered(mounts: Sequence[SandboxMount]) -> list[SandboxMount]:
     return sorted(last.values(), key=lambda m: len(Path(posixpath.normpath(m.target)).parts))
 
 
-def _mount_one(m: SandboxMount, where: Path) -> None:
+def _mount_one(m: SandboxMount, where: Path, ids: IdRange) -> None:
     if m.kind == "tmpfs":
-        options = [f"mode={m.mode:o}" if m.mode is not None else "mode=1777"]
+        options = [f"mode={m.mode:o}" if m.mode is not None else "mode=1777",
+                   f"uid={ids.base}", f"gid={ids.base}"]
         if m.size:
             options.append(f"size={m.size}")
         flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if m.readonly else 0)
         _libc.mount("tmpfs", where, "tmpfs", flags, ",".join(options))
         return
-    _libc.mount(str(m.source), where, None, _libc.MS_BIND, None)
+    if m.shifted:
+        _libc.mount(str(m.source), where, None, _libc.MS_BIND, None)
+    else:
+        _idmap.bind_idmapped(Path(str(m.source)), where, ids)
     if m.readonly:
         try:
             _libc.mount(None, where, None,
@@ -101,24 +110,33 @@ def _unmount(where: Path) -> None:
         raise SandboxError(f"cannot unmount {where}: {exc.strerror}") from exc
 
 
+def _as_root_of(ids: IdRange, action: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        with _idmap.as_container_root(ids):
+            action()
+    return run
+
+
 @contextmanager
-def mounted(rootfs: Path, mounts: Sequence[SandboxMount]) -> Iterator[None]:
-    """Mount ``mounts`` in ``rootfs`` for the block; unmount and remove stubs after it."""
+def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange) -> Iterator[None]:
+    """Mount ``mounts`` in ``rootfs`` (a sandbox view) for the block; unmount and remove
+    stubs after it. Stubs are made as the container root of ``ids``."""
     validate_mounts(mounts)
     with ExitStack() as stack:
         for m in _ordered(mounts):
             stubs = MountStubs(rootfs)
-            stack.callback(stubs.remove)  # after the unmount below: callbacks run in reverse
+            stack.callback(_as_root_of(ids, stubs.remove))  # after the unmount below
             is_dir = m.kind == "tmpfs" or os.path.isdir(str(m.source))
             try:
-                resolved = stubs.add(m.target, is_dir=is_dir)
+                with _idmap.as_container_root(ids):
+                    resolved = stubs.add(m.target, is_dir=is_dir)
             except OSError as exc:
                 raise SandboxError(
                     f"cannot create the mount point {m.target}: {exc.strerror}") from exc
             stubs.setup_done()
             where = rootfs / resolved.lstrip("/")
             try:
-                _mount_one(m, where)
+                _mount_one(m, where, ids)
             except OSError as exc:
                 what = "tmpfs" if m.kind == "tmpfs" else str(m.source)
                 raise SandboxError(f"cannot mount {what} on {m.target}: {exc.strerror}") from exc

@@ -1,15 +1,16 @@
-"""The user namespace of a non-root RUN: every id mapped to itself.
+"""The user namespace of a RUN: container ids shifted into an unprivileged host range.
 
-bubblewrap is started with real uid N and effective uid 0 (its "setuid
-mode"), so the user namespace it creates is owned by root, not by N; with
-``--userns-block-fd`` it then waits while we, root in the parent namespace,
-write the identity mapping (``0 0 4294967295`` on a host). Inside, uid N is host
-uid N (files it creates are owned by N in the overlay upper dir) and every
-other owner keeps its id, so root's files are root's, not the overflow uid.
+bubblewrap is started as host uid ``ids.base`` (container root's host uid: an
+unprivileged id that owns no host file) and creates the user namespace itself;
+with ``--userns-block-fd`` it then waits while we, root in the parent namespace,
+write the maps ``0 base count`` (one line each for uids and gids), which only a
+process privileged in the parent namespace may write. Inside, container uid N is
+host uid ``base + N``; the root filesystem is an idmapped view (see
+:mod:`~distill.sandbox._idmap`), so files keep their real container ids on disk.
 
-Root ownership of the namespace matters: a namespace owned by uid N would
-give every host process of uid N all capabilities over it, and with every id
-mapped, over root's files too (setns into it and write /etc/passwd).
+The namespace is owned by host uid ``base``: no host process runs as that uid,
+and the sandboxes' own processes (which do) are each inside a child namespace of
+their own, where ownership of a sibling namespace grants nothing.
 """
 
 from __future__ import annotations
@@ -20,21 +21,6 @@ import os
 import signal
 
 from distill.errors import SandboxError
-
-
-def identity_map(own_map: str) -> bytes:
-    """The identity mapping over the ids our own namespace maps (``/proc/self/uid_map``).
-
-    On a host that is ``0 0 4294967295``; inside a container whose user
-    namespace maps fewer ids, only those, which is all the kernel would allow.
-    """
-    lines = []
-    for line in own_map.splitlines():
-        fields = line.split()
-        if len(fields) == 3:
-            inside, _outside, count = fields
-            lines.append(f"{inside} {inside} {count}\n")
-    return "".join(lines).encode()
 
 
 def read_info(fd: int) -> dict[str, int] | None:
@@ -53,8 +39,8 @@ def read_info(fd: int) -> dict[str, int] | None:
     return record
 
 
-def map_identity(info: dict[str, int]) -> None:
-    """Write identity uid and gid maps for the user namespace of bwrap's child.
+def write_maps(info: dict[str, int], mapping: bytes) -> None:
+    """Write ``mapping`` as the uid and gid maps of bwrap's child's user namespace.
 
     The child is blocked until we unblock it, so its pid cannot be reused
     meanwhile; still, check through a /proc/PID handle that it is the process
@@ -76,8 +62,6 @@ def map_identity(info: dict[str, int]) -> None:
             raise SandboxError(f"cannot map ids for the sandbox: {pid} is not bwrap's child")
         try:
             for name in ("uid_map", "gid_map"):
-                with open(f"/proc/self/{name}", encoding="ascii") as own:
-                    mapping = identity_map(own.read())
                 fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc)
                 try:
                     os.write(fd, mapping)  # one write: the kernel takes the map whole

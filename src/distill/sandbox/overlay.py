@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import SandboxError
-from distill.sandbox import _libc
+from distill.sandbox import _idmap, _libc
+from distill.sandbox._idmap import IdRange
 
 #: Options that make the upper directory a clean, self-contained diff; ``volatile`` makes
 #: fsync inside a step a no-op (the upper dir is synced once when the step ends).
@@ -31,6 +32,12 @@ CLEAN_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off,xino=off,volatile"
 
 #: mount(2) copies at most one page of option data; stay well below it.
 _MAX_OPTIONS = 3000
+
+#: Every overlay is nosuid and nodev: a device node or setuid file that a layer carries
+#: is never a host device or a privilege for distill's own reads (RUN steps get
+#: bubblewrap's nodev bind and no_new_privs on top of it).
+_MS_NOSUID, _MS_NODEV = 2, 4
+MOUNT_FLAGS = "nodev,nosuid"
 
 #: The kernel refuses more lower layers than this (OVL_MAX_STACK).
 _MAX_LOWERS = 500
@@ -74,7 +81,7 @@ def _mount_short(lowers: Sequence[Path], scratch: Path, merged: Path) -> bool:
     if len(data) > _MAX_OPTIONS:
         return False
     try:
-        _libc.mount("overlay", merged, "overlay", 0, data)
+        _libc.mount("overlay", merged, "overlay", _MS_NOSUID | _MS_NODEV, data)
     except OSError as exc:
         raise _mount_failed(exc) from exc
     return True
@@ -103,7 +110,7 @@ def _mount_long(lowers: Sequence[Path], scratch: Path, merged: Path) -> None:
     mount_bin = shutil.which("mount") or "/bin/mount"
     try:
         proc = subprocess.run(
-            [mount_bin, "-t", "overlay", "overlay", "-o", data, str(merged)],
+            [mount_bin, "-t", "overlay", "overlay", "-o", f"{MOUNT_FLAGS},{data}", str(merged)],
             cwd=scratch,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -113,6 +120,32 @@ def _mount_long(lowers: Sequence[Path], scratch: Path, merged: Path) -> None:
         raise _mount_failed(exc) from exc
     if proc.returncode != 0:
         raise _mount_failed(None, proc.stderr.decode(errors="replace").strip())
+
+
+def _mount_for_sandbox(lowers: Sequence[Path], scratch: Path, merged: Path,
+                       ids: IdRange) -> None:
+    """Mount over idmapped layers, as container root of ``ids`` (see :mod:`._idmap`).
+
+    Every lower and the scratch directory (upper and work must share a mount) are
+    cloned as detached idmapped mounts and named by ``/proc/self/fd/N``; the overlay
+    keeps them alive until it is unmounted.
+    """
+    trees: list[int] = []
+    try:
+        for lower in lowers:
+            trees.append(_idmap.idmapped_tree(lower, ids))
+        rw = _idmap.idmapped_tree(scratch, ids)
+        trees.append(rw)
+        options = {key: value or None for key, _, value in
+                   (option.partition("=") for option in CLEAN_DIFF_OPTIONS.split(","))}
+        _idmap.mount_overlay_as(ids, merged, [f"/proc/self/fd/{t}" for t in trees[:-1]],
+                                f"/proc/self/fd/{rw}/upper", f"/proc/self/fd/{rw}/work",
+                                options)
+    except OSError as exc:
+        raise _mount_failed(exc) from exc
+    finally:
+        for tree in trees:
+            os.close(tree)
 
 
 def _unmount(merged: Path) -> None:
@@ -212,7 +245,8 @@ def _cleanup(scratch: Path) -> None:
 
 
 @contextmanager
-def overlay_mount(lowers: Sequence[Path], scratch: Path) -> Iterator[OverlayMount]:
+def overlay_mount(lowers: Sequence[Path], scratch: Path,
+                  sandbox: IdRange | None = None) -> Iterator[OverlayMount]:
     """Mount an overlay of ``lowers`` (top-most first) with its upper dir in ``scratch``.
 
     ``scratch`` must be an empty directory on the same filesystem as the store
@@ -224,9 +258,11 @@ def overlay_mount(lowers: Sequence[Path], scratch: Path) -> Iterator[OverlayMoun
     stubs leave those), are pruned from ``upper`` when the block exits
     normally; the merged view stays the same.
 
-    For :func:`distill.sandbox.run.run_in_rootfs` with a non-root uid, the
-    path to ``scratch`` must be traversable by that uid (e.g. keep scratch
-    directories under a 0711 directory).
+    With ``sandbox``, the overlay is what a RUN step sees: its layers are
+    idmapped into that id range and its creator is the range's root, so files
+    keep their real owners on disk (see :mod:`distill.sandbox._idmap`). Only
+    :func:`distill.sandbox.run.run_in_rootfs` (and code inside
+    :func:`~distill.sandbox._idmap.as_container_root`) can create files in it.
     """
     scratch = Path(scratch)
     if not scratch.is_dir():
@@ -245,7 +281,9 @@ def overlay_mount(lowers: Sequence[Path], scratch: Path) -> Iterator[OverlayMoun
         empty.mkdir(mode=0o755)
         lowers = [empty]
     try:
-        if not _mount_short(lowers, scratch, merged):
+        if sandbox is not None:
+            _mount_for_sandbox(lowers, scratch, merged, sandbox)
+        elif not _mount_short(lowers, scratch, merged):
             _mount_long(lowers, scratch, merged)
     except BaseException:
         _cleanup(scratch)

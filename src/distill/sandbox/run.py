@@ -1,24 +1,32 @@
-"""Run a process in a root filesystem with bubblewrap.
+"""Run a process in a root filesystem with bubblewrap, never as host root.
 
-Isolation is that of a Docker RUN step: own PID, IPC and UTS namespaces,
-a fresh /dev and /proc, the host's DNS configuration, the host network
-unless ``network="none"``, Docker's default capability set for root.
+Isolation is at least that of a Docker RUN step, and the sandbox's root is not
+the host's: every RUN lives in a user namespace whose ids are shifted into an
+unprivileged host range (:mod:`~distill.sandbox._idmap`, :mod:`~distill.sandbox._userns`),
+with Docker's default capabilities for container root inside it and none for
+other users, ``no_new_privs`` (bubblewrap always sets it, so setuid binaries never
+gain privileges), own PID, IPC and UTS namespaces, a fresh /dev and /proc, the
+host's DNS configuration, and a network namespace of its own: with outbound access
+through pasta by default (:mod:`~distill.sandbox._network`), with only a loopback
+for ``network="none"``; only ``network="host"`` shares the host's.
+
+The root filesystem is shown to the sandbox through an idmapped view: an overlay
+mounted with ``overlay_mount(..., sandbox=ids)`` (``idmapped=True``), or any plain
+directory, which is bind-mounted idmapped here. Either way the view is attached
+under a fresh 0711 directory in /run, which bubblewrap (running as the range's
+unprivileged root) can reach.
 
 The process gets the identity runc gives a container process: uid, gid and
 the supplementary groups ``{gid} | groups`` (the caller resolves ``groups``
 from the image's /etc/group; the primary gid is always added, as containerd
-does). Root runs without a user namespace. A non-root uid runs in a user
-namespace owned by root in which every id maps to itself (see
-:mod:`~distill.sandbox._userns`): files it creates are owned by uid:gid in
-the overlay upper directory, files of other owners keep their owner, and it
-has no capabilities. bubblewrap resolves the rootfs path as that uid, so when
-an ancestor directory is closed to it, the rootfs is bind-mounted for the run
-under a 0711 directory in /run or /tmp.
+does).
 
-bubblewrap always sets no_new_privs, so setuid and file-capability binaries
-do not gain privileges in any RUN (Docker allows that by default).
+The working directory is resolved inside the root filesystem before bubblewrap
+starts (symlinks followed as if chrooted) and must not lie in /proc or /dev: what
+bubblewrap changes into is a path of plain directories, so no magic link (such as
+``/proc/self/fd/N``, one of bubblewrap's own descriptors) can lead it outside.
 
-``mounts`` (``RUN --mount``) are made by distill itself in the rootfs before
+``mounts`` (``RUN --mount``) are made by distill itself in the view before
 bubblewrap starts (see :mod:`~distill.sandbox._mounts`); what the command
 writes under them never reaches the overlay's upper directory. ``secret_env``
 is set in the command's environment without appearing on any command line:
@@ -31,23 +39,24 @@ import functools
 import json
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from distill.confine import relative_inside, resolve_in_root
 from distill.errors import SandboxError
-from distill.sandbox import _libc, _userns
+from distill.sandbox import _idmap, _libc, _network, _userns
 from distill.sandbox._fds import Fds, relay
+from distill.sandbox._idmap import IdRange
 from distill.sandbox._mounts import SandboxMount, mounted, validate_mounts
 from distill.sandbox._rootfs import MountStubs, make_dirs
 
 __all__ = ["DEFAULT_CAPABILITIES", "HOST_FILES", "RunSpec", "SandboxMount", "bwrap_argv",
-           "run_in_rootfs", "supplementary_groups"]
+           "run_in_rootfs", "sandbox_ids", "supplementary_groups"]
 
 #: Docker's default capabilities for a container's root user.
 DEFAULT_CAPABILITIES = (
@@ -94,6 +103,9 @@ class RunSpec:
     mounts: tuple[SandboxMount, ...] = ()
     #: Variables set like ``env`` (and over it) but never put on a command line.
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Directories created in the rootfs (if missing) and left there, as runc leaves
+    #: its mount points.
+    keep_dirs: tuple[str, ...] = ()
 
 
 def _validate(spec: RunSpec) -> None:
@@ -134,6 +146,16 @@ def _bwrap() -> str:
     return found
 
 
+def sandbox_ids() -> IdRange:
+    """The host id range every RUN of this process lives in."""
+    return _sandbox_ids()
+
+
+@functools.cache
+def _sandbox_ids() -> IdRange:
+    return _idmap.sandbox_range()
+
+
 def bwrap_argv(
     bwrap: str,
     rootfs: Path,
@@ -143,14 +165,19 @@ def bwrap_argv(
     *,
     userns_fds: tuple[int, int] | None = None,
     args_fd: int | None = None,
+    cwd: str | None = None,
+    start_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line for ``spec`` (exposed for tests and debugging).
 
     ``mount_points`` maps "/dev", "/proc" and the host files to the paths to
     mount on inside the rootfs (symlinks already resolved); identity by default.
-    ``userns_fds`` (block fd, info fd) makes bwrap wait, for a non-root uid,
-    until the caller has written the user namespace's id maps. ``args_fd``
-    holds more arguments (``spec.secret_env`` as ``--setenv``), NUL-separated.
+    ``userns_fds`` (block fd, info fd) makes bwrap wait until the caller has
+    written the user namespace's id maps. ``args_fd`` holds more arguments
+    (``spec.secret_env`` as ``--setenv``), NUL-separated. ``cwd`` is the working
+    directory already resolved inside the rootfs (default: ``spec.cwd``).
+    ``start_fd`` makes bwrap wait, with the sandbox set up, until the caller has
+    attached the network (see :mod:`~distill.sandbox._network`).
     """
     where = {p: p for p in ("/dev", "/proc", *HOST_FILES)} | (mount_points or {})
     argv = [bwrap, "--bind", str(rootfs), "/", "--dev", where["/dev"], "--proc", where["/proc"]]
@@ -159,14 +186,15 @@ def bwrap_argv(
             argv += ["--ro-bind", host_file, where[host_file]]
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.hostname]
     argv += ["--die-with-parent"]
-    if spec.network == "none":
+    if spec.network != "host":
         argv.append("--unshare-net")
-    if spec.uid != 0:
-        argv += ["--unshare-user", "--uid", str(spec.uid), "--gid", str(spec.gid)]
-        if userns_fds is not None:
-            argv += ["--userns-block-fd", str(userns_fds[0]), "--info-fd", str(userns_fds[1])]
-    else:
-        argv += ["--cap-drop", "ALL"]
+    argv += ["--unshare-user", "--uid", str(spec.uid), "--gid", str(spec.gid)]
+    if userns_fds is not None:
+        argv += ["--userns-block-fd", str(userns_fds[0]), "--info-fd", str(userns_fds[1])]
+    if start_fd is not None:
+        argv += ["--block-fd", str(start_fd)]
+    argv += ["--cap-drop", "ALL"]
+    if spec.uid == 0:
         for cap in DEFAULT_CAPABILITIES:
             argv += ["--cap-add", cap]
     argv.append("--clearenv")
@@ -174,7 +202,7 @@ def bwrap_argv(
         argv += ["--setenv", name, value]
     if args_fd is not None:
         argv += ["--args", str(args_fd)]
-    argv += ["--chdir", spec.cwd, "--json-status-fd", str(status_fd), "--", *spec.argv]
+    argv += ["--chdir", cwd or spec.cwd, "--json-status-fd", str(status_fd), "--", *spec.argv]
     return argv
 
 
@@ -204,51 +232,42 @@ def _failure(returncode: int, tail: bytes) -> int:
     raise SandboxError(f"could not set up the sandbox: {message}")
 
 
-def _traversable(path: Path, uid: int, groups: list[int]) -> bool:
-    """Can ``uid`` with ``groups`` search every directory down to ``path``?"""
-    current = Path(os.path.realpath(path))
-    for directory in (current, *current.parents):
-        try:
-            st = os.stat(directory)
-        except OSError:
-            return False
-        if st.st_uid == uid:
-            bit = stat.S_IXUSR
-        elif st.st_gid in groups:
-            bit = stat.S_IXGRP
-        else:
-            bit = stat.S_IXOTH
-        if not st.st_mode & bit:
-            return False
-    return True
+#: Where bubblewrap mounts its own file systems: never a working directory.
+_SANDBOX_MOUNTS = ("/proc", "/dev")
+
+
+def _check_ids(spec: RunSpec, ids: IdRange) -> None:
+    for what, value in (("uid", spec.uid), ("gid", spec.gid),
+                        *(("group", g) for g in spec.groups or ())):
+        if not ids.contains(value):
+            raise SandboxError(f"{what} {value} is outside the ids a RUN step can use "
+                               f"(0 to {ids.count - 1})")
 
 
 @contextmanager
-def _reachable(rootfs: Path, uid: int, groups: list[int]) -> Iterator[Path]:
-    """``rootfs`` at a path ``uid`` can reach: itself, or a temporary bind mount.
+def _sandbox_view(rootfs: Path, ids: IdRange, idmapped: bool) -> Iterator[Path]:
+    """``rootfs`` as the sandbox sees it, attached under a fresh 0711 directory in /run.
 
-    In its setuid mode bubblewrap resolves mount sources as the real user,
-    without the capabilities that would let it pass a closed directory.
+    bubblewrap runs as the range's unprivileged root and must reach the view;
+    a plain directory is bind-mounted idmapped, an overlay mounted for the
+    sandbox (already idmapped) is bind-mounted as it is.
     """
-    if uid == 0 or _traversable(rootfs, uid, groups):
-        yield rootfs
-        return
-    candidates = ("/run", "/tmp", tempfile.gettempdir())
-    parent = next((c for c in candidates if _traversable(Path(c), uid, groups)), None)
+    candidates = ("/run", tempfile.gettempdir())
+    parent = next((c for c in candidates if os.path.isdir(c)), None)
     if parent is None:
-        raise SandboxError(f"no directory reachable by uid {uid} to mount the rootfs under")
+        raise SandboxError("no directory to mount the sandbox's root filesystem under")
     base = Path(tempfile.mkdtemp(prefix="distill-run-", dir=parent))
     try:
         os.chmod(base, 0o711)
         target = base / "root"
         target.mkdir(mode=0o755)
-        try:
-            # Recursive: the run's own mounts (RUN --mount) are inside the rootfs.
-            _libc.mount(str(rootfs), target, None, _libc.MS_BIND | _libc.MS_REC, None)
-        except OSError as exc:
-            raise SandboxError(
-                f"cannot bind-mount the rootfs for uid {uid}: {exc.strerror}"
-            ) from exc
+        if idmapped:
+            try:
+                _libc.mount(str(rootfs), target, None, _libc.MS_BIND, None)
+            except OSError as exc:
+                raise SandboxError(f"cannot bind-mount the rootfs: {exc.strerror}") from exc
+        else:
+            _idmap.bind_idmapped(rootfs, target, ids)
         try:
             yield target
         finally:
@@ -260,11 +279,33 @@ def _reachable(rootfs: Path, uid: int, groups: list[int]) -> Iterator[Path]:
                 os.rmdir(leftover)
 
 
-def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None) -> int:
+def _working_dir(view: Path, cwd: str) -> str:
+    """``cwd`` resolved inside the view, symlinks and all, outside /proc and /dev.
+
+    bubblewrap changes directory while one of its descriptors still points at
+    the host's /proc; through ``/proc/self/fd/N`` (or ``/dev/fd/N``) a working
+    directory would lead out of the sandbox (the class of runc's CVE-2024-21626).
+    Resolved here, the path it gets has no symlink in it, and none of it is a
+    file system bubblewrap mounts itself.
+    """
+    resolved = relative_inside(view, resolve_in_root(view, cwd))
+    for mount in _SANDBOX_MOUNTS:
+        if resolved == mount or resolved.startswith(mount + "/"):
+            raise SandboxError(f"the working directory {cwd!r} is inside {mount}, "
+                               "which a RUN step cannot use as its working directory",
+                               hint=f"it resolves to {resolved}; choose a WORKDIR "
+                                    "outside /proc and /dev")
+    return resolved
+
+
+def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None,
+                  idmapped: bool = False) -> int:
     """Run ``spec`` inside bubblewrap with ``rootfs`` as "/" and return its exit code.
 
     A non-zero exit is returned, not raised. Combined stdout and stderr go to
-    ``stdout`` if given, else to this process's standard output. The working
+    ``stdout`` if given, else to this process's standard output. ``idmapped``
+    says ``rootfs`` is an overlay mounted for the sandbox (``overlay_mount(...,
+    sandbox=sandbox_ids())``); otherwise it is a plain directory. The working
     directory is created (0755, root) if missing, before ``spec.mounts`` are
     mounted. Mount points the run needs are created for it and removed
     afterwards if still empty, so they do not leak into the layer. Raises
@@ -272,36 +313,42 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
     """
     _validate(spec)
     bwrap = _bwrap()
+    if spec.network == "default":
+        _network.check_available()
+    ids = sandbox_ids()
+    _check_ids(spec, ids)
     rootfs = Path(rootfs)
     if not rootfs.is_dir():
         raise SandboxError(f"root filesystem {rootfs} is not a directory")
-    make_dirs(rootfs, spec.cwd)
-    with mounted(rootfs, spec.mounts):
-        stubs = MountStubs(rootfs)
-        try:
-            where = {path: stubs.add(path, is_dir=True) for path in ("/dev", "/proc")}
-            for path in HOST_FILES:
-                if os.path.exists(path):
-                    where[path] = stubs.add(path, is_dir=False)
-            stubs.setup_done()
-            with _reachable(rootfs, spec.uid, supplementary_groups(spec)) as reachable:
-                return _spawn(bwrap, reachable, spec, where, stdout)
-        finally:
-            stubs.remove()
+    with _sandbox_view(rootfs, ids, idmapped) as view:
+        with _idmap.as_container_root(ids):
+            for path in (*spec.keep_dirs, spec.cwd):
+                make_dirs(view, path)
+        with mounted(view, spec.mounts, ids):
+            stubs = MountStubs(view)
+            try:
+                with _idmap.as_container_root(ids):
+                    where = {path: stubs.add(path, is_dir=True) for path in ("/dev", "/proc")}
+                    for path in HOST_FILES:
+                        if os.path.exists(path):
+                            where[path] = stubs.add(path, is_dir=False)
+                stubs.setup_done()
+                cwd = _working_dir(view, spec.cwd)
+                return _spawn(bwrap, view, spec, where, stdout, ids, cwd)
+            finally:
+                with _idmap.as_container_root(ids):
+                    stubs.remove()
 
 
-def _identity(spec: RunSpec) -> dict[str, Any]:
-    """Popen arguments giving bwrap the run's groups and, for non-root, its uid.
+def _identity(spec: RunSpec, ids: IdRange) -> dict[str, Any]:
+    """Popen arguments starting bwrap as the run's user and groups, shifted into ``ids``.
 
-    Groups are set before exec and inherited through bwrap (which never calls
-    setgroups). A non-root uid N starts bwrap with real uid N and effective
-    uid 0: bubblewrap's setuid mode, in which the user namespace it creates is
-    owned by root and it switches to N itself once the maps are written.
+    bubblewrap (unprivileged here) creates the user namespace and keeps the ids it
+    was started with, which our maps show inside as the run's own; groups are set
+    before exec and inherited (bwrap never calls setgroups).
     """
-    identity: dict[str, Any] = {"group": spec.gid, "extra_groups": supplementary_groups(spec)}
-    if spec.uid != 0:
-        identity["preexec_fn"] = functools.partial(os.setresuid, spec.uid, 0, 0)
-    return identity
+    return {"user": ids.base + spec.uid, "group": ids.base + spec.gid,
+            "extra_groups": [ids.base + g for g in supplementary_groups(spec)]}
 
 
 def _spawn(
@@ -310,18 +357,21 @@ def _spawn(
     spec: RunSpec,
     mount_points: dict[str, str],
     stdout: BinaryIO | None,
+    ids: IdRange,
+    cwd: str,
 ) -> int:
     """Start bwrap, relay its output, and return the command's exit code."""
     with Fds() as fds:
         status_r, status_w = fds.pipe()
         child_fds = [status_w]
-        userns_fds: tuple[int, int] | None = None  # bwrap's ends: block fd, info fd
-        ours: tuple[int, int] | None = None  # our ends: info fd, block fd
-        if spec.uid != 0:
-            block_r, block_w = fds.pipe()
-            info_r, info_w = fds.pipe()
-            userns_fds, ours = (block_r, info_w), (info_r, block_w)
-            child_fds += userns_fds
+        block_r, block_w = fds.pipe()
+        info_r, info_w = fds.pipe()
+        userns_fds = (block_r, info_w)  # bwrap's ends: block fd, info fd
+        child_fds += userns_fds
+        start_r = start_w = None
+        if spec.network == "default":  # bwrap waits before exec while pasta attaches
+            start_r, start_w = fds.pipe()
+            child_fds.append(start_r)
         args_fd = None
         if spec.secret_env:
             args_fd = fds.memfd(b"".join(
@@ -329,7 +379,7 @@ def _spawn(
                 for k, v in spec.secret_env.items()))
             child_fds.append(args_fd)
         argv = bwrap_argv(bwrap, rootfs, spec, status_w, mount_points, userns_fds=userns_fds,
-                          args_fd=args_fd)
+                          args_fd=args_fd, cwd=cwd, start_fd=start_r)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -339,7 +389,7 @@ def _spawn(
                 pass_fds=child_fds,
                 cwd="/",
                 env={},
-                **_identity(spec),
+                **_identity(spec, ids),
             )
         except OSError as exc:
             raise SandboxError(f"cannot start bubblewrap: {exc}") from exc
@@ -347,10 +397,14 @@ def _spawn(
             fds.close(*child_fds)  # only bwrap may hold them, or our reads never end
         assert proc.stdout is not None
         try:
-            if ours is not None:
-                _map_ids(fds, *ours)
-            tail = relay(proc.stdout.fileno(), stdout)
-            returncode = proc.wait()
+            pid = _map_ids(fds, info_r, block_w, ids)
+            with ExitStack() as network:
+                if start_w is not None:
+                    if pid is not None and _attach_network(network, proc, pid, spec, ids):
+                        os.write(start_w, b"1")
+                    fds.close(start_w)
+                tail = relay(proc.stdout.fileno(), stdout)
+                returncode = proc.wait()
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -363,14 +417,31 @@ def _spawn(
     return code if code is not None else _failure(returncode, tail)
 
 
-def _map_ids(fds: Fds, info_fd: int, block_fd: int) -> None:
-    """Map the ids of the user namespace bwrap made, then let bwrap go on.
+def _attach_network(stack: ExitStack, proc: subprocess.Popen[bytes], pid: int,
+                    spec: RunSpec, ids: IdRange) -> bool:
+    """Attach pasta to the sandbox ``pid``; False if bwrap failed meanwhile (its own
+    error then says why, better than pasta's)."""
+    try:
+        stack.enter_context(_network.attached(pid, ids.base + spec.uid, ids.base + spec.gid))
+    except SandboxError:
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)
+        if proc.returncode is None:
+            raise
+        return False
+    return True
+
+
+def _map_ids(fds: Fds, info_fd: int, block_fd: int, ids: IdRange) -> int | None:
+    """Map the ids of the user namespace bwrap made, then let bwrap go on; the
+    sandbox's pid.
 
     With no info, bwrap failed before creating it, and its exit status says
     why; unblocked without maps, bwrap cannot switch to the uid and fails.
     """
     info = _userns.read_info(info_fd)
     if info is not None:
-        _userns.map_identity(info)
+        _userns.write_maps(info, ids.map_line())
         os.write(block_fd, b"1")
     fds.close(block_fd)
+    return None if info is None else info["child-pid"]
