@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := bubblewrap skopeo umoci buildah docker.io golang-go mmdebstrap \
+APT_PACKAGES := bubblewrap passt skopeo umoci buildah docker.io golang-go mmdebstrap \
 	busybox-static debian-archive-keyring gpgv ca-certificates git openssh-client
 
 .PHONY: demo test deps apt venv bench clean
@@ -14,6 +14,10 @@ apt:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# pasta (RUN's private network) runs unprivileged and opens /dev/net/tun, which udev
+	@# makes 0666 on Debian; machines without udev (CI) leave it 0600.
+	@if [ -c /dev/net/tun ] && [ "$$(stat -c %a /dev/net/tun)" != 666 ]; then \
+	  echo "chmod 0666 /dev/net/tun (as udev sets it)"; chmod 0666 /dev/net/tun; fi
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
