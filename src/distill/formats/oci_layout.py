@@ -12,15 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from isal import igzip
-
-from distill.errors import DigestMismatchError, ImageError
-from distill.image.image import Image, Layer
-from distill.formats.stored import record_facts, save
+from distill.formats.layout_import import import_layout
+from distill.image.image import Image
 from distill.oci import mediatypes as mt
-from distill.oci.config import ImageConfig
-from distill.oci.descriptor import Descriptor, canonical_json, load_json
-from distill.oci.digest import Digest, HashingWriter
+from distill.oci.descriptor import Descriptor, canonical_json
+from distill.oci.digest import Digest
 from distill.store.store import Store
 
 
@@ -153,79 +149,7 @@ def docker_tag(name: str) -> str:
     return name if ":" in last else name + ":latest"
 
 
-# -- reading -------------------------------------------------------------------
+# -- reading: see layout_import ----------------------------------------------------------
 
-def import_layout(store: Store, path: Path, ref: str | None) -> Image:
-    """Copy the image ``ref`` of the OCI layout at ``path`` into the store, verifying every blob."""
-    if path.is_file():
-        raise ImageError(f"{path}: OCI layout tarballs are not read yet; unpack it to a directory")
-    try:
-        index = load_json((path / "index.json").read_bytes(), f"{path}/index.json")
-    except FileNotFoundError:
-        raise ImageError(f"{path} is not an OCI image layout (no index.json)") from None
-    desc = _pick(index, ref, path)
-
-    def blob(d: Descriptor) -> Path:
-        return path / "blobs" / d.digest.algorithm / d.digest.hex
-
-    def copy(d: Descriptor) -> None:
-        if store.blobs.has(d.digest):
-            return
-        try:
-            with open(blob(d), "rb") as f:
-                store.blobs.put_stream(f, expected=d.digest)
-        except FileNotFoundError:
-            raise ImageError(f"{path}: blob {d.digest} is missing") from None
-
-    copy(desc)
-    doc = load_json(store.blobs.read(desc.digest), "manifest")
-    if doc.get("mediaType") in mt.INDEXES:
-        from distill.formats.stored import pick_platform_manifest
-
-        desc = pick_platform_manifest(doc)
-        copy(desc)
-        doc = load_json(store.blobs.read(desc.digest), "manifest")
-    config_desc = Descriptor.from_dict(doc["config"])
-    copy(config_desc)
-    config = ImageConfig.from_dict(load_json(store.blobs.read(config_desc.digest), "config"))
-    layers = []
-    for ldesc, diff_id in zip([Descriptor.from_dict(x) for x in doc.get("layers") or []],
-                              config.diff_ids):
-        copy(ldesc)
-        layer = Layer(ldesc, diff_id, _verify_diff_id(store, ldesc, diff_id))
-        record_facts(store, layer)
-        layers.append(layer)
-    image = Image(config, tuple(layers))
-    save(store, image)
-    return image
-
-
-def _pick(index: dict[str, object], ref: str | None, path: Path) -> Descriptor:
-    manifests = [Descriptor.from_dict(m) for m in index.get("manifests") or []]  # type: ignore[union-attr]
-    if ref:
-        for m in manifests:
-            names = (m.annotations.get(mt.ANNOTATION_REF_NAME), m.annotations.get(mt.ANNOTATION_IMAGE_NAME))
-            if ref in names:
-                return m
-        raise ImageError(f"{path}: no image tagged {ref!r}")
-    if len(manifests) != 1:
-        raise ImageError(f"{path} holds {len(manifests)} images; name one with PATH:TAG")
-    return manifests[0]
-
-
-def _verify_diff_id(store: Store, desc: Descriptor, diff_id: Digest) -> int:
-    facts = store.layer_facts(desc.digest)
-    if facts is not None:
-        return facts.uncompressed_size
-    hw = HashingWriter(None)
-    with store.blobs.open(desc.digest) as f:
-        stream: BinaryIO = f
-        if desc.media_type in mt.GZIP_LAYERS:
-            stream = igzip.IGzipFile(fileobj=f, mode="rb")  # type: ignore[assignment]
-        elif desc.media_type != mt.OCI_LAYER_TAR:
-            raise ImageError(f"layer media type {desc.media_type!r} is not supported yet")
-        shutil.copyfileobj(stream, hw, 1 << 20)  # type: ignore[misc]
-    if hw.digest() != diff_id:
-        raise DigestMismatchError(f"layer {desc.digest} unpacks to {hw.digest()}, "
-                                  f"but the config says {diff_id}")
-    return hw.size
+__all__ = ["Tagged", "docker_tag", "import_layout", "ref_name", "write_layout_dir",
+           "write_layout_tar"]

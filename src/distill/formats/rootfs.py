@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from isal import igzip
+from isal.igzip_lib import IsalError
 
 from distill.errors import ImageError
-from distill.image.image import Image, Layer
 from distill.formats.stored import record_facts
+from distill.image.image import Image, Layer
+from distill.limits import limited_reader
 from distill.oci import mediatypes as mt
 from distill.oci.config import ImageConfig, RuntimeConfig
 from distill.oci.descriptor import Descriptor
@@ -21,8 +23,7 @@ from distill.store.store import Store
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _open_tar(path: Path) -> BinaryIO:
-    f = open(path, "rb")
+def _decompressed(f: BinaryIO) -> BinaryIO:
     magic = f.read(6)
     f.seek(0)
     if magic[:2] == b"\x1f\x8b":
@@ -36,16 +37,20 @@ def import_rootfs(store: Store, tarball: Path, *, platform: Platform | None = No
                   cmd: tuple[str, ...] | None = None) -> Image:
     if not tarball.is_file():
         raise ImageError(f"{tarball}: no such file")
-    with _open_tar(tarball) as src:
-        head = src.read(512)
-        if len(head) < 512 or head[257:262] != b"ustar":
-            raise ImageError(f"{tarball} is not a tar archive")
+    try:
+        with open(tarball, "rb") as raw, _decompressed(raw) as plain:
+            src = limited_reader(plain, str(tarball), raw=raw)
+            head = src.read(512)
+            if len(head) < 512 or head[257:262] != b"ustar":
+                raise ImageError(f"{tarball} is not a tar archive")
 
-        def produce(out: BinaryIO) -> None:
-            out.write(head)
-            shutil.copyfileobj(src, out, 1 << 20)
+            def produce(out: BinaryIO) -> None:
+                out.write(head)
+                shutil.copyfileobj(src, out, 1 << 20)  # type: ignore[misc]
 
-        digest, size, diff_id, usize = store.blobs.write_gzip_layer(produce)
+            digest, size, diff_id, usize = store.blobs.write_gzip_layer(produce)
+    except (OSError, EOFError, IsalError, lzma.LZMAError) as e:
+        raise ImageError(f"cannot read {tarball}: {e}") from None
     layer = Layer(Descriptor(mt.OCI_LAYER_GZIP, digest, size), diff_id, usize)
     record_facts(store, layer)
     config = ImageConfig(platform=platform or Platform.host(),

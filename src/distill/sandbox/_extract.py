@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from distill.errors import ImageError
+from distill.limits import ArchiveLimits, open_tar
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -99,8 +100,16 @@ def _set_xattrs(target: int | Path, attrs: dict[str, bytes], *, follow: bool = T
                 raise
 
 
+#: mtimes are clamped to what every filesystem and ``utimensat`` accept.
+_MAX_MTIME_NS = (1 << 62)
+
+
 def _times(member: tarfile.TarInfo) -> tuple[int, int]:
-    ns = int(member.mtime * 1_000_000_000)
+    try:
+        ns = int(member.mtime * 1_000_000_000)
+    except (ValueError, OverflowError):  # a PAX mtime of 'nan' or 'inf'
+        ns = 0
+    ns = max(-_MAX_MTIME_NS, min(ns, _MAX_MTIME_NS))
     return ns, ns
 
 
@@ -163,24 +172,30 @@ def _hardlink(dest: Path, target: Path, member: tarfile.TarInfo) -> None:
     os.link(source, target, follow_symlinks=False)
 
 
-def extract_layer(tar_stream: BinaryIO, dest: Path) -> None:
+def extract_layer(tar_stream: BinaryIO, dest: Path, what: str = "layer",
+                  limits: ArchiveLimits | None = None) -> None:
     """Extract an uncompressed OCI layer tar stream into the empty directory ``dest``.
 
     The result is an overlayfs lower directory: whiteouts become 0:0 character
     devices, opaque markers become ``trusted.overlay.opaque=y``. Type, mode
     (with setuid/setgid/sticky), owner, mtime, hardlinks, device nodes, fifos
     and ``SCHILY.xattr.*`` xattrs (except ``trusted.*``) are preserved.
-    Raises ImageError for names with '..', writes through symlinks, hardlinks
-    leaving ``dest``, and unsupported entry types.
+    Raises ImageError (``what`` names the layer) for names with '..', writes
+    through symlinks, hardlinks leaving ``dest``, unsupported entry types and
+    files that cannot be written; ArchiveLimitError past ``distill.limits``
+    (sparse entries, too many entries or bytes, over-long names).
     """
     dest = Path(dest)
     dirs: _Dirs = {}
     try:
-        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
+        with open_tar(tar_stream, what, limits=limits) as tar:
             for member in tar:
                 _extract_member(tar, member, dest, dirs)
     except tarfile.TarError as exc:
-        raise ImageError(f"layer is not a valid tar archive: {exc}") from exc
+        raise ImageError(f"{what} is not a valid tar archive: {exc}") from exc
+    except OSError as exc:
+        name = f" ({exc.filename})" if exc.filename else ""
+        raise ImageError(f"cannot unpack {what}: {exc.strerror or exc}{name}") from exc
     # Children disturb a directory's mtime (and a read-only mode would be in
     # the way for non-root), so directories get theirs last, deepest first.
     for path in sorted(dirs, key=lambda p: len(p.parts), reverse=True):

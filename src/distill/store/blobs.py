@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import threading
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,14 +28,15 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.blob_dir = root / "blobs" / "sha256"
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        make_private(root / "blobs")
+        self.blob_dir.mkdir(exist_ok=True)
         tmp_root = root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
+        make_private(tmp_root)
         remove_orphaned_temp_dirs(tmp_root)
         # Each process works in its own temp dir, named so that a later process can tell
         # when its owner died (a killed build) and reclaim the space.
         self.tmp_dir = tmp_root / _process_tag(os.getpid())
-        self.tmp_dir.mkdir(exist_ok=True)
+        self.tmp_dir.mkdir(exist_ok=True, mode=0o700)
 
     def path(self, digest: Digest) -> Path:
         return self.blob_dir / digest.hex
@@ -132,6 +133,19 @@ class BlobStore:
             yield path
         finally:
             remove_tree(path)
+
+
+#: The store holds unpacked layers (device nodes, setuid files) and every image's
+#: content: only the user who owns it may enter it.
+PRIVATE_MODE = 0o700
+
+
+def make_private(path: Path) -> None:
+    """mkdir -p, and 0700 when this user owns it (the store is private to its owner)."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_MODE)
+    st = os.lstat(path)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o7777 != PRIVATE_MODE:
+        os.chmod(path, PRIVATE_MODE)
 
 
 def _process_tag(pid: int) -> str:

@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.errors import StoreError
+from distill.errors import DistillError, StoreError
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
-from distill.store.blobs import BlobStore, remove_tree
+from distill.store.blobs import PRIVATE_MODE, BlobStore, make_private, remove_tree
 from distill.store.names import NameIndex, _atomic_write
 
 
@@ -25,7 +25,11 @@ def default_root() -> Path:
 
 @dataclass(frozen=True)
 class LayerFacts:
-    """What the manifest does not say about a layer blob: its diff_id and tar size."""
+    """What the manifest does not say about a layer blob: its diff_id and tar size.
+
+    Facts are only ever recorded from what distill computed from the blob's bytes (a
+    layer it wrote, or one whose uncompressed stream it hashed), never from what an
+    image's config claims, so a claim can be checked against them."""
 
     diff_id: Digest
     uncompressed_size: int
@@ -34,7 +38,7 @@ class LayerFacts:
 class Store:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or default_root()).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private(self.root)
         # Held shared for this object's life by every store user; ``distill prune`` takes
         # it exclusively, so it never removes what a running build is using.
         self._usage = open(self.root / "store.lock", "a")
@@ -45,7 +49,7 @@ class Store:
         self.facts_dir = self.root / "layers"
         self.cache_dir = self.root / "cache"
         for d in (self.snapshot_dir, self.facts_dir, self.cache_dir):
-            d.mkdir(exist_ok=True)
+            make_private(d)
 
     def lock_exclusive(self) -> None:
         """Become the store's only user (for pruning), or fail if another one is running."""
@@ -56,26 +60,36 @@ class Store:
                              hint="prune when no build is running") from None
 
     # -- layer facts ---------------------------------------------------------
-    def record_layer(self, blob: Digest, facts: LayerFacts) -> None:
+    def record_layer(self, blob: Digest, facts: LayerFacts, *, replace: bool = False) -> None:
+        """Remember what distill computed for ``blob`` (never what a config claims);
+        ``replace`` overwrites facts that a fresh computation found wrong."""
         path = self.facts_dir / blob.hex
-        if not path.exists():
+        if replace or not path.exists():
             data = {"diff_id": str(facts.diff_id), "size": facts.uncompressed_size}
             _atomic_write(path, json.dumps(data).encode())
 
     def layer_facts(self, blob: Digest) -> LayerFacts | None:
+        """The facts distill computed for ``blob``, or None (unknown, or unreadable)."""
         try:
             data = json.loads((self.facts_dir / blob.hex).read_bytes())
+            return LayerFacts(Digest(data["diff_id"]), int(data["size"]))
         except FileNotFoundError:
             return None
-        return LayerFacts(Digest(data["diff_id"]), int(data["size"]))
+        except (ValueError, KeyError, TypeError, DistillError):
+            return None  # a torn or foreign file: the blob is simply hashed again
 
     # -- snapshots (unpacked layers in overlayfs format) ---------------------
     def snapshot_path(self, diff_id: Digest) -> Path:
         return self.snapshot_dir / diff_id.hex
 
     def commit_snapshot(self, tmp: Path, diff_id: Digest) -> Path:
-        """Move a finished directory into place; if another build won, keep theirs."""
+        """Move a finished directory into place; if another build won, keep theirs.
+
+        ``diff_id`` must be what distill computed for the directory's content (the
+        hash of the layer tar it unpacked or wrote), never a name an image asserted.
+        The directory becomes 0700 (an overlay's root takes its upper dir's mode)."""
         final = self.snapshot_path(diff_id)
+        os.chmod(tmp, PRIVATE_MODE)
         try:
             os.rename(tmp, final)
         except OSError:
