@@ -43,7 +43,7 @@ GOOD = "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()
 def test_fetch_url_good_checksum(server: str, tmp_path: Path) -> None:
     url = f"{server}/files/data.txt"
     with fetch_url(url, tmp_path, AddOptions(checksum=GOOD)) as path:
-        assert path == tmp_path / "data.txt"
+        assert path == tmp_path / "download"        # distill's own name, not the URL's
         assert path.read_bytes() == PAYLOAD
         st = path.stat()
         assert stat.S_IMODE(st.st_mode) == 0o600
@@ -55,7 +55,7 @@ def test_fetch_url_without_checksum_with_client(server: str, tmp_path: Path) -> 
     with httpx.Client() as client, \
             fetch_url(f"{server}/files/data.txt?x=1", tmp_path, AddOptions(),
                       client=client) as path:
-        assert path.name == "data.txt"
+        assert path.name == "download"
         assert path.read_bytes() == PAYLOAD
 
 

@@ -6,9 +6,11 @@
   ``tag=``, ``branch=``, ``checksum=``/``commit=``, ``keep-git-dir``, ``submodules``);
   else a URL when it starts with ``http://``/``https://``; else a path in the context.
 * A URL is downloaded as BuildKit's HTTP source does: the file is named after the last
-  component of the URL path (``__unnamed__`` when there is none; the Dockerfile frontend
-  always passes that name, so Content-Disposition is not used), mode 0600, mtime from
-  ``Last-Modified``; ``--checksum`` is verified. URLs are not unpacked unless ``--unpack``.
+  component of the URL's decoded path, Go's ``path.Base`` (``__unnamed__`` when there is
+  none; the Dockerfile frontend always passes that name, so Content-Disposition is not
+  used), mode 0600, mtime from ``Last-Modified``; ``--checksum`` is verified. URLs are
+  not unpacked unless ``--unpack``. The name is only the file's name in the image: on
+  the host the download is distill's own file, ``download`` in a private directory.
 * A local file that is a tar archive (by content: gzip, bzip2, xz, zstd or plain tar whose
   first header reads) is unpacked into DEST instead of copied. As with BuildKit's
   ``chrootarchive.Untar``, members keep the archive's owners and modes (``--chown`` and
@@ -39,8 +41,8 @@ from typing import IO, BinaryIO
 
 import httpx
 
-from distill.confine import resolve_in_root
-from distill.errors import ContextError
+from distill.confine import open_in_root, resolve_in_root
+from distill.errors import ContextError, DistillError
 from distill.sandbox.git import GitError, clone
 
 
@@ -176,9 +178,29 @@ def wants_unpack(opts: AddOptions, remote: bool) -> bool:
 
 # -- URLs -----------------------------------------------------------------------------
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+UNNAMED = "__unnamed__"
+DOWNLOAD = "download"      # the download's name on the host, in a directory of its own
+
+
 def url_filename(url: str) -> str:
-    base = posixpath.basename(urllib.parse.urlsplit(url).path)
-    return urllib.parse.unquote(base) if base not in ("", ".", "/", "..") else "__unnamed__"
+    """The name ADD gives the file a URL downloads, as BuildKit's Dockerfile frontend
+    picks it: ``path.Base`` of the URL's decoded path (so ``%2F`` splits it there too),
+    ``__unnamed__`` for none (or a URL Go's ``url.Parse`` refuses). ``..`` (``%2E%2E``)
+    names no file (BuildKit fails to write it) and neither does a NUL: ContextError."""
+    raw = urllib.parse.urlsplit(url).path
+    if _BAD_ESCAPE.search(raw):
+        return UNNAMED
+    path = urllib.parse.unquote(raw, errors="surrogateescape").rstrip("/")
+    base = path.rpartition("/")[2] if path else ("/" if raw else ".")
+    if base in ("", ".", "/"):
+        return UNNAMED
+    if base == ".." or "\0" in base:
+        raise ContextError(f"cannot download {url}: its last path segment, {base!r}, "
+                           "names no file",
+                           hint="ADD names a download after the last segment of the URL's "
+                                "path, as BuildKit does")
+    return base
 
 
 def _parse_checksum(value: str, what: str) -> tuple[str, str]:
@@ -193,10 +215,13 @@ def _parse_checksum(value: str, what: str) -> tuple[str, str]:
 @contextmanager
 def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
               client: httpx.Client | None = None) -> Iterator[Path]:
-    """Download ``url`` to ``dest_dir/<name>`` and yield that path; removed on exit."""
+    """Download ``url`` to ``dest_dir/download`` and yield that path; removed on exit.
+    ``dest_dir`` must be distill's own (empty) directory; the file's name in the image
+    is :func:`url_filename`, checked here before anything is fetched."""
     want = _parse_checksum(opts.checksum, url) if opts.checksum else None
+    url_filename(url)
     h = hashlib.new(want[0] if want else "sha256")
-    target = dest_dir / url_filename(url)
+    target = dest_dir / DOWNLOAD
     own_client = client is None
     http = client if client is not None else httpx.Client(follow_redirects=True, timeout=60)
     try:
@@ -205,8 +230,8 @@ def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
                 if resp.status_code >= 400:
                     raise ContextError(f"failed to fetch {url}: invalid response status "
                                        f"{resp.status_code}")
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
-                             0o600)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                             os.O_CLOEXEC, 0o600)
                 with os.fdopen(fd, "wb") as out:
                     for chunk in resp.iter_bytes(1 << 20):
                         h.update(chunk)
@@ -295,17 +320,23 @@ def _decompressed(f: BinaryIO) -> IO[bytes]:
     return f
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` (a host path already resolved inside its root) opened for reading if it
+    is a regular file: never through a symlink swapped in since, never a FIFO or device."""
+    fd = open_in_root(path.parent, path.name, follow=False, what=str(path))
+    if fd is None:
+        raise ContextError(f"{path.name}: no such file")
+    return os.fdopen(fd, "rb")
+
+
 def is_archive(path: Path) -> bool:
     """BuildKit's isArchivePath: a regular file whose (decompressed) content starts with a
     readable tar header. Zip files are not archives."""
     try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        with open(path, "rb") as f, _decompressed(f) as stream, \
+        with _open_regular(path) as f, _decompressed(f) as stream, \
                 tarfile.open(fileobj=stream, mode="r|") as tar:
             return tar.next() is not None
-    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError):
+    except (DistillError, OSError, EOFError, tarfile.TarError, lzma.LZMAError, ValueError):
         return False
     except Exception as exc:  # zstandard.ZstdError has no common base we can name
         if type(exc).__module__.startswith("zstandard"):
@@ -367,7 +398,7 @@ def extract_archive_into(archive: Path, dest_root: Path, dest: str,
     base = _mkdir_all(dest_root, dest, owner or (0, 0), 0o755)
     dir_times: list[tuple[Path, int, int]] = []
     try:
-        with open(archive, "rb") as f, _decompressed(f) as stream, \
+        with _open_regular(archive) as f, _decompressed(f) as stream, \
                 tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 _extract_member(tar, member, base, dir_times)

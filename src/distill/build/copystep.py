@@ -20,9 +20,10 @@ from distill.build.sources import (Source, has_glob, resolve_parents_glob,
                                    resolve_sources)
 from distill.build.state import StageState
 from distill.build.users import resolve_chown
+from distill.confine import open_in_root
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.shell import Lexer
-from distill.errors import DistillError, DockerfileError
+from distill.errors import ContextError, DistillError, DockerfileError
 from distill.gopath import clean
 from distill.ignore import PatternMatcher
 from distill.image.image import Image
@@ -49,8 +50,12 @@ def _tree_hash(sources: list[Source], allow: Callable[[Path], bool] | None) -> s
         h.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_mtime_ns}\0".encode())
         if stat.S_ISLNK(st.st_mode):
             h.update(os.readlink(path).encode())
-        elif stat.S_ISREG(st.st_mode):
-            with open(path, "rb") as f:
+        elif stat.S_ISREG(st.st_mode):  # opened as it was seen: no symlink swapped in
+            fd = open_in_root(os.path.dirname(path), os.path.basename(path), follow=False,
+                              what=rel)
+            if fd is None:
+                raise ContextError(f"{rel} vanished while it was read")
+            with os.fdopen(fd, "rb") as f:
                 while block := f.read(1 << 20):
                     h.update(block)
 
@@ -175,7 +180,8 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
                 if not git and addsrc.wants_unpack(add_opts, True) and addsrc.is_archive(got):
                     archives.append(Source(pattern, got))
                 else:
-                    remote.append(Source(pattern if git else got.name, got))
+                    remote.append(Source(pattern if git else addsrc.url_filename(pattern),
+                                         got))
                 continue
             if adding and add_opts.checksum:
                 raise DockerfileError("checksum can't be specified for non-HTTP(S) sources",
