@@ -4,7 +4,8 @@ Isolation is at least that of a Docker RUN step, and the sandbox's root is not
 the host's: every RUN lives in a user namespace whose ids are shifted into an
 unprivileged host range (:mod:`~distill.sandbox._idmap`, :mod:`~distill.sandbox._userns`),
 with Docker's default capabilities for container root inside it and none for
-other users, ``no_new_privs`` (bubblewrap always sets it, so setuid binaries never
+other users, the system calls Docker's default seccomp profile refuses refused
+(:mod:`~distill.sandbox._seccomp`), ``no_new_privs`` (bubblewrap always sets it, so setuid binaries never
 gain privileges), own PID, IPC and UTS namespaces, a fresh /dev and /proc, the
 host's DNS configuration, and a network namespace of its own: with outbound access
 through pasta by default (:mod:`~distill.sandbox._network`), with only a loopback
@@ -49,7 +50,7 @@ from typing import Any, BinaryIO
 
 from distill.confine import relative_inside, resolve_in_root
 from distill.errors import SandboxError
-from distill.sandbox import _idmap, _libc, _network, _userns
+from distill.sandbox import _idmap, _libc, _network, _seccomp, _userns
 from distill.sandbox._fds import Fds, relay
 from distill.sandbox._idmap import IdRange
 from distill.sandbox._mounts import SandboxMount, mounted, validate_mounts
@@ -167,6 +168,7 @@ def bwrap_argv(
     args_fd: int | None = None,
     cwd: str | None = None,
     start_fd: int | None = None,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line for ``spec`` (exposed for tests and debugging).
 
@@ -177,7 +179,8 @@ def bwrap_argv(
     (``spec.secret_env`` as ``--setenv``), NUL-separated. ``cwd`` is the working
     directory already resolved inside the rootfs (default: ``spec.cwd``).
     ``start_fd`` makes bwrap wait, with the sandbox set up, until the caller has
-    attached the network (see :mod:`~distill.sandbox._network`).
+    attached the network (see :mod:`~distill.sandbox._network`). ``seccomp_fd``
+    holds the compiled seccomp filter (see :mod:`~distill.sandbox._seccomp`).
     """
     where = {p: p for p in ("/dev", "/proc", *HOST_FILES)} | (mount_points or {})
     argv = [bwrap, "--bind", str(rootfs), "/", "--dev", where["/dev"], "--proc", where["/proc"]]
@@ -193,6 +196,8 @@ def bwrap_argv(
         argv += ["--userns-block-fd", str(userns_fds[0]), "--info-fd", str(userns_fds[1])]
     if start_fd is not None:
         argv += ["--block-fd", str(start_fd)]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     argv += ["--cap-drop", "ALL"]
     if spec.uid == 0:
         for cap in DEFAULT_CAPABILITIES:
@@ -368,18 +373,16 @@ def _spawn(
         info_r, info_w = fds.pipe()
         userns_fds = (block_r, info_w)  # bwrap's ends: block fd, info fd
         child_fds += userns_fds
-        start_r = start_w = None
-        if spec.network == "default":  # bwrap waits before exec while pasta attaches
-            start_r, start_w = fds.pipe()
-            child_fds.append(start_r)
         args_fd = None
         if spec.secret_env:
             args_fd = fds.memfd(b"".join(
                 b"--setenv\0%s\0%s\0" % (os.fsencode(k), os.fsencode(v))
                 for k, v in spec.secret_env.items()))
             child_fds.append(args_fd)
+        seccomp_fd = fds.memfd(_seccomp.filter_bpf())
+        child_fds.append(seccomp_fd)
         argv = bwrap_argv(bwrap, rootfs, spec, status_w, mount_points, userns_fds=userns_fds,
-                          args_fd=args_fd, cwd=cwd, start_fd=start_r)
+                          args_fd=args_fd, cwd=cwd, start_fd=block_r, seccomp_fd=seccomp_fd)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -397,12 +400,14 @@ def _spawn(
             fds.close(*child_fds)  # only bwrap may hold them, or our reads never end
         assert proc.stdout is not None
         try:
-            pid = _map_ids(fds, info_r, block_w, ids)
+            pid = _map_ids(info_r, block_w, ids)
             with ExitStack() as network:
-                if start_w is not None:
-                    if pid is not None and _attach_network(network, proc, pid, spec, ids):
-                        os.write(start_w, b"1")
-                    fds.close(start_w)
+                # The same pipe is bwrap's --block-fd, read (then closed) just before the
+                # command starts: the command inherits no descriptor of ours.
+                if pid is not None and (spec.network != "default" or
+                                        _attach_network(network, proc, pid, spec, ids)):
+                    os.write(block_w, b"1")
+                fds.close(block_w)
                 tail = relay(proc.stdout.fileno(), stdout)
                 returncode = proc.wait()
         finally:
@@ -432,7 +437,7 @@ def _attach_network(stack: ExitStack, proc: subprocess.Popen[bytes], pid: int,
     return True
 
 
-def _map_ids(fds: Fds, info_fd: int, block_fd: int, ids: IdRange) -> int | None:
+def _map_ids(info_fd: int, block_fd: int, ids: IdRange) -> int | None:
     """Map the ids of the user namespace bwrap made, then let bwrap go on; the
     sandbox's pid.
 
@@ -443,5 +448,4 @@ def _map_ids(fds: Fds, info_fd: int, block_fd: int, ids: IdRange) -> int | None:
     if info is not None:
         _userns.write_maps(info, ids.map_line())
         os.write(block_fd, b"1")
-    fds.close(block_fd)
     return None if info is None else info["child-pid"]
