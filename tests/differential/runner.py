@@ -76,7 +76,8 @@ class DifferentialRunner:
     def _build_distill(self, case: Case, ctx: Path, inputs: Inputs, out: Path) -> str | None:
         args = ["build", "--progress", "plain", "-f", str(ctx / "Dockerfile"),
                 "--output", f"type=oci,dest={out},tar=false",
-                "-t", f"differential-{case.name.replace('_', '-')}:{REF}", *inputs.flags()]
+                "-t", f"differential-{case.name.replace('_', '-')}:{REF}", *inputs.flags(),
+                "--allow", "network.host"]  # as `docker build --network host` grants it
         if case.target:
             args += ["--target", case.target]
         proc = self.distill(*args, str(ctx), check=False)

@@ -513,3 +513,21 @@ def test_hostile_mount_point_and_long_names_fail_cleanly(distill: RunDistill,
     (ctx2 / "f").write_text("x")
     proc = build(distill, ctx2)
     assert_points_at(proc, ctx2 / "Dockerfile", 2, "too long")
+
+
+def test_run_network_host_needs_the_entitlement(tmp_path: Path, distill: RunDistill,
+                                                busybox_image: str) -> None:
+    """buildx refuses RUN --network=host unless --allow network.host grants it; so do we."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nRUN --network=host cat /proc/net/dev > /devs\n")
+    proc = distill("build", "--progress", "plain", str(tmp_path), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "network.host" in proc.stderr and "Dockerfile:2" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    granted = distill("build", "--progress", "plain", "--allow", "network.host",
+                      "-o", str(tmp_path / "out"), str(tmp_path))
+    assert granted.returncode == 0
+    host_interfaces = len(Path("/proc/net/dev").read_text().splitlines()) - 2
+    assert len((tmp_path / "out/devs").read_text().splitlines()) - 2 == host_interfaces
+    unknown = distill("build", "--allow", "security.insecure", str(tmp_path), check=False)
+    assert unknown.returncode != 0 and "not supported" in unknown.stderr

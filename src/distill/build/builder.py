@@ -133,7 +133,8 @@ class Builder:
                  no_cache: bool = False, log: Callable[[str], None] = lambda s: None,
                  output: BinaryIO | None = None, lexer: Lexer | None = None,
                  mtime_clamp: int | None = None, secrets: SecretStore | None = None,
-                 ssh: Mapping[str, str] | None = None) -> None:
+                 ssh: Mapping[str, str] | None = None,
+                 allow: frozenset[str] = frozenset()) -> None:
         self.store = store
         self.context = context
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
@@ -144,6 +145,7 @@ class Builder:
         self.rootfs = RootfsManager(store, mtime_clamp)
         self.secrets = secrets or SecretStore()
         self.ssh = dict(ssh or {})
+        self.allow = allow  # entitlements granted (--allow), e.g. network.host
         self.stage_images: dict[int, Image] = {}
         self.stage_args: dict[int, dict[str, str]] = {}   # ARG values at each stage's end
         self._bases: dict[str, Image] = {}

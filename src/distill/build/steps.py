@@ -130,6 +130,11 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     shown = " ".join(argv) if not inst.json else json.dumps(argv)
     signature: list[object] = ["run", argv, sorted(env.items()), user, cwd]
     mounts = [parse_mount(v, lambda word: expand(ctx, state, word)) for v in inst.mounts]
+    if inst.network == "host" and "network.host" not in ctx.builder.allow:
+        raise DockerfileError("RUN --network=host needs the network.host entitlement",
+                              hint="pass --allow network.host (as with docker buildx build) "
+                                   "to let this RUN share the host's network",
+                              location=inst.location)
     if mounts or inst.network != "default":  # keys of plain RUNs stay as they were
         signature += [inst.network, mounts_signature(mounts, ctx.context, cwd),
                       sorted({m.from_: [str(d) for d in

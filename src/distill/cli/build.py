@@ -41,7 +41,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="independent stages run in parallel, up to N at once (default: cores)")
     p.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto")
+    p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                   help="grant an entitlement: network.host (RUN --network=host)")
     p.set_defaults(run=run)
+
+
+#: Entitlements ``--allow`` grants, as buildx spells them.
+ENTITLEMENTS = ("network.host",)
+
+
+def _entitlements(values: list[str]) -> frozenset[str]:
+    granted = {e.strip() for v in values for e in v.split(",") if e.strip()}
+    for name in sorted(granted):
+        if name == "security.insecure":
+            raise UsageError("--allow security.insecure is not supported: RUN "
+                             "--security=insecure would give a RUN the host's privileges")
+        if name not in ENTITLEMENTS:
+            raise UsageError(f"unknown entitlement {name!r} for --allow",
+                             hint="known: " + ", ".join(ENTITLEMENTS))
+    return frozenset(granted)
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -114,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,
                       no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
                       output=None if quiet else sys.stderr.buffer,
-                      secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh))
+                      secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh),
+                      allow=_entitlements(args.allow))
     started = time.monotonic()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
