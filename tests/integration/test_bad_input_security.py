@@ -281,6 +281,8 @@ MORE: dict[str, tuple[bytes, int, tuple[str, ...]]] = {
                              b"RUN true\n", 4,
                              ("environment variable 'A' is too long", "MAX_ARG_STRLEN")),
     # more paths: a tmpfs target, --parents, a wildcard
+    "cache-mount-uid": (b"FROM busybox\nRUN --mount=type=cache,target=/c,uid=4294967295 true\n",
+                        2, ("uid 4294967295 is out of range",)),
     "tmpfs-target-nul": (b"FROM busybox\nRUN --mount=type=tmpfs,target=/t\0 true\n", 2,
                          ("mount target",)),
     "COPY-parents-nul": (b"FROM busybox\nCOPY --parents a\0/./f /x/\n", 2, ("source", "NUL")),

@@ -237,3 +237,10 @@ def test_expose_takes_go_uint16_digits_only(spec: str) -> None:
 def test_expose_still_reads_ordinary_specs() -> None:
     assert parse_ports(["80", "0", "65535/UDP", "1.2.3.4:8080:80-81"]) == [
         "80/tcp", "0/tcp", "65535/udp", "80/tcp", "81/tcp"]
+
+
+def test_a_cache_mount_owner_the_kernel_stores() -> None:
+    mount = parse_mount("type=cache,target=/c,uid=4294967294,gid=0", lambda word: word)
+    assert (mount.uid, mount.gid) == (4294967294, 0)
+    with pytest.raises(DockerfileError, match="uid 4294967295 is out of range"):
+        parse_mount("type=cache,target=/c,uid=4294967295", lambda word: word)

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from distill.dockerfile.kernel import check_path
+from distill.dockerfile.kernel import check_id, check_path
 from distill.errors import DockerfileError
 from distill.gopath import clean
 
@@ -169,8 +169,10 @@ def parse_mount(value: str, expand: Callable[[str], str]) -> Mount:
             if val.lower() not in SHARING_MODES:
                 raise _suggest(f"unsupported sharing value {_q(val)}", val, SHARING_MODES)
             m["sharing"] = val.lower()
-        elif key in ("mode", "uid", "gid"):
-            m[key] = _parse_uint(key, val, 8 if key == "mode" else 10)
+        elif key == "mode":
+            m[key] = _parse_uint(key, val, 8)
+        elif key in ("uid", "gid"):  # BuildKit takes 2^32 - 1 too: chown(2) reads "no change"
+            m[key] = check_id(_parse_uint(key, val, 10), key)
         elif key == "env":
             m["env"] = val
         else:
