@@ -287,6 +287,11 @@ MORE: dict[str, tuple[bytes, int, tuple[str, ...]]] = {
                          ("mount target",)),
     "COPY-parents-nul": (b"FROM busybox\nCOPY --parents a\0/./f /x/\n", 2, ("source", "NUL")),
     "COPY-wildcard-nul": (b"FROM busybox\nCOPY f* a\0* /x/\n", 2, ("source", "NUL")),
+    # a heredoc's name is a file name in the image
+    "COPY-heredoc-name-max": (b"FROM busybox\nCOPY <<" + b"H" * 256 + b" /x/\nhi\n" + b"H" * 256
+                              + b"\n", 2, ("destination", "NAME_MAX")),
+    "RUN-heredoc-script-name-max": (b"FROM busybox\nRUN <<" + b"H" * 256 + b"\n#!/bin/sh\n"
+                                    + b"H" * 256 + b"\n", 2, ("too long",)),
     # a NUL that arrives through an ARG's default and an expansion
     "ARG-into-WORKDIR": (b"FROM busybox\nARG D=/a\0b\nWORKDIR $D\n", 3, ("WORKDIR", "NUL")),
     "ARG-into-COPY": (b"FROM busybox\nARG D=x\nCOPY f /$D\0\n", 3, ("destination", "NUL")),

@@ -31,6 +31,10 @@ def shown(value: str, limit: int = _SHOWN) -> str:
     return repr(value)
 
 
+def _cut(value: str, limit: int = 24) -> str:
+    return repr(value[:limit]) + "..." if len(value) > limit else repr(value)
+
+
 def _size(value: str) -> int:
     """Bytes ``value`` takes as a C string (without its NUL), as os functions encode it."""
     return len(value.encode("utf-8", "surrogateescape"))
@@ -53,7 +57,7 @@ def check_path(path: str, what: str, *, lengths: bool = True) -> str:
     for name in path.split("/"):
         if _size(name) > NAME_MAX:
             raise DockerfileError(
-                f"{what} {shown(path)} is too long: the name {shown(name, 24)} has "
+                f"{what} {shown(path)} is too long: its name {_cut(name)} has "
                 f"{_size(name)} bytes, and a file name can have at most {NAME_MAX} (NAME_MAX)")
     return path
 
