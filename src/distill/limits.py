@@ -181,7 +181,7 @@ class _GuardedTarFile(tarfile.TarFile):
     _guard: _Guard | None = None
 
     def next(self) -> tarfile.TarInfo | None:
-        first = self.firstmember
+        first = getattr(self, "firstmember", None)
         member = super().next()
         if member is not None and member is not first and self._guard is not None:
             self._guard.check(member)
@@ -198,7 +198,7 @@ def open_tar(stream: BinaryIO, what: str, *, raw: BinaryIO | None = None,
     does."""
     limits = limits or ARCHIVE_LIMITS
     reader = limited_reader(stream, what, raw=raw, limits=limits)
-    tar = _GuardedTarFile.open(fileobj=reader, mode="r|")  # type: ignore[arg-type]
+    tar = _GuardedTarFile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
     guard = _Guard(what, limits)
     if tar.firstmember is not None:
         try:

@@ -105,10 +105,10 @@ def test_ordinary_archives_pass_under_small_limits() -> None:
 ])
 def test_member_limits(members: list[tuple[tarfile.TarInfo, bytes]], needle: str) -> None:
     reader = LimitedReader(io.BytesIO(_tar(*members)), "archive X", limits=SMALL)
-    with pytest.raises(ArchiveLimitError, match=needle) as err:
-        with open_tar(reader, "archive X", limits=SMALL) as tar:
-            for _ in tar:
-                pass
+    with pytest.raises(ArchiveLimitError, match=needle) as err, \
+            open_tar(reader, "archive X", limits=SMALL) as tar:
+        for _ in tar:
+            pass
     assert "archive X" in err.value.message
 
 

@@ -7,14 +7,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.build.copy import CopyOptions, copy_sources
+from distill.build.localout import export_rootfs
 from distill.build.rootfs import RootfsManager
-from distill.build.sources import Source
 from distill.errors import ImageError, UsageError
 from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
+from distill.formats.stored import save
 from distill.image.image import Image
 from distill.oci.reference import parse_reference
-from distill.formats.stored import save
 from distill.store.store import Store
 
 
@@ -23,6 +22,8 @@ class OutputSpec:
     type: str
     dest: str
     tar: bool = True
+    devices: bool = False    # type=local: create device nodes
+    setuid: bool = False     # type=local: keep setuid/setgid bits
 
     @classmethod
     def parse(cls, spec: str) -> OutputSpec:
@@ -41,11 +42,15 @@ class OutputSpec:
         dest = fields.pop("dest", "")
         if not dest:
             raise UsageError(f"--output type={kind} needs dest=PATH")
-        tar = fields.pop("tar", "true").lower() not in ("false", "0", "no")
+        tar = _bool(fields.pop("tar", "true"), "tar")
+        local = {key: _bool(fields.pop(key), key) for key in ("devices", "setuid")
+                 if key in fields}
+        if local and kind != "local":
+            raise UsageError(f"--output {', '.join(sorted(local))}= only applies to type=local")
         fields.pop("name", None)
         if fields:
             raise UsageError(f"unsupported --output options: {', '.join(sorted(fields))}")
-        return cls(kind, dest, tar)
+        return cls(kind, dest, tar, **local)
 
     @property
     def is_tar(self) -> bool:
@@ -65,31 +70,41 @@ class OutputSpec:
             raise UsageError(f"--output dest={self.dest} exists and is not a directory")
 
 
-def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]) -> None:
+def _bool(value: str, key: str) -> bool:
+    low = value.lower()
+    if low in ("true", "1", "t", "yes"):
+        return True
+    if low in ("false", "0", "f", "no"):
+        return False
+    raise UsageError(f"--output {key}={value!r}: expected true or false")
+
+
+def export(store: Store, image: Image, spec: OutputSpec,
+           names: tuple[str, ...]) -> list[str]:
+    """Write the output; returns warnings for the user (what type=local left out)."""
     save(store, image)
     try:
-        _export(store, image, spec, names)
+        return _export(store, image, spec, names)
     except OSError as e:
         raise ImageError(f"cannot write --output dest={spec.dest}: {e.strerror or e}") from None
 
 
-def _export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]) -> None:
+def _export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]) -> list[str]:
     tagged = [Tagged(image, names)]
     if spec.type == "local":
-        dest = Path(spec.dest)
-        dest.mkdir(parents=True, exist_ok=True)
         with RootfsManager(store).mounted(image) as mount:
-            copy_sources(dest, [Source("/", mount.merged)], "/", CopyOptions())
-        return
+            report = export_rootfs(mount.merged, Path(spec.dest), devices=spec.devices,
+                                   setid=spec.setuid)
+        return report.warnings()
     if spec.type == "oci" and not spec.tar:
         write_layout_dir(store, tagged, Path(spec.dest))
-        return
+        return []
     docker = spec.type == "docker"
     if docker and not names:
         tagged = [Tagged(image, ())]
     if spec.dest == "-":
         write_layout_tar(store, tagged, sys.stdout.buffer, docker_manifest=docker)
-        return
+        return []
     dest = Path(spec.dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.distill-tmp")
@@ -99,6 +114,7 @@ def _export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+    return []
 
 
 def tag_in_store(store: Store, image: Image, names: tuple[str, ...]) -> None:

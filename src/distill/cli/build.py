@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     result = builder.build(plan, jobs=args.jobs)
     image = result.image.with_created(_epoch_created())
     if output is not None:
-        export(store, image, output, names)
+        for warning in export(store, image, output, names):
+            console.print(f"warning: {warning}", markup=False)
     elif names:
         tag_in_store(store, image, names)
     elapsed = time.monotonic() - started

@@ -19,6 +19,8 @@ from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest
 
 SUPPORTED_LAYERS = mt.GZIP_LAYERS + (mt.OCI_LAYER_TAR,)
+#: What a gzip reader raises for data that is not gzip (isal's error is untyped).
+GZIP_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, IsalError)  # type: ignore[assignment]
 
 
 class _CheckedGzip:
@@ -31,7 +33,7 @@ class _CheckedGzip:
     def read(self, n: int = -1) -> bytes:
         try:
             return self._gz.read(n)
-        except (OSError, EOFError, IsalError) as exc:
+        except GZIP_ERRORS as exc:
             raise ImageError(f"{self._what} is labelled gzip but is not valid gzip data: "
                              f"{exc}") from None
 

@@ -97,8 +97,22 @@ def descriptor(value: object, what: str) -> Descriptor:
             and all(isinstance(platform.get(k, ""), str) for k in ("os", "architecture",
                                                                   "variant"))):
         raise ImageError(f"{what}: platform must be an object of strings")
-    return Descriptor(media_type, Digest(digest), size, dict(annotations or {}),
+    return Descriptor(media_type, _digest(digest, what), size, dict(annotations or {}),
                       Platform.from_dict(platform) if platform else None)
+
+
+def _digest(value: str, what: str) -> Digest:
+    try:
+        return Digest(value)
+    except ImageError:
+        raise ImageError(f"{what}: invalid digest {value[:80]!r}") from None
+
+
+def _load(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        return load_json(data, what)
+    except RecursionError:
+        raise ImageError(f"{what} nests too deeply to be read") from None
 
 
 # -- the importer --------------------------------------------------------------------------
@@ -113,7 +127,7 @@ class _Importer:
             raise ImageError("OCI layout tarballs are not read yet; unpack it to a directory")
         try:
             with self._open(self.path / "index.json", "index.json", None) as f:
-                index = load_json(_read_capped(f, "index.json"), "index.json")
+                index = _load(_read_capped(f, "index.json"), "index.json")
         except FileNotFoundError:
             raise ImageError("not an OCI image layout (no index.json)") from None
         desc = self._pick(index, ref)
@@ -146,10 +160,10 @@ class _Importer:
 
     def _pick_platform(self, index: dict[str, Any], desc: Descriptor) -> Descriptor:
         what = f"image index {desc.digest}"
-        entries = _list(index.get("manifests"), f"{what} 'manifests'")
+        entries = _list(index.get("manifests"), f"{what}: 'manifests'")
         host = Platform.host()
         for i, entry in enumerate(entries):
-            m = descriptor(entry, f"{what} manifests[{i}]")
+            m = descriptor(entry, f"{what}: manifests[{i}]")
             if m.media_type in mt.MANIFESTS + mt.INDEXES and (
                     m.platform is None
                     or (m.platform.os, m.platform.architecture) == (host.os, host.architecture)):
@@ -161,12 +175,12 @@ class _Importer:
         what = f"manifest {desc.digest}"
         if "config" not in manifest:
             raise ImageError(f"{what} has no 'config'")
-        config_desc = descriptor(manifest["config"], f"{what} 'config'")
+        config_desc = descriptor(manifest["config"], f"{what}: 'config'")
         if config_desc.media_type not in CONFIGS:
             raise ImageError(f"{what}: config media type {config_desc.media_type!r} is not "
                              "an image config (is this an artifact, not an image?)")
-        layer_descs = [descriptor(x, f"{what} layers[{i}]") for i, x in
-                       enumerate(_list(manifest.get("layers", []), f"{what} 'layers'"))]
+        layer_descs = [descriptor(x, f"{what}: layers[{i}]") for i, x in
+                       enumerate(_list(manifest.get("layers", []), f"{what}: 'layers'"))]
         config = self._config(config_desc)
         if len(layer_descs) != len(config.diff_ids):
             raise ImageError(f"{what} lists {len(layer_descs)} layers but its config has "
@@ -185,16 +199,17 @@ class _Importer:
     def _config(self, desc: Descriptor) -> ImageConfig:
         doc = self._json(desc, f"config {desc.digest}")
         what = f"config {desc.digest}"
-        rootfs = _obj(doc.get("rootfs"), f"{what} 'rootfs'")
-        diff_ids = _list(rootfs.get("diff_ids"), f"{what} 'rootfs.diff_ids'")
+        rootfs = _obj(doc.get("rootfs"), f"{what}: 'rootfs'")
+        diff_ids = _list(rootfs.get("diff_ids"), f"{what}: 'rootfs.diff_ids'")
         for i, d in enumerate(diff_ids):
             if not isinstance(d, str):
                 raise ImageError(f"{what}: diff_ids[{i}] is {_kind(d)}, not a digest")
+            _digest(d, f"{what}: diff_ids[{i}]")
         for key in ("config", "history"):
             if doc.get(key) is not None:
-                (_obj if key == "config" else _list)(doc[key], f"{what} '{key}'")
+                (_obj if key == "config" else _list)(doc[key], f"{what}: '{key}'")
         for i, h in enumerate(doc.get("history") or []):
-            _obj(h, f"{what} history[{i}]")
+            _obj(h, f"{what}: history[{i}]")
         try:
             return ImageConfig.from_dict(doc)
         except ImageError as e:
@@ -231,12 +246,16 @@ class _Importer:
             if e.errno == errno.ELOOP:
                 raise ImageError(f"{what} is a symbolic link") from None
             raise ImageError(f"cannot read {what}: {e.strerror}") from None
-        with open(fd, "rb") as f:
+        try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ImageError(f"{what} is not a regular file")
             if size is not None and st.st_size != size:
                 raise ImageError(f"{what} is {st.st_size} bytes, but its descriptor says {size}")
+        except BaseException:
+            os.close(fd)
+            raise
+        with open(fd, "rb") as f:
             yield f
 
     def _copy(self, desc: Descriptor) -> None:
@@ -249,7 +268,8 @@ class _Importer:
         path = self.path / "blobs" / "sha256" / desc.digest.hex
         try:
             with self._open(path, what, desc.size) as f:
-                self.store.blobs.put_stream(_Capped(f, desc.size), expected=desc.digest)
+                capped = _Capped(f, desc.size)
+                self.store.blobs.put_stream(capped, expected=desc.digest)  # type: ignore[arg-type]
         except FileNotFoundError:
             raise ImageError(f"{what} is missing") from None
         except DigestMismatchError as e:
@@ -260,7 +280,7 @@ class _Importer:
             raise ImageError(f"{what} is {desc.size} bytes; JSON documents over "
                              f"{MAX_JSON_BYTES} bytes are refused")
         self._copy(desc)
-        return load_json(self.store.blobs.read(desc.digest), what)
+        return _load(self.store.blobs.read(desc.digest), what)
 
 
 class _Capped:

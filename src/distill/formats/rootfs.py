@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from isal import igzip
-from isal.igzip_lib import IsalError
 
 from distill.errors import ImageError
+from distill.formats.layers import GZIP_ERRORS
 from distill.formats.stored import record_facts
 from distill.image.image import Image, Layer
 from distill.limits import limited_reader
@@ -20,6 +20,7 @@ from distill.oci.descriptor import Descriptor
 from distill.oci.platform import Platform
 from distill.store.store import Store
 
+_READ_ERRORS: tuple[type[BaseException], ...] = (*GZIP_ERRORS, lzma.LZMAError)
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -49,7 +50,7 @@ def import_rootfs(store: Store, tarball: Path, *, platform: Platform | None = No
                 shutil.copyfileobj(src, out, 1 << 20)  # type: ignore[misc]
 
             digest, size, diff_id, usize = store.blobs.write_gzip_layer(produce)
-    except (OSError, EOFError, IsalError, lzma.LZMAError) as e:
+    except _READ_ERRORS as e:
         raise ImageError(f"cannot read {tarball}: {e}") from None
     layer = Layer(Descriptor(mt.OCI_LAYER_GZIP, digest, size), diff_id, usize)
     record_facts(store, layer)

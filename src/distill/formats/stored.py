@@ -50,7 +50,9 @@ def pick_platform_manifest(index: dict[str, object]) -> Descriptor:
     from distill.oci.platform import Platform
 
     host = Platform.host()
-    manifests = [Descriptor.from_dict(m) for m in index.get("manifests") or []]  # type: ignore[union-attr]
+    entries = index.get("manifests")
+    manifests = [Descriptor.from_dict(m) for m in entries
+                 if isinstance(m, dict)] if isinstance(entries, list) else []
     for m in manifests:
         if m.media_type in mt.MANIFESTS and (m.platform is None or
                                              (m.platform.os, m.platform.architecture)

@@ -85,7 +85,10 @@ class BlobStore:
             return digest, hw.size
 
     def put_bytes(self, data: bytes, expected: Digest | None = None) -> tuple[Digest, int]:
-        return self.write(lambda out: out.write(data), expected)
+        def produce(out: BinaryIO) -> None:
+            out.write(data)
+
+        return self.write(produce, expected)
 
     def put_stream(self, src: BinaryIO, expected: Digest | None = None) -> tuple[Digest, int]:
         return self.write(lambda out: shutil.copyfileobj(src, out, 1 << 20), expected)

@@ -77,7 +77,7 @@ def reachable_blobs(store: Store) -> set[str]:
         if not isinstance(doc, dict):
             continue
         media = doc.get("mediaType", "")
-        children = []
+        children: list[object] = []
         if media in mt.INDEXES or "manifests" in doc:
             children = doc.get("manifests") or []
         elif "config" in doc and "layers" in doc:
