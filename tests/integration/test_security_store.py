@@ -267,6 +267,15 @@ def test_gzip_bomb_layer_is_refused(distill: RunDistill, busybox_tar: Path,
                           "distill.limits")
 
 
+def test_gzip_bomb_rootfs_import_is_refused(distill: RunDistill, tmp_path: Path) -> None:
+    tarball = tmp_path / "bomb.tar.gz"
+    tarball.write_bytes(_bomb(1280 << 20))
+    root = tmp_path / "store"
+    proc = distill("import", str(tarball), "bomb:1", root=root, check=False)
+    _assert_clean_failure(proc, str(tarball), "decompression bomb")
+    assert "bomb:1" not in (root / "index.json").read_text()
+
+
 def test_sparse_tar_base_is_refused(distill: RunDistill, tmp_path: Path) -> None:
     """A 10 KB tar declaring a 300 MB sparse file: refused, nothing big is written."""
     work = tmp_path / "sparse"
