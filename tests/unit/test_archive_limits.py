@@ -121,6 +121,13 @@ def test_default_path_limits_in_a_layer(tmp_path: Path) -> None:
         extract_layer(io.BytesIO(data), dest)
 
 
+def test_a_whiteout_of_a_longest_name_is_allowed(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    extract_layer(io.BytesIO(_tar(_file(".wh." + "w" * 255, b""))), dest)
+    assert os.lstat(dest / ("w" * 255)).st_rdev == 0
+
+
 def test_nan_mtime_and_a_nul_name_are_clean(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()

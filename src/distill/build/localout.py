@@ -154,12 +154,16 @@ def _copy_fd(fin: int, fout: int) -> None:
             view = view[os.write(fout, view):]
 
 
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def export_rootfs(root: Path, dest: Path, *, devices: bool = False,
                   setid: bool = False) -> LocalReport:
     """Write the tree at ``root`` (a mounted image) into the directory ``dest``."""
     ex = _Exporter(root, dest, devices, setid)
     dest.mkdir(parents=True, exist_ok=True)
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
         rel_dir = os.path.relpath(dirpath, root)
         base = "/" if rel_dir == "." else "/" + rel_dir
         real_dirs = []
