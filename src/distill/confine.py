@@ -88,7 +88,7 @@ def relative_inside(root: Path, host_path: Path) -> str:
 # /proc-style magic links. Hand-written through ctypes because nothing installable
 # offers it: the standard library has no openat2, and the one binding on PyPI
 # (``pathrs``) needs libpathrs, a native library that neither PyPI nor Debian ship.
-# Without openat2 (kernels before 5.6, or a seccomp filter answering ENOSYS) the path is
+# Without openat2 (kernels before 5.6, or a seccomp filter refusing it) the path is
 # resolved by :func:`resolve_in_root` and opened with O_NOFOLLOW: a symlink swapped in
 # at the last moment is refused rather than followed.
 #
@@ -145,7 +145,7 @@ def _open(root: Path | str, path: str, follow: bool, flags: int) -> int:
         try:
             return _openat2(rootfd, path.lstrip("/") or ".", flags)
         except OSError as e:
-            if e.errno != errno.ENOSYS:
+            if e.errno not in (errno.ENOSYS, errno.EPERM):  # EPERM: older seccomp filters
                 raise
             _openat2_missing = True
         finally:
