@@ -415,3 +415,21 @@ def test_explicit_dockerfile_outside_the_context_is_trusted(
                    str(ctx), check=False)
     assert proc.returncode == 0, proc.stderr
     assert (out / "chosen").read_text() == "chosen\n"
+
+
+# -- cache mount ids -----------------------------------------------------------------------
+
+def test_cache_mount_ids_never_name_host_paths(distill: RunDistill, busybox_image: str,
+                                               store_root: Path, tmp_path: Path) -> None:
+    canary = _canary(tmp_path / "host")
+    ids = [str(canary.parent), "../../../../../../../.." + str(canary.parent), "../host"]
+    runs = "".join(f"RUN --mount=type=cache,id={cid},target=/c echo pwned > /c/pwned-{i}\n"
+                   for i, cid in enumerate(ids))
+    ctx = _context(tmp_path, f"FROM {busybox_image}\n{runs}")
+    proc = _build(distill, ctx, tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in canary.parent.iterdir()) == ["canary"]
+    _assert_untouched(canary, proc, tmp_path / "out")
+    names = [p.name for p in (store_root / "cache-mounts").iterdir()]
+    assert all(len(n.split("-")[0].removesuffix(".lock")) == 64 or n.startswith(".")
+               for n in names), names
