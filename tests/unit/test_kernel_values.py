@@ -244,3 +244,15 @@ def test_a_cache_mount_owner_the_kernel_stores() -> None:
     assert (mount.uid, mount.gid) == (4294967294, 0)
     with pytest.raises(DockerfileError, match="uid 4294967295 is out of range"):
         parse_mount("type=cache,target=/c,uid=4294967295", lambda word: word)
+
+
+@pytest.mark.parametrize("value", ["0o755", "7_5_5", " 755", "+755", "", "8", "77777"])
+def test_chmod_takes_ascii_octal_digits_only(value: str) -> None:
+    """int(v, 8) took all of these; BuildKit refuses them."""
+    from distill.build.copystep import _parse_chmod
+    from distill.dockerfile import instructions as ins
+    from distill.errors import DockerfileError
+    inst = ins.Copy.__new__(ins.Copy)
+    object.__setattr__(inst, "location", None)
+    with pytest.raises(DockerfileError, match="invalid chmod parameter"):
+        _parse_chmod(inst, value)

@@ -74,13 +74,11 @@ def _tree_hash(sources: list[Source], allow: Callable[[Path], bool] | None) -> s
 
 
 def _parse_chmod(inst: ins.Copy, value: str) -> int:
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        mode = -1
+    # ASCII octal digits only: int(v, 8) would also take "0o755", "7_5_5", " 755", "+755".
+    mode = int(value, 8) if value and all(c in "01234567" for c in value) else -1
     if not 0 <= mode <= 0o7777:
-        raise DockerfileError(f"invalid --chmod={value}: only octal modes are supported",
-                              location=inst.location)
+        raise DockerfileError(f"invalid chmod parameter: '{value}'. it should be octal "
+                              "string and between 0 and 07777", location=inst.location)
     return mode
 
 

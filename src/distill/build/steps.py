@@ -35,6 +35,7 @@ from distill.build.state import StageState
 from distill.build.triggers import onbuild_triggers
 from distill.build.users import home_of, resolve_user, supplementary_groups
 from distill.dockerfile import instructions as ins
+from distill.dockerfile.kernel import check_process
 from distill.dockerfile.mounts import parse_mount
 from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
 from distill.errors import DockerfileError, RunError
@@ -167,6 +168,7 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                            gid=gid, groups=supplementary_groups(root, user),
                            network=inst.network, mounts=sandbox_mounts,
                            secret_env=prepared.secret_env, keep_dirs=RUNC_MOUNT_POINTS)
+            check_process(spec.argv, {**spec.env, **spec.secret_env}, spec.cwd)
             code = run_in_rootfs(root, spec, stdout=ctx.output, idmapped=True)
         if code != 0:
             raise RunError(shown, code, location=inst.location)

@@ -13,7 +13,7 @@ from distill.build.builder import Builder
 from distill.build.context import DOCKERFILE, BuildContext, read_dockerfile
 from distill.build.secrets import SecretStore, parse_ssh_specs
 from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
-from distill.cli.render import size_table, stderr_console
+from distill.cli.render import printable, size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.parse import parse
 from distill.errors import UsageError
@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         if line == "CACHED":
             print("   CACHED", file=sys.stderr, flush=True)
         else:
-            print(f"#{next(steps)} {line}", file=sys.stderr, flush=True)
+            # printable: a Dockerfile's control characters never reach the terminal
+            print(f"#{next(steps)} {printable(line)}", file=sys.stderr, flush=True)
 
     df = build_dockerfile(parse(text, str(dockerfile)))
     plan = make_plan(df, target=args.target, build_args=build_args,
