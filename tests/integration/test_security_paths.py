@@ -86,7 +86,8 @@ def _build(distill: RunDistill, ctx: Path, out: Path, *args: str,
 
 def _tmpdir_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """distill's temporary directories under tmp_path/t/tmp: a name joined to one of
-    them that climbs with ``../../`` lands in tmp_path/t, where the canary waits."""
+    them that climbs with ``../../`` lands in tmp_path/t, where the canary waits.
+    (RUNs under it use --network=none: the point is the heredoc, not the network.)"""
     tmp = tmp_path / "t" / "tmp"
     tmp.mkdir(parents=True)
     return {"TMPDIR": str(tmp)}, tmp_path / "t"
@@ -108,7 +109,8 @@ def test_run_heredoc_climbing_delimiter_names_only_the_script(
         distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:
     env, near = _tmpdir_env(tmp_path)
     canary = _canary(near)
-    ctx = _context(tmp_path, f"FROM {busybox_image}\nRUN <<../../canary\n#!/bin/sh\n"
+    ctx = _context(tmp_path, f"FROM {busybox_image}\nRUN --network=none <<../../canary\n"
+                             "#!/bin/sh\n"
                              "echo \"ran $0\" > /proof\n../../canary\n")
     out = tmp_path / "out"
     proc = _build(distill, ctx, out, env=env)
@@ -149,11 +151,12 @@ def test_onbuild_heredoc_of_a_base_image(distill: RunDistill, busybox_image: str
     tag = f"security-onbuild-heredoc:{'climb' if climbing else 'abs'}"
     base = tmp_path / "base"
     base.mkdir()
-    (base / "Dockerfile").write_text(f"FROM {busybox_image}\nONBUILD RUN <<{name}\n#!/bin/sh\n"
+    (base / "Dockerfile").write_text(f"FROM {busybox_image}\n"
+                                     f"ONBUILD RUN --network=none <<{name}\n#!/bin/sh\n"
                                      f"echo \"trigger $0\" > /proof\n{name}\n")
     made = distill("build", "-t", tag, str(base), check=False, env=env)
     assert made.returncode == 0, made.stderr
-    ctx = _context(tmp_path, f"FROM {tag}\nRUN true\n")
+    ctx = _context(tmp_path, f"FROM {tag}\nRUN --network=none true\n")
     out = tmp_path / "out"
     proc = _build(distill, ctx, out, env=env)
     if climbing:
