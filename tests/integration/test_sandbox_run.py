@@ -258,3 +258,16 @@ def test_relative_resolv_conf_symlink_is_followed_in_the_rootfs(base: Path) -> N
         assert sorted(str(p.relative_to(mnt.upper)) for p in mnt.upper.rglob("*")) == ["etc"]
     assert list(mnt.upper.iterdir()) == []
     assert (code, out) == (0, Path("/etc/resolv.conf").read_bytes())
+
+
+def test_private_network_with_a_root_only_tmpdir(base: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """pasta runs unprivileged: its pid file may not live under a root-only $TMPDIR."""
+    private = tmp_path / "private-tmp"
+    private.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
+        code, out = run(mnt.merged, "cat /proc/net/dev")
+    assert code == 0, out
+    interfaces = {line.split(b":")[0].strip() for line in out.splitlines() if b":" in line}
+    assert len(interfaces) == 2 and b"lo" in interfaces  # lo and pasta's tap device

@@ -75,7 +75,9 @@ def attached(pid: int, uid: int, gid: int) -> Iterator[None]:
     """pasta serving the network namespace of ``pid`` (a process in a user namespace
     owned by host ``uid``) for the block; stopped after it."""
     _wait_for_loopback(pid)
-    with tempfile.TemporaryDirectory(prefix="distill-pasta-") as tmp:
+    # /run, not $TMPDIR: pasta runs unprivileged and must reach its pid file's directory.
+    parent = "/run" if os.path.isdir("/run") else None
+    with tempfile.TemporaryDirectory(prefix="distill-pasta-", dir=parent) as tmp:
         os.chown(tmp, uid, gid)
         pid_file = Path(tmp, "pid")
         argv = [_pasta(), *_PASTA_OPTIONS, "--runas", f"{uid}:{gid}", "--pid", str(pid_file),
