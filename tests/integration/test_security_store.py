@@ -337,3 +337,19 @@ def test_overlay_is_nodev_and_nosuid(tmp_path: Path) -> None:
         with open("/proc/self/mountinfo", "rb") as f:
             options = next(line.split()[5] for line in f if line.split()[4] == target)
         assert {b"nodev", b"nosuid"} <= set(options.split(b",")), options
+
+
+def test_sparse_tar_added_from_the_context_is_refused(distill: RunDistill, busybox_image: str,
+                                                      tmp_path: Path) -> None:
+    """ADD unpacks local archives under the same limits as layers: a 10 KB tar declaring
+    a 300 MB sparse file is a clean error."""
+    work = tmp_path / "sparse"
+    work.mkdir()
+    with open(work / "big", "wb") as f:
+        f.truncate(300 << 20)
+    ctx = _ctx(tmp_path, "ctx", f"FROM {busybox_image}\nADD sparse.tar /unpacked/\n")
+    subprocess.run(["tar", "--sparse", "-cf", str(ctx / "sparse.tar"), "-C", str(work), "big"],
+                   check=True)
+    (work / "big").unlink()
+    proc = distill("build", str(ctx), check=False)
+    _assert_clean_failure(proc, "sparse", "'big'")

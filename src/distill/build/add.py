@@ -43,6 +43,7 @@ import httpx
 
 from distill.confine import open_in_root, resolve_in_root
 from distill.errors import ContextError, DistillError
+from distill.limits import open_tar
 from distill.sandbox.git import GitError, clone
 
 
@@ -399,7 +400,7 @@ def extract_archive_into(archive: Path, dest_root: Path, dest: str,
     dir_times: list[tuple[Path, int, int]] = []
     try:
         with _open_regular(archive) as f, _decompressed(f) as stream, \
-                tarfile.open(fileobj=stream, mode="r|") as tar:
+                open_tar(stream, f"archive {archive.name}", raw=f) as tar:
             for member in tar:
                 _extract_member(tar, member, base, dir_times)
     except (tarfile.TarError, EOFError, lzma.LZMAError, OSError) as exc:
