@@ -134,13 +134,15 @@ def escape_attempt(canary: Path) -> str:
 
 
 def assert_refused_or_harmless(proc: subprocess.CompletedProcess[str], canary: Path,
-                               out: Path, mount: str) -> None:
-    """Finding 1: a clean distill error naming ``mount`` (/proc or /dev), or a RUN that ran
-    inside the sandbox; either way the canary is untouched and unread."""
+                               out: Path, mount: str | tuple[str, ...]) -> None:
+    """Finding 1: a clean distill error naming ``mount`` (/proc or /dev; or any of several),
+    or a RUN that ran inside the sandbox; either way the canary is untouched and unread."""
+    names = (mount,) if isinstance(mount, str) else mount
     if proc.returncode != 0:
         assert proc.returncode == 1, output(proc)   # a DistillError, not a crash
         assert "Traceback" not in proc.stderr, proc.stderr
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-        assert errors and "working directory" in errors[-1] and mount in errors[-1], \
+        assert errors and "working directory" in errors[-1] and \
+            any(name in errors[-1] for name in names), \
             proc.stderr
     assert_untouched(canary, proc, *([out] if out.exists() else []))

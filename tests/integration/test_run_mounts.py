@@ -78,7 +78,7 @@ class Env:
                               ssh=self.ssh, workdir=workdir)
 
     def run(self, script: str, *mounts: str, network: str = "default", uid: int = 0,
-            gid: int = 0) -> tuple[int, str, list[str]]:
+            gid: int = 0, cwd: str = "/") -> tuple[int, str, list[str]]:
         """Run ``script`` with ``mounts`` over a fresh overlay; (code, output, upper entries)."""
         self.runs += 1
         scratch = self.work / f"scratch{self.runs}"
@@ -88,7 +88,7 @@ class Env:
                 overlay_mount([self.work / "rootfs"], scratch, sandbox=sandbox_ids()) as mnt:
             spec = RunSpec(argv=["/bin/sh", "-c", script], env=prepared.environ(PATH),
                            mounts=tuple(prepared), secret_env=prepared.secret_env,
-                           network=network, uid=uid, gid=gid)
+                           network=network, uid=uid, gid=gid, cwd=cwd)
             code = run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True)
         upper = sorted(str(p.relative_to(mnt.upper)) for p in mnt.upper.rglob("*"))
         return code, out.getvalue().decode(), upper
@@ -402,3 +402,17 @@ def test_signature_follows_context_content_but_never_secret_values(work: Path) -
 
 def same(word: str) -> str:
     return word
+
+
+def test_working_directory_may_be_a_cache_mount_but_not_inside_one(work: Path) -> None:
+    """Other RUNs change a cache as they please: a path through it could be swapped for
+    /proc/self/fd/N before bubblewrap changes into it (tests/integration/
+    test_isolation_race.py). The mount's own root cannot be renamed: it may be the cwd."""
+    env = Env(work)
+    code, out, _ = env.run("pwd; mkdir -p sub", "type=cache,target=/cache,id=cwd",
+                           cwd="/cache")
+    assert (code, out) == (0, "/cache\n")
+    with pytest.raises(SandboxError, match="inside the cache mount /cache"):
+        env.run("pwd", "type=cache,target=/cache,id=cwd", cwd="/cache/sub")
+    code, out, _ = env.run("cd /; pwd", "type=tmpfs,target=/t", cwd="/t")  # private: fine
+    assert (code, out) == (0, "/\n")

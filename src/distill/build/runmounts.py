@@ -89,7 +89,8 @@ def prepare_mounts(mounts: Sequence[Mount], *, store: Store, context: BuildConte
                 out.append(_bind(m, target, stack, store, context, stage_rootfs))
             elif m.type == "cache":
                 source = _cache(m, stack, store, stage_rootfs, held)
-                out.append(SandboxMount("bind", target, source, readonly=m.readonly))
+                out.append(SandboxMount("bind", target, source, readonly=m.readonly,
+                                        shared=True))
             elif m.type == "tmpfs":
                 out.append(SandboxMount("tmpfs", target, size=m.size, readonly=m.readonly))
             elif m.type == "secret":

@@ -55,6 +55,9 @@ class SandboxMount:
     size: int = 0
     mode: int | None = None
     shifted: bool = False
+    #: Other sandboxes may change the content while this one starts (a cache mount):
+    #: no path bubblewrap follows may lead through it (see ``run._working_dir``).
+    shared: bool = False
 
 
 def validate_mounts(mounts: Sequence[SandboxMount]) -> None:

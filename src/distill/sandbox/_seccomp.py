@@ -6,7 +6,8 @@ the command starts, after its own setup. It allows what Docker's default profile
 allows and refuses, with EPERM, what that profile documents as blocked
 (https://docs.docker.com/engine/security/seccomp/): kernel modules, kexec, reboot,
 swap, clocks, kernel keyrings, BPF, perf events, userfaultfd, handle-based opens,
-accounting and quotas, NUMA policy, the old 32-bit and obsolete calls, and every way
+accounting and quotas, the kernel log (``syslog``: Docker allows it only with
+``CAP_SYSLOG``, which a RUN never has), NUMA policy, the old 32-bit and obsolete calls, and every way
 of mounting or of entering or creating namespaces (``mount``, ``umount2``,
 ``pivot_root``, the new mount API, ``setns``, ``unshare``, ``clone`` with a
 namespace flag). ``clone3`` reports ENOSYS, as under Docker, so that C libraries
@@ -34,7 +35,8 @@ DENIED = (
     "mbind", "mount", "move_pages", "name_to_handle_at", "nfsservctl",
     "open_by_handle_at", "perf_event_open", "pivot_root", "query_module", "quotactl",
     "quotactl_fd", "reboot", "request_key", "set_mempolicy", "setns", "settimeofday",
-    "stime", "swapoff", "swapon", "sysfs", "_sysctl", "umount", "umount2", "unshare",
+    "stime", "swapoff", "swapon", "sysfs", "_sysctl", "syslog", "umount", "umount2",
+    "unshare",
     "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
     # the new mount API and idmapped mounts, outside Docker's allow list
     "fsconfig", "fsmount", "fsopen", "fspick", "move_mount", "mount_setattr", "open_tree",

@@ -284,16 +284,28 @@ def _sandbox_view(rootfs: Path, ids: IdRange, idmapped: bool) -> Iterator[Path]:
                 os.rmdir(leftover)
 
 
-def _working_dir(view: Path, cwd: str) -> str:
+def _working_dir(view: Path, cwd: str, mounts: tuple[SandboxMount, ...] = ()) -> str:
     """``cwd`` resolved inside the view, symlinks and all, outside /proc and /dev.
 
     bubblewrap changes directory while one of its descriptors still points at
     the host's /proc; through ``/proc/self/fd/N`` (or ``/dev/fd/N``) a working
     directory would lead out of the sandbox (the class of runc's CVE-2024-21626).
     Resolved here, the path it gets has no symlink in it, and none of it is a
-    file system bubblewrap mounts itself.
+    file system bubblewrap mounts itself. It may not lead *into* a shared mount
+    (a cache mount, which other RUNs change as they please): there a concurrent RUN
+    could swap a directory for a symlink to /proc/self/fd between this check and
+    bubblewrap's chdir. The mount's own root is safe (nobody can rename it).
     """
     resolved = relative_inside(view, resolve_in_root(view, cwd))
+    for m in mounts:
+        if not m.shared:
+            continue
+        point = relative_inside(view, resolve_in_root(view, m.target))
+        if resolved.startswith(point.rstrip("/") + "/"):
+            raise SandboxError(
+                f"the working directory {cwd!r} lies inside the cache mount {m.target}, "
+                "which other builds share and may change while this RUN starts",
+                hint=f"use {m.target} itself or a directory outside it as the WORKDIR")
     for mount in _SANDBOX_MOUNTS:
         if resolved == mount or resolved.startswith(mount + "/"):
             raise SandboxError(f"the working directory {cwd!r} is inside {mount}, "
@@ -338,7 +350,7 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
                         if os.path.exists(path):
                             where[path] = stubs.add(path, is_dir=False)
                 stubs.setup_done()
-                cwd = _working_dir(view, spec.cwd)
+                cwd = _working_dir(view, spec.cwd, spec.mounts)
                 return _spawn(bwrap, view, spec, where, stdout, ids, cwd)
             finally:
                 with _idmap.as_container_root(ids):
