@@ -292,7 +292,7 @@ def test_existing_mount_point_stays_and_nested_mounts_work(work: Path) -> None:
     (work / "rootfs/var/cache").mkdir(parents=True)
     code, out, upper = env.run(
         "echo a > /var/cache/x; echo b > /var/cache/t/y; ls /var/cache",
-        "type=tmpfs,target=/var/cache/t", "type=cache,target=/var/cache")
+        "type=cache,target=/var/cache/t", "type=tmpfs,target=/var/cache")
     assert (code, out.split(), upper) == (0, ["t", "x"], [])
     assert (work / "rootfs/var/cache").is_dir()
 
@@ -416,3 +416,14 @@ def test_working_directory_may_be_a_cache_mount_but_not_inside_one(work: Path) -
         env.run("pwd", "type=cache,target=/cache,id=cwd", cwd="/cache/sub")
     code, out, _ = env.run("cd /; pwd", "type=tmpfs,target=/t", cwd="/t")  # private: fine
     assert (code, out) == (0, "/\n")
+
+
+def test_no_mount_inside_a_cache_mount(work: Path) -> None:
+    """A mount point inside a shared cache could be swapped for a symlink out of the
+    rootfs by a concurrent RUN between its check and the mount (or its removal)."""
+    env = Env(work)
+    with pytest.raises(SandboxError, match="inside the cache mount /cache"):
+        env.run("true", "type=cache,target=/cache,id=nest", "type=tmpfs,target=/cache/t")
+    code, _, _ = env.run("test -d /t/cache", "type=tmpfs,target=/t",
+                         "type=cache,target=/t/cache,id=nest")  # a cache in a private mount
+    assert code == 0

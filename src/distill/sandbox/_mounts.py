@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill.confine import relative_inside, resolve_in_root
 from distill.errors import SandboxError
 from distill.sandbox import _idmap, _libc
 from distill.sandbox._idmap import IdRange
@@ -113,6 +114,19 @@ def _unmount(where: Path) -> None:
         raise SandboxError(f"cannot unmount {where}: {exc.strerror}") from exc
 
 
+def _refuse_inside_shared(rootfs: Path, m: SandboxMount,
+                          shared: list[tuple[str, str]]) -> None:
+    """No mount point inside a shared (cache) mount: other builds change its content as
+    they please, and could swap a directory on the way for a symlink out of the rootfs
+    between our check and the mount, or before the mount point is removed again."""
+    resolved = relative_inside(rootfs, resolve_in_root(rootfs, m.target))
+    for target, point in shared:
+        if resolved.startswith(point.rstrip("/") + "/"):
+            raise SandboxError(f"cannot mount on {m.target}: it lies inside the cache mount "
+                               f"{target}, which other builds share",
+                               hint="mount it outside the cache mount's target")
+
+
 def _as_root_of(ids: IdRange, action: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
         with _idmap.as_container_root(ids):
@@ -125,8 +139,10 @@ def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange) -> Itera
     """Mount ``mounts`` in ``rootfs`` (a sandbox view) for the block; unmount and remove
     stubs after it. Stubs are made as the container root of ``ids``."""
     validate_mounts(mounts)
+    shared: list[tuple[str, str]] = []  # (target, resolved) of shared mounts made so far
     with ExitStack() as stack:
         for m in _ordered(mounts):
+            _refuse_inside_shared(rootfs, m, shared)
             stubs = MountStubs(rootfs)
             stack.callback(_as_root_of(ids, stubs.remove))  # after the unmount below
             is_dir = m.kind == "tmpfs" or os.path.isdir(str(m.source))
@@ -144,4 +160,6 @@ def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange) -> Itera
                 what = "tmpfs" if m.kind == "tmpfs" else str(m.source)
                 raise SandboxError(f"cannot mount {what} on {m.target}: {exc.strerror}") from exc
             stack.callback(_unmount, where)
+            if m.shared:
+                shared.append((m.target, resolved))
         yield
