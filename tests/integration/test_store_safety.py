@@ -98,6 +98,14 @@ def _live_processes(match: Callable[[list[str]], bool]) -> list[int]:
     return pids
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -252,6 +260,9 @@ def test_sigkill_mid_run_leaves_store_consistent(distill: RunDistill, busybox_ta
         _wait_for(lambda: bool(sleeping()), 30, "`sleep 37` to run in the sandbox")
         sandboxes = _live_processes(_is_this_sandbox)
         assert sandboxes, "bubblewrap runs the RUN step"
+        networks = [pid for pid in _live_processes(lambda argv: argv[0].endswith("pasta"))
+                    if _parent(pid) == proc.pid]
+        assert networks, "pasta serves the RUN's network, as distill's child"
         assert _mounts_under(root, everywhere=False) == [], \
             "overlay mounts must stay in distill's own mount namespace"
         assert _mounts_under(root), "the RUN's overlay is mounted (in distill's namespace)"
@@ -265,6 +276,9 @@ def test_sigkill_mid_run_leaves_store_consistent(distill: RunDistill, busybox_ta
               15, "bubblewrap to exit after distill was killed")
     _wait_for(lambda: not _live_processes(lambda argv: argv == ["sleep", "37"]), 15,
               "the RUN's process to be killed")
+    _wait_for(lambda: not any(Path(f"/proc/{pid}/cmdline").exists() and
+                              _parent(pid) in (proc.pid, 1) for pid in networks), 15,
+              "pasta to die with distill (setpriv --pdeathsig)")
     assert _mounts_under(root) == []
 
     tagged = assert_store_consistent(root)

@@ -10,28 +10,34 @@ so it can neither reach a host service on 127.0.0.1, nor open a packet socket on
 a host interface.
 
 pasta runs as the unprivileged host uid that owns the sandbox's user namespace
-(the only identity, besides root, that may enter it), never as root.
+(the only identity, besides root, that may enter it), never as root, and dies with
+distill.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from distill.errors import SandboxError
 
-#: How long bubblewrap may take to bring the sandbox's loopback up.
-_LOOPBACK_TIMEOUT = 10.0
+#: How long the sandbox's loopback, then pasta's configuration, may take.
+_SETUP_TIMEOUT = 10.0
 
 _PASTA_OPTIONS = ("--config-net", "--quiet", "--no-map-gw",
                   "-t", "none", "-u", "none", "-T", "none", "-U", "none")
+
+
+def _setpriv() -> str:
+    found = shutil.which("setpriv")
+    if found is None:
+        raise SandboxError("setpriv (util-linux) is not installed",
+                           hint="install it: apt-get install util-linux")
+    return found
 
 
 def _pasta() -> str:
@@ -53,44 +59,75 @@ def check_available() -> None:
             hint="udev makes it mode 0666 on Debian; without udev: chmod 0666 /dev/net/tun")
 
 
-def _wait_for_loopback(pid: int) -> None:
-    """Wait until bubblewrap has configured the loopback of ``pid``'s network namespace."""
-    deadline = time.monotonic() + _LOOPBACK_TIMEOUT
-    path = f"/proc/{pid}/net/fib_trie"
+def _wait_for(pid: int, what: str, ready: Callable[[int], bool],
+              helper: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll until ``ready(pid)``; a SandboxError if the sandbox (or ``helper``) ends first."""
+    deadline = time.monotonic() + _SETUP_TIMEOUT
     while True:
         try:
-            with open(path, "rb") as f:
-                if b"127.0.0.1" in f.read():
-                    return
+            if ready(pid):
+                return
         except OSError as exc:
-            raise SandboxError(f"the sandbox ended before its network was set up: {exc}") \
-                from exc
+            raise SandboxError(f"the sandbox ended before {what}: {exc}") from exc
+        if helper is not None and helper.poll() is not None:
+            assert helper.stderr is not None
+            detail = helper.stderr.read().decode(errors="replace").strip().splitlines()
+            raise SandboxError("cannot set up the sandbox's network: "
+                               + (detail[-1] if detail else f"pasta exited {helper.returncode}"))
         if time.monotonic() > deadline:
-            raise SandboxError("the sandbox's loopback did not come up")
+            raise SandboxError(f"timed out waiting for {what}")
         time.sleep(0.001)
+
+
+def _loopback_up(pid: int) -> bool:
+    with open(f"/proc/{pid}/net/fib_trie", "rb") as f:
+        return b"127.0.0.1" in f.read()
+
+
+def _has_default_route(pid: int | str) -> bool:
+    with open(f"/proc/{pid}/net/route", "rb") as f:
+        return any(line.split()[1:2] == [b"00000000"] for line in f.read().splitlines()[1:])
+
+
+def _has_address(pid: int) -> bool:
+    """An IPv4 address other than the loopback's is local to the namespace."""
+    address = b""
+    with open(f"/proc/{pid}/net/fib_trie", "rb") as f:
+        for line in f:
+            if b"|-- " in line:
+                address = line.split(b"|-- ", 1)[1].strip()
+            elif b"/32 host LOCAL" in line and not address.startswith(b"127."):
+                return True
+    return False
 
 
 @contextmanager
 def attached(pid: int, uid: int, gid: int) -> Iterator[None]:
     """pasta serving the network namespace of ``pid`` (a process in a user namespace
-    owned by host ``uid``) for the block; stopped after it."""
-    _wait_for_loopback(pid)
-    # /run, not $TMPDIR: pasta runs unprivileged and must reach its pid file's directory.
-    parent = "/run" if os.path.isdir("/run") else None
-    with tempfile.TemporaryDirectory(prefix="distill-pasta-", dir=parent) as tmp:
-        os.chown(tmp, uid, gid)
-        pid_file = Path(tmp, "pid")
-        argv = [_pasta(), *_PASTA_OPTIONS, "--runas", f"{uid}:{gid}", "--pid", str(pid_file),
-                "--netns", f"/proc/{pid}/ns/net", "--userns", f"/proc/{pid}/ns/user"]
-        # pasta goes to the background once the namespace's network is configured.
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              check=False, env={})
-        if proc.returncode != 0:
-            detail = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise SandboxError("cannot set up the sandbox's network: "
-                               + (detail[-1] if detail else f"pasta exited {proc.returncode}"))
+    owned by host ``uid``) for the block; stopped after it.
+
+    pasta runs in the foreground as our child, started as ``uid`` (the owner of the
+    sandbox's user namespace, so it may enter it; never root), under ``setpriv
+    --pdeathsig KILL``: if distill dies, even by SIGKILL, pasta goes with it.
+    """
+    _wait_for(pid, "its loopback came up", _loopback_up)
+    argv = [_setpriv(), "--pdeathsig", "KILL", "--", _pasta(), "--foreground",
+            *_PASTA_OPTIONS, "--netns", f"/proc/{pid}/ns/net", "--userns", f"/proc/{pid}/ns/user"]
+    helper = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env={}, cwd="/", user=uid, group=gid,
+                              extra_groups=[])
+    try:
+        # Ready once the namespace has the host's default route (or, on a host without
+        # one, an address on pasta's interface).
+        ready = _has_default_route if _has_default_route("self") else _has_address
+        _wait_for(pid, "its network was configured", ready, helper)
+        yield
+    finally:
+        helper.terminate()
         try:
-            yield
-        finally:
-            with suppress(OSError, ValueError):
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            helper.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
+        if helper.stderr is not None:
+            helper.stderr.close()
