@@ -147,13 +147,9 @@ def _bwrap() -> str:
     return found
 
 
+@functools.cache
 def sandbox_ids() -> IdRange:
     """The host id range every RUN of this process lives in."""
-    return _sandbox_ids()
-
-
-@functools.cache
-def _sandbox_ids() -> IdRange:
     return _idmap.sandbox_range()
 
 
@@ -178,8 +174,8 @@ def bwrap_argv(
     written the user namespace's id maps. ``args_fd`` holds more arguments
     (``spec.secret_env`` as ``--setenv``), NUL-separated. ``cwd`` is the working
     directory already resolved inside the rootfs (default: ``spec.cwd``).
-    ``start_fd`` makes bwrap wait, with the sandbox set up, until the caller has
-    attached the network (see :mod:`~distill.sandbox._network`). ``seccomp_fd``
+    ``start_fd`` makes bwrap wait, with the sandbox set up, until the caller lets
+    the command start (after attaching its network, see :mod:`~distill.sandbox._network`). ``seccomp_fd``
     holds the compiled seccomp filter (see :mod:`~distill.sandbox._seccomp`).
     """
     where = {p: p for p in ("/dev", "/proc", *HOST_FILES)} | (mount_points or {})
