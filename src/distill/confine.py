@@ -154,6 +154,19 @@ def _open(root: Path | str, path: str, follow: bool, flags: int) -> int:
     return os.open(host, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
+def open_dir_in_root(root: Path | str, path: str) -> int | None:
+    """An O_PATH descriptor of the directory ``path`` names inside ``root`` (resolved as
+    if chrooted there, race-free with openat2), or None when there is no directory
+    there. For a directory others may change while distill uses it: the descriptor
+    stays the directory it was, whatever is renamed or swapped afterwards."""
+    try:
+        return _open(root, path, True, os.O_PATH | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise DistillError(f"cannot open {path}: {e.strerror}") from None
+
+
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"),
           (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))

@@ -26,7 +26,7 @@ from distill.build.secrets import SecretStore
 from distill.dockerfile.mounts import Mount, parse_mount
 from distill.errors import ContextError, DockerfileError, SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs
-from distill.sandbox.run import sandbox_ids
+from distill.sandbox.run import SandboxMount, sandbox_ids
 from distill.store.store import Store
 from tests.helpers.bases import install_busybox
 
@@ -427,3 +427,56 @@ def test_no_mount_inside_a_cache_mount(work: Path) -> None:
     code, _, _ = env.run("test -d /t/cache", "type=tmpfs,target=/t",
                          "type=cache,target=/t/cache,id=nest")  # a cache in a private mount
     assert code == 0
+
+
+def _host_canary() -> Path:
+    """A world-readable canary directory outside every build (mode 0755, under /tmp)."""
+    canary = Path(tempfile.mkdtemp(prefix="distill-mount-canary-", dir="/tmp"))
+    os.chmod(canary, 0o755)
+    (canary / "secret").write_text("CANARY-SECRET\n")
+    return canary
+
+
+def test_cache_source_is_opened_inside_the_cache(work: Path) -> None:
+    """A cache's source= is opened by descriptor inside the cache: a symlink another RUN
+    put (or swapped) on the way leads nowhere outside it (attack: swap x/tmp for a link
+    to /tmp between the check and the mount, and mount the host's /tmp idmapped)."""
+    canary = _host_canary()
+    try:
+        cache = work / "cache"
+        cache.mkdir()
+        (cache / "x").symlink_to("/")  # as a racing RUN leaves it at the wrong moment
+        mount = SandboxMount("bind", "/m", cache, shared=True,
+                             source_path=f"x/{canary.relative_to('/')}")
+        out = io.BytesIO()
+        spec = RunSpec(argv=["/bin/sh", "-c", "cat /m/secret"], env=dict(PATH),
+                       mounts=(mount,), network="none")
+        (work / "s1").mkdir()
+        with overlay_mount([work / "rootfs"], work / "s1", sandbox=sandbox_ids()) as mnt, \
+                pytest.raises(SandboxError, match="does not exist"):
+            run_in_rootfs(mnt.merged, spec, stdout=out, idmapped=True)
+        assert b"CANARY" not in out.getvalue()
+        assert (canary / "secret").read_text() == "CANARY-SECRET\n"
+    finally:
+        shutil.rmtree(canary)
+
+
+def test_a_mount_through_a_link_in_a_cache_never_reaches_the_host(work: Path) -> None:
+    """A nested mount point is resolved before any shared content is in place: a link in
+    the cache to the host's /tmp cannot carry it out of the rootfs."""
+    canary = _host_canary()
+    try:
+        cache = work / "cache"
+        (cache / "a").mkdir(parents=True)
+        (cache / "a" / "x").symlink_to("/tmp")
+        mounts = (SandboxMount("bind", "/c", cache, shared=True),
+                  SandboxMount("tmpfs", f"/c/a/x/{canary.name}"))
+        spec = RunSpec(argv=["true"], env=dict(PATH), mounts=mounts, network="none")
+        (work / "s2").mkdir()
+        with overlay_mount([work / "rootfs"], work / "s2", sandbox=sandbox_ids()) as mnt, \
+                pytest.raises(SandboxError, match="inside the cache mount"):
+            run_in_rootfs(mnt.merged, spec, idmapped=True)
+        assert str(canary) not in Path("/proc/self/mountinfo").read_text()
+        assert sorted(p.name for p in canary.iterdir()) == ["secret"]
+    finally:
+        shutil.rmtree(canary)

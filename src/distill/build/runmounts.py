@@ -34,7 +34,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from distill.confine import resolve_in_root
+from distill.confine import open_dir_in_root, resolve_in_root
 from distill.build.context import BuildContext
 from distill.build.secrets import AgentRelay, SecretStore, private_tmp
 from distill.dockerfile.mounts import Mount, clean, ssh_target
@@ -88,9 +88,9 @@ def prepare_mounts(mounts: Sequence[Mount], *, store: Store, context: BuildConte
             if m.type == "bind":
                 out.append(_bind(m, target, stack, store, context, stage_rootfs))
             elif m.type == "cache":
-                source = _cache(m, stack, store, stage_rootfs, held)
-                out.append(SandboxMount("bind", target, source, readonly=m.readonly,
-                                        shared=True))
+                directory, subdir = _cache(m, stack, store, stage_rootfs, held)
+                out.append(SandboxMount("bind", target, directory, readonly=m.readonly,
+                                        shared=True, source_path=subdir))
             elif m.type == "tmpfs":
                 out.append(SandboxMount("tmpfs", target, size=m.size, readonly=m.readonly))
             elif m.type == "secret":
@@ -223,7 +223,11 @@ def _custom_root(m: Mount) -> bool:
 
 
 def _cache(m: Mount, stack: ExitStack, store: Store, stage_rootfs: StageRootfs,
-           held: dict[str, Path]) -> Path:
+           held: dict[str, Path]) -> tuple[Path, str | None]:
+    """The cache instance's directory and the ``source=`` inside it (None: all of it).
+
+    The cache is shared with other builds, which may change it at will: the sandbox
+    opens ``source`` inside it by descriptor, never by a path resolved here."""
     key = cache_key(m)
     if key not in held:
         base = store.root / "cache-mounts"
@@ -233,11 +237,12 @@ def _cache(m: Mount, stack: ExitStack, store: Store, stage_rootfs: StageRootfs,
     directory = held[key]
     source = clean("/" + m.source)
     if source == "/" or _custom_root(m):
-        return directory
-    host = resolve_in_root(directory, source)
-    if not os.path.isdir(host):
+        return directory, None
+    fd = open_dir_in_root(directory, source)
+    if fd is None:
         raise DockerfileError(f"cache mount source {source} does not exist in the cache")
-    return host
+    os.close(fd)  # a friendly early error; the sandbox opens it again, by descriptor
+    return directory, source
 
 
 def _take_instance(base: Path, key: str, sharing: str, stack: ExitStack,

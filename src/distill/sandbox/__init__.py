@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-from distill.sandbox.layers import extract_layer, write_layer_from_upper
 from distill.sandbox._rootfs import make_dirs
+from distill.sandbox.layers import extract_layer, write_layer_from_upper
 from distill.sandbox.namespace import ensure_private_mount_namespace
 from distill.sandbox.overlay import OverlayMount, overlay_mount
 from distill.sandbox.run import RunSpec, run_in_rootfs, sandbox_ids

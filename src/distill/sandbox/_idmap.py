@@ -155,14 +155,23 @@ def userns_fd(ids: IdRange) -> int:
         return fd
 
 
-def idmapped_tree(source: Path, ids: IdRange, *, recursive: bool = False) -> int:
-    """A detached clone of the mount tree at ``source``, idmapped by ``ids``; its fd."""
+def cloned_tree(source: Path | int, *, recursive: bool = False) -> int:
+    """A detached clone of the mount tree at ``source`` (a path, or a descriptor of the
+    very directory or file, which no later rename can redirect); its fd."""
     flags = _OPEN_TREE_CLONE | _O_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
+    if isinstance(source, int):
+        args: tuple[int, bytes, int] = (source, b"", flags | _AT_EMPTY_PATH)
+    else:
+        args = (_AT_FDCWD, os.fsencode(source), flags)
     try:
-        tree = _check(_libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(source), flags),
-                      "open_tree")
+        return _check(_libc.syscall(_SYS_OPEN_TREE, *args), "open_tree")
     except OSError as exc:
         raise SandboxError(f"cannot clone the mount at {source}: {exc.strerror}") from exc
+
+
+def idmapped_tree(source: Path | int, ids: IdRange, *, recursive: bool = False) -> int:
+    """A detached clone of the mount tree at ``source``, idmapped by ``ids``; its fd."""
+    tree = cloned_tree(source, recursive=recursive)
     attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd(ids))
     try:
         _check(_libc.syscall(_SYS_MOUNT_SETATTR, tree, b"",

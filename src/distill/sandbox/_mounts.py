@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.confine import relative_inside, resolve_in_root
+from distill.confine import open_dir_in_root, relative_inside, resolve_in_root
 from distill.errors import SandboxError
 from distill.sandbox import _idmap, _libc
 from distill.sandbox._idmap import IdRange
@@ -57,8 +57,11 @@ class SandboxMount:
     mode: int | None = None
     shifted: bool = False
     #: Other sandboxes may change the content while this one starts (a cache mount):
-    #: no path bubblewrap follows may lead through it (see ``run._working_dir``).
+    #: no path distill or bubblewrap resolves may lead through it (see :func:`mounted`).
     shared: bool = False
+    #: Bind ``source_path`` inside ``source`` (resolved there as if chrooted, by
+    #: descriptor: ``source`` may be shared), not ``source`` itself.
+    source_path: str | None = None
 
 
 def validate_mounts(mounts: Sequence[SandboxMount]) -> None:
@@ -85,6 +88,26 @@ def _ordered(mounts: Sequence[SandboxMount]) -> list[SandboxMount]:
     return sorted(last.values(), key=lambda m: len(Path(posixpath.normpath(m.target)).parts))
 
 
+#: Where bubblewrap mounts its own file systems: never a working directory.
+SANDBOX_MOUNTS = ("/proc", "/dev")
+
+
+def _source_tree(m: SandboxMount, ids: IdRange) -> int:
+    """A detached mount of ``m``'s source (idmapped unless ``shifted``), found by
+    descriptor when it lies inside a directory others may change."""
+    source = Path(str(m.source))
+    if m.source_path is None:
+        return _idmap.idmapped_tree(source, ids) if not m.shifted else _idmap.cloned_tree(source)
+    fd = open_dir_in_root(source, m.source_path)
+    if fd is None:
+        raise SandboxError(f"mount source {m.source_path} does not exist (or is not a "
+                           "directory) in the cache")
+    try:
+        return _idmap.idmapped_tree(fd, ids) if not m.shifted else _idmap.cloned_tree(fd)
+    finally:
+        os.close(fd)
+
+
 def _mount_one(m: SandboxMount, where: Path, ids: IdRange) -> None:
     if m.kind == "tmpfs":
         options = [f"mode={m.mode:o}" if m.mode is not None else "mode=1777",
@@ -94,10 +117,7 @@ def _mount_one(m: SandboxMount, where: Path, ids: IdRange) -> None:
         flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if m.readonly else 0)
         _libc.mount("tmpfs", where, "tmpfs", flags, ",".join(options))
         return
-    if m.shifted:
-        _libc.mount(str(m.source), where, None, _libc.MS_BIND, None)
-    else:
-        _idmap.bind_idmapped(Path(str(m.source)), where, ids)
+    _idmap.attach(_source_tree(m, ids), where)
     if m.readonly:
         try:
             _libc.mount(None, where, None,
@@ -114,19 +134,6 @@ def _unmount(where: Path) -> None:
         raise SandboxError(f"cannot unmount {where}: {exc.strerror}") from exc
 
 
-def _refuse_inside_shared(rootfs: Path, m: SandboxMount,
-                          shared: list[tuple[str, str]]) -> None:
-    """No mount point inside a shared (cache) mount: other builds change its content as
-    they please, and could swap a directory on the way for a symlink out of the rootfs
-    between our check and the mount, or before the mount point is removed again."""
-    resolved = relative_inside(rootfs, resolve_in_root(rootfs, m.target))
-    for target, point in shared:
-        if resolved.startswith(point.rstrip("/") + "/"):
-            raise SandboxError(f"cannot mount on {m.target}: it lies inside the cache mount "
-                               f"{target}, which other builds share",
-                               hint="mount it outside the cache mount's target")
-
-
 def _as_root_of(ids: IdRange, action: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
         with _idmap.as_container_root(ids):
@@ -134,32 +141,118 @@ def _as_root_of(ids: IdRange, action: Callable[[], None]) -> Callable[[], None]:
     return run
 
 
+def _inside(path: str, point: str) -> bool:
+    """``path`` lies strictly below ``point`` (both resolved, symlink-free)."""
+    return path.startswith(point.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`mounted` resolved: the working directory, and the mount points of the
+    extra paths it was asked for (``/dev``, ``/proc``, host files), inside the rootfs."""
+
+    cwd: str
+    points: dict[str, str]
+
+
+class _Mounter:
+    """Mount points (stubs) and mounts in a view, undone by ``stack``."""
+
+    def __init__(self, rootfs: Path, ids: IdRange, stack: ExitStack) -> None:
+        self.rootfs, self.ids, self.stack = rootfs, ids, stack
+
+    def point(self, target: str, is_dir: bool) -> str:
+        """Create the mount point ``target`` if missing; its resolved path."""
+        stubs = MountStubs(self.rootfs)
+        self.stack.callback(_as_root_of(self.ids, stubs.remove))  # after its unmount
+        try:
+            with _idmap.as_container_root(self.ids):
+                resolved = stubs.add(target, is_dir=is_dir)
+        except OSError as exc:
+            raise SandboxError(f"cannot create the mount point {target}: {exc.strerror}") \
+                from exc
+        stubs.setup_done()
+        return resolved
+
+    def mount(self, m: SandboxMount, resolved: str) -> None:
+        where = self.rootfs / resolved.lstrip("/")
+        try:
+            _mount_one(m, where, self.ids)
+        except OSError as exc:
+            what = "tmpfs" if m.kind == "tmpfs" else str(m.source)
+            raise SandboxError(f"cannot mount {what} on {m.target}: {exc.strerror}") from exc
+        self.stack.callback(_unmount, where)
+
+
+def _is_dir(m: SandboxMount) -> bool:
+    return m.kind == "tmpfs" or m.source_path is not None or os.path.isdir(str(m.source))
+
+
 @contextmanager
-def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange) -> Iterator[None]:
+def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange, *, cwd: str = "/",
+            extra: Sequence[tuple[str, bool]] = ()) -> Iterator[Prepared]:
     """Mount ``mounts`` in ``rootfs`` (a sandbox view) for the block; unmount and remove
-    stubs after it. Stubs are made as the container root of ``ids``."""
+    stubs after it. Stubs are made as the container root of ``ids``.
+
+    Also resolves ``cwd`` and makes the mount points ``extra`` (path, is a directory).
+    Shared mounts (cache mounts, which other builds change at will) are mounted last,
+    after every path has been resolved and every stub made: no path distill resolves,
+    and none it hands to bubblewrap, leads through shared content, where a concurrent
+    RUN could swap a directory for a symlink out of the rootfs or into /proc between a
+    check and its use. A mount point or working directory *inside* a shared mount is
+    therefore refused (its root is fine); an extra mount point inside one is left to
+    bubblewrap, which makes it inside the sandbox.
+    """
     validate_mounts(mounts)
-    shared: list[tuple[str, str]] = []  # (target, resolved) of shared mounts made so far
+    ordered = _ordered(mounts)
     with ExitStack() as stack:
-        for m in _ordered(mounts):
-            _refuse_inside_shared(rootfs, m, shared)
-            stubs = MountStubs(rootfs)
-            stack.callback(_as_root_of(ids, stubs.remove))  # after the unmount below
-            is_dir = m.kind == "tmpfs" or os.path.isdir(str(m.source))
-            try:
-                with _idmap.as_container_root(ids):
-                    resolved = stubs.add(m.target, is_dir=is_dir)
-            except OSError as exc:
-                raise SandboxError(
-                    f"cannot create the mount point {m.target}: {exc.strerror}") from exc
-            stubs.setup_done()
-            where = rootfs / resolved.lstrip("/")
-            try:
-                _mount_one(m, where, ids)
-            except OSError as exc:
-                what = "tmpfs" if m.kind == "tmpfs" else str(m.source)
-                raise SandboxError(f"cannot mount {what} on {m.target}: {exc.strerror}") from exc
-            stack.callback(_unmount, where)
-            if m.shared:
-                shared.append((m.target, resolved))
-        yield
+        mounter = _Mounter(rootfs, ids, stack)
+        private = [m for m in ordered if not m.shared]
+        made: list[tuple[SandboxMount, str]] = []
+        for m in private:
+            made.append((m, mounter.point(m.target, _is_dir(m))))
+            mounter.mount(*made[-1])
+        shared = [(m, mounter.point(m.target, _is_dir(m))) for m in ordered if m.shared]
+        for m, resolved in [*made, *shared]:
+            for other, point in shared:
+                if other is not m and (_inside(resolved, point) or resolved == point):
+                    raise SandboxError(
+                        f"cannot mount on {m.target}: it lies inside the cache mount "
+                        f"{other.target}, which other builds share",
+                        hint="mount it outside the cache mount's target")
+        resolved_cwd = working_dir(rootfs, cwd, [point for _, point in shared])
+        points = {}
+        for path, is_dir in extra:
+            where = relative_inside(rootfs, resolve_in_root(rootfs, path))
+            inside_shared = any(_inside(where, p) or where == p for _, p in shared)
+            points[path] = where if inside_shared else mounter.point(path, is_dir)
+        for m, resolved in shared:
+            mounter.mount(m, resolved)
+        yield Prepared(resolved_cwd, points)
+
+
+def working_dir(view: Path, cwd: str, shared: Sequence[str] = ()) -> str:
+    """``cwd`` resolved inside the view, symlinks and all, outside /proc and /dev, and not
+    inside a shared mount (``shared``: their mount points, resolved).
+
+    bubblewrap changes directory while one of its descriptors still points at
+    the host's /proc; through ``/proc/self/fd/N`` (or ``/dev/fd/N``) a working
+    directory would lead out of the sandbox (the class of runc's CVE-2024-21626).
+    Resolved here, the path it gets has no symlink in it, and none of it is a
+    file system bubblewrap mounts itself, or one other RUNs may change meanwhile
+    (the mount's own root, which nobody can rename, is fine).
+    """
+    resolved = relative_inside(view, resolve_in_root(view, cwd))
+    for mount in SANDBOX_MOUNTS:
+        if resolved == mount or _inside(resolved, mount):
+            raise SandboxError(f"the working directory {cwd!r} is inside {mount}, "
+                               "which a RUN step cannot use as its working directory",
+                               hint=f"it resolves to {resolved}; choose a WORKDIR "
+                                    "outside /proc and /dev")
+    for point in shared:
+        if _inside(resolved, point):
+            raise SandboxError(
+                f"the working directory {cwd!r} lies inside the cache mount {point}, "
+                "which other builds share and may change while this RUN starts",
+                hint=f"use {point} itself or a directory outside it as the WORKDIR")
+    return resolved

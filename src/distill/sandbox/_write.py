@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from distill.sandbox._tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarStream
 from distill.sandbox._extract import (
     OPAQUE_MARKER,
     OPAQUE_XATTR,
     WHITEOUT_PREFIX,
-    XATTR_PAX_PREFIX,
 )
+from distill.sandbox._tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarStream
 
 #: Overlayfs (kernel >= 6.7) may also mark whiteouts with this xattr on an empty file.
 _XWHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")

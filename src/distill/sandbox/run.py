@@ -48,13 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from distill.confine import relative_inside, resolve_in_root
 from distill.errors import SandboxError
 from distill.sandbox import _idmap, _libc, _network, _seccomp, _userns
 from distill.sandbox._fds import Fds, relay
 from distill.sandbox._idmap import IdRange
 from distill.sandbox._mounts import SandboxMount, mounted, validate_mounts
-from distill.sandbox._rootfs import MountStubs, make_dirs
+from distill.sandbox._rootfs import make_dirs
 
 __all__ = ["DEFAULT_CAPABILITIES", "HOST_FILES", "RunSpec", "SandboxMount", "bwrap_argv",
            "run_in_rootfs", "sandbox_ids", "supplementary_groups"]
@@ -233,10 +232,6 @@ def _failure(returncode: int, tail: bytes) -> int:
     raise SandboxError(f"could not set up the sandbox: {message}")
 
 
-#: Where bubblewrap mounts its own file systems: never a working directory.
-_SANDBOX_MOUNTS = ("/proc", "/dev")
-
-
 def _check_ids(spec: RunSpec, ids: IdRange) -> None:
     for what, value in (("uid", spec.uid), ("gid", spec.gid),
                         *(("group", g) for g in spec.groups or ())):
@@ -280,37 +275,6 @@ def _sandbox_view(rootfs: Path, ids: IdRange, idmapped: bool) -> Iterator[Path]:
                 os.rmdir(leftover)
 
 
-def _working_dir(view: Path, cwd: str, mounts: tuple[SandboxMount, ...] = ()) -> str:
-    """``cwd`` resolved inside the view, symlinks and all, outside /proc and /dev.
-
-    bubblewrap changes directory while one of its descriptors still points at
-    the host's /proc; through ``/proc/self/fd/N`` (or ``/dev/fd/N``) a working
-    directory would lead out of the sandbox (the class of runc's CVE-2024-21626).
-    Resolved here, the path it gets has no symlink in it, and none of it is a
-    file system bubblewrap mounts itself. It may not lead *into* a shared mount
-    (a cache mount, which other RUNs change as they please): there a concurrent RUN
-    could swap a directory for a symlink to /proc/self/fd between this check and
-    bubblewrap's chdir. The mount's own root is safe (nobody can rename it).
-    """
-    resolved = relative_inside(view, resolve_in_root(view, cwd))
-    for m in mounts:
-        if not m.shared:
-            continue
-        point = relative_inside(view, resolve_in_root(view, m.target))
-        if resolved.startswith(point.rstrip("/") + "/"):
-            raise SandboxError(
-                f"the working directory {cwd!r} lies inside the cache mount {m.target}, "
-                "which other builds share and may change while this RUN starts",
-                hint=f"use {m.target} itself or a directory outside it as the WORKDIR")
-    for mount in _SANDBOX_MOUNTS:
-        if resolved == mount or resolved.startswith(mount + "/"):
-            raise SandboxError(f"the working directory {cwd!r} is inside {mount}, "
-                               "which a RUN step cannot use as its working directory",
-                               hint=f"it resolves to {resolved}; choose a WORKDIR "
-                                    "outside /proc and /dev")
-    return resolved
-
-
 def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None,
                   idmapped: bool = False) -> int:
     """Run ``spec`` inside bubblewrap with ``rootfs`` as "/" and return its exit code.
@@ -337,20 +301,10 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
         with _idmap.as_container_root(ids):
             for path in (*spec.keep_dirs, spec.cwd):
                 make_dirs(view, path)
-        with mounted(view, spec.mounts, ids):
-            stubs = MountStubs(view)
-            try:
-                with _idmap.as_container_root(ids):
-                    where = {path: stubs.add(path, is_dir=True) for path in ("/dev", "/proc")}
-                    for path in HOST_FILES:
-                        if os.path.exists(path):
-                            where[path] = stubs.add(path, is_dir=False)
-                stubs.setup_done()
-                cwd = _working_dir(view, spec.cwd, spec.mounts)
-                return _spawn(bwrap, view, spec, where, stdout, ids, cwd)
-            finally:
-                with _idmap.as_container_root(ids):
-                    stubs.remove()
+        extra = [("/dev", True), ("/proc", True),
+                 *((path, False) for path in HOST_FILES if os.path.exists(path))]
+        with mounted(view, spec.mounts, ids, cwd=spec.cwd, extra=extra) as prepared:
+            return _spawn(bwrap, view, spec, prepared.points, stdout, ids, prepared.cwd)
 
 
 def _identity(spec: RunSpec, ids: IdRange) -> dict[str, Any]:
