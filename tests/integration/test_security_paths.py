@@ -436,3 +436,46 @@ def test_cache_mount_ids_never_name_host_paths(distill: RunDistill, busybox_imag
     names = [p.name for p in (store_root / "cache-mounts").iterdir()]
     assert all(len(n.split("-")[0].removesuffix(".lock")) == 64 or n.startswith(".")
                for n in names), names
+
+
+def test_add_git_never_fetches_with_the_users_credentials(distill: RunDistill,
+                                                         busybox_image: str,
+                                                         tmp_path: Path) -> None:
+    """A Dockerfile's ADD of a git URL must not send the credentials of whoever runs the
+    build: not from ~/.gitconfig's credential helper, not from ~/.git-credentials."""
+    import http.server
+    import threading
+    seen: list[str] = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization") or "")
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="private"')
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".git-credentials").write_text(
+        f"http://victim:SUPER-SECRET-TOKEN@127.0.0.1:{port}\n")
+    (home / ".gitconfig").write_text(
+        f"[credential]\n\thelper = store --file={home / '.git-credentials'}\n")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nADD http://127.0.0.1:{port}/private.git /r\n")
+    try:
+        proc = distill("build", str(ctx), check=False,
+                       env={"HOME": str(home), "XDG_CONFIG_HOME": str(home)})
+    finally:
+        server.shutdown()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert seen, "git asked the server"
+    assert all("Basic" not in header for header in seen), seen
+    assert "SUPER-SECRET-TOKEN" not in proc.stderr + proc.stdout

@@ -17,11 +17,22 @@ from pathlib import Path
 from distill.errors import DistillError
 
 _HEX = re.compile(r"[0-9a-fA-F]{7,64}")
+#: What git and ssh may take from distill's environment: where programs are, and the
+#: network's proxies and certificate authorities (the trusted user's). Never HOME (its
+#: .gitconfig, credential helpers, ~/.git-credentials), never SSH_AUTH_SOCK: a
+#: Dockerfile's ADD must not fetch with the credentials of whoever runs the build.
+_PASSED = ("PATH", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+           "NO_PROXY", "ALL_PROXY", "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR",
+           "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "LANG", "LC_ALL")
 _ENV = {
     "GIT_TERMINAL_PROMPT": "0",      # never ask for credentials on a tty
-    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_NOSYSTEM": "1",      # no system config,
+    "GIT_CONFIG_GLOBAL": "/dev/null",  # no user config (credential helpers, insteadOf...)
     "GIT_ASKPASS": "/bin/true",
-    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+    "SSH_ASKPASS": "/bin/true",
+    # ssh reads ~/.ssh from the password database, not $HOME: no config, no key files
+    "GIT_SSH_COMMAND": "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes "
+                       "-o IdentityFile=none -o IdentityAgent=none",
 }
 
 
@@ -30,7 +41,8 @@ class GitError(DistillError):
 
 
 def _git(args: list[str], cwd: Path | None = None) -> str:
-    env = {**os.environ, **_ENV}
+    env = {k: v for k, v in os.environ.items() if k in _PASSED} | _ENV
+    env["HOME"] = "/nonexistent"  # nothing of the user's is read through $HOME either
     try:
         proc = subprocess.run(["git", "-c", "advice.detachedHead=false", *args], cwd=cwd,
                               env=env, capture_output=True, text=True, check=False)
