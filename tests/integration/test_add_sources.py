@@ -42,7 +42,7 @@ GOOD = "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()
 
 def test_fetch_url_good_checksum(server: str, tmp_path: Path) -> None:
     url = f"{server}/files/data.txt"
-    with fetch_url(url, tmp_path, AddOptions(checksum=GOOD)) as path:
+    with fetch_url(url, tmp_path, AddOptions(host_network=True, checksum=GOOD)) as path:
         assert path == tmp_path / "download"        # distill's own name, not the URL's
         assert path.read_bytes() == PAYLOAD
         st = path.stat()
@@ -53,7 +53,7 @@ def test_fetch_url_good_checksum(server: str, tmp_path: Path) -> None:
 
 def test_fetch_url_without_checksum_with_client(server: str, tmp_path: Path) -> None:
     with httpx.Client() as client, \
-            fetch_url(f"{server}/files/data.txt?x=1", tmp_path, AddOptions(),
+            fetch_url(f"{server}/files/data.txt?x=1", tmp_path, AddOptions(host_network=True),
                       client=client) as path:
         assert path.name == "download"
         assert path.read_bytes() == PAYLOAD
@@ -62,7 +62,7 @@ def test_fetch_url_without_checksum_with_client(server: str, tmp_path: Path) -> 
 def test_fetch_url_bad_checksum(server: str, tmp_path: Path) -> None:
     bad = "sha256:" + "0" * 64
     url = f"{server}/files/data.txt"
-    with pytest.raises(ContextError) as info, fetch_url(url, tmp_path, AddOptions(checksum=bad)):
+    with pytest.raises(ContextError) as info, fetch_url(url, tmp_path, AddOptions(host_network=True, checksum=bad)):
         pass
     msg = info.value.message
     assert url in msg and bad in msg and GOOD in msg
@@ -71,14 +71,14 @@ def test_fetch_url_bad_checksum(server: str, tmp_path: Path) -> None:
 
 def test_fetch_url_malformed_checksum(server: str, tmp_path: Path) -> None:
     with pytest.raises(ContextError, match="invalid checksum"), \
-            fetch_url(f"{server}/files/data.txt", tmp_path, AddOptions(checksum="md5:abc")):
+            fetch_url(f"{server}/files/data.txt", tmp_path, AddOptions(host_network=True, checksum="md5:abc")):
         pass
 
 
 def test_fetch_url_404(server: str, tmp_path: Path) -> None:
     url = f"{server}/files/missing.txt"
     with pytest.raises(ContextError, match="404") as info, \
-            fetch_url(url, tmp_path, AddOptions()):
+            fetch_url(url, tmp_path, AddOptions(host_network=True)):
         pass
     assert url in info.value.message
     assert list(tmp_path.iterdir()) == []
@@ -91,7 +91,7 @@ def test_fetch_url_connection_refused(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/x"
     with pytest.raises(ContextError, match="failed to fetch") as info, \
-            fetch_url(url, tmp_path, AddOptions()):
+            fetch_url(url, tmp_path, AddOptions(host_network=True)):
         pass
     assert url in info.value.message
 
@@ -123,31 +123,31 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_fetch_git_head(repo: Path, tmp_path: Path) -> None:
-    with fetch_git(f"file://{repo}", tmp_path, AddOptions()) as path:
+    with fetch_git(f"file://{repo}", tmp_path, AddOptions(host_network=True)) as path:
         assert (path / "README").read_text() == "v2\n"
         assert not (path / ".git").exists()
     assert not path.exists()
 
 
 def test_fetch_git_tag_and_subdir(repo: Path, tmp_path: Path) -> None:
-    with fetch_git(f"file://{repo}#v1", tmp_path, AddOptions()) as path:
+    with fetch_git(f"file://{repo}#v1", tmp_path, AddOptions(host_network=True)) as path:
         assert (path / "README").read_text() == "v1\n"
-    with fetch_git(f"file://{repo}#v1:sub", tmp_path, AddOptions()) as path:
+    with fetch_git(f"file://{repo}#v1:sub", tmp_path, AddOptions(host_network=True)) as path:
         assert sorted(os.listdir(path)) == ["inner.txt"]
         assert (path / "inner.txt").read_text() == "inner v1\n"
 
 
 def test_fetch_git_commit_and_checksum(repo: Path, tmp_path: Path) -> None:
     first = _git(repo, "rev-parse", "v1^{commit}")
-    with fetch_git(f"file://{repo}#{first}", tmp_path, AddOptions(checksum=first)) as path:
+    with fetch_git(f"file://{repo}#{first}", tmp_path, AddOptions(host_network=True, checksum=first)) as path:
         assert (path / "README").read_text() == "v1\n"
     with pytest.raises(ContextError, match="checksum mismatch"), \
-            fetch_git(f"file://{repo}#main", tmp_path, AddOptions(checksum=first)):
+            fetch_git(f"file://{repo}#main", tmp_path, AddOptions(host_network=True, checksum=first)):
         pass
 
 
 def test_fetch_git_keep_git_dir(repo: Path, tmp_path: Path) -> None:
-    with fetch_git(f"file://{repo}#v1", tmp_path, AddOptions(keep_git_dir=True)) as path:
+    with fetch_git(f"file://{repo}#v1", tmp_path, AddOptions(host_network=True, keep_git_dir=True)) as path:
         assert (path / ".git").is_dir()
         assert _git(path, "rev-parse", "HEAD") == _git(repo, "rev-parse", "v1^{commit}")
         assert _git(path, "tag") == "v1"
@@ -156,30 +156,30 @@ def test_fetch_git_keep_git_dir(repo: Path, tmp_path: Path) -> None:
 def test_fetch_git_query_form(repo: Path, tmp_path: Path) -> None:
     """``?ref=&subdir=`` (and tag=, checksum=, keep-git-dir) mean what the fragment means."""
     first = _git(repo, "rev-parse", "v1^{commit}")
-    with fetch_git(f"file://{repo}?ref=v1&subdir=sub", tmp_path, AddOptions()) as path:
+    with fetch_git(f"file://{repo}?ref=v1&subdir=sub", tmp_path, AddOptions(host_network=True)) as path:
         assert sorted(os.listdir(path)) == ["inner.txt"]
-    with fetch_git(f"file://{repo}?tag=v1&keep-git-dir", tmp_path, AddOptions()) as path:
+    with fetch_git(f"file://{repo}?tag=v1&keep-git-dir", tmp_path, AddOptions(host_network=True)) as path:
         assert (path / "README").read_text() == "v1\n"
         assert _git(path, "tag") == "v1"
     with fetch_git(f"file://{repo}?tag=v1&checksum={first[:12]}", tmp_path,
-                   AddOptions()) as path:
+                   AddOptions(host_network=True)) as path:
         assert (path / "README").read_text() == "v1\n"
     with pytest.raises(ContextError, match="checksum mismatch"), \
-            fetch_git(f"file://{repo}?branch=main&checksum={first}", tmp_path, AddOptions()):
+            fetch_git(f"file://{repo}?branch=main&checksum={first}", tmp_path, AddOptions(host_network=True)):
         pass
     with pytest.raises(ContextError, match="inconsistent keep-git-dir"), \
             fetch_git(f"file://{repo}?keep-git-dir=false", tmp_path,
-                      AddOptions(keep_git_dir=True)):
+                      AddOptions(host_network=True, keep_git_dir=True)):
         pass
     assert not (tmp_path / "checkout").exists()
 
 
 def test_fetch_git_errors(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(ContextError, match="failed to fetch"), \
-            fetch_git(f"file://{repo}#no-such-ref", tmp_path, AddOptions()):
+            fetch_git(f"file://{repo}#no-such-ref", tmp_path, AddOptions(host_network=True)):
         pass
     with pytest.raises(ContextError, match="subdirectory"), \
-            fetch_git(f"file://{repo}#main:nope", tmp_path, AddOptions()):
+            fetch_git(f"file://{repo}#main:nope", tmp_path, AddOptions(host_network=True)):
         pass
     assert not (tmp_path / "checkout").exists()
 
@@ -207,7 +207,8 @@ ADD --checksum={GOOD} {server}/files/data.txt /data/
 ADD {server}/files/data.txt /renamed.txt
 """)
     out = tmp_path / "out"
-    distill("build", "--progress", "plain", "--output", f"type=oci,dest={out},tar=false",
+    distill("build", "--progress", "plain", "--allow", "network.host",  # a local server
+            "--output", f"type=oci,dest={out},tar=false",
             "-t", "add:latest", str(ctx))
     rootfs = umoci_unpack(out, "latest", tmp_path / "bundle")
     local = (rootfs / "opt/inner/file.txt").stat()

@@ -80,7 +80,8 @@ def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = Non
 
 def _build(distill: RunDistill, ctx: Path, out: Path, *args: str,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return distill("build", "--progress", "plain", "--output", f"type=local,dest={out}",
+    return distill("build", "--progress", "plain", "--allow", "network.host",
+                   "--output", f"type=local,dest={out}",
                    *args, str(ctx), check=False, env=env)
 
 
@@ -471,7 +472,7 @@ def test_add_git_never_fetches_with_the_users_credentials(distill: RunDistill,
     (ctx / "Dockerfile").write_text(
         f"FROM {busybox_image}\nADD http://127.0.0.1:{port}/private.git /r\n")
     try:
-        proc = distill("build", str(ctx), check=False,
+        proc = distill("build", "--allow", "network.host", str(ctx), check=False,
                        env={"HOME": str(home), "XDG_CONFIG_HOME": str(home)})
     finally:
         server.shutdown()
@@ -479,3 +480,61 @@ def test_add_git_never_fetches_with_the_users_credentials(distill: RunDistill,
     assert seen, "git asked the server"
     assert all("Basic" not in header for header in seen), seen
     assert "SUPER-SECRET-TOKEN" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("source", ["http://127.0.0.1:{port}/files/data.txt",
+                                    "http://localhost:{port}/files/data.txt",
+                                    "http://[::ffff:127.0.0.1]:{port}/files/data.txt",
+                                    "http://0.0.0.0:{port}/files/data.txt",
+                                    "http://127.0.0.1:{port}/repo.git",
+                                    "http://{host}:{port}/redirect"])
+def test_add_cannot_reach_the_build_hosts_own_services(distill: RunDistill,
+                                                       busybox_image: str, tmp_path: Path,
+                                                       source: str) -> None:
+    """A RUN cannot reach a service on the host's loopback; neither can ADD (which distill
+    fetches itself), by name, address, redirect or git, unless --allow network.host."""
+    import http.server
+    import threading
+    requests: list[str] = []
+
+    class Local(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(302 if self.path == "/redirect" else 200)
+            self.send_header("Location", f"http://127.0.0.1:{port}/files/data.txt")
+            self.end_headers()
+            self.wfile.write(b"LOCAL-ONLY-SECRET\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Local)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    # The redirect comes from the host's outward address, a server ADD may use.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))
+        host = probe.getsockname()[0]
+    assert not host.startswith("127."), host
+    url = source.format(port=port, host=host)
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nADD {url} /got\n")
+    try:
+        proc = distill("build", "--output", f"type=local,dest={tmp_path / 'out'}", str(ctx),
+                       check=False)
+        if "redirect" in url:  # the second hop is refused before anything is sent
+            assert requests == ["/redirect"], requests
+        else:
+            assert requests == [], requests
+        assert proc.returncode == 1, proc.stderr
+        assert "this machine" in proc.stderr and "network.host" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert not (tmp_path / "out").exists()
+        if "repo.git" not in url:
+            allowed = distill("build", "--allow", "network.host", "--output",
+                              f"type=local,dest={tmp_path / 'out'}", str(ctx))
+            assert allowed.returncode == 0
+            assert (tmp_path / "out/got").read_bytes() == b"LOCAL-ONLY-SECRET\n"
+    finally:
+        server.shutdown()

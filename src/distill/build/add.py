@@ -25,19 +25,21 @@ import bz2
 import email.utils
 import gzip
 import hashlib
+import ipaddress
 import lzma
 import os
 import posixpath
 import re
 import shutil
+import socket
 import stat
 import tarfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import httpx
 
@@ -52,6 +54,57 @@ class AddOptions:
     checksum: str | None = None     # --checksum=sha256:HEX (URLs; a commit for git)
     keep_git_dir: bool = False      # --keep-git-dir
     unpack: bool | None = None      # --unpack; None = default (local archives yes, URLs no)
+    #: --allow network.host: URLs may name the build host itself (its loopback).
+    host_network: bool = False
+
+
+# -- the build host is no download server ----------------------------------------------
+
+def _is_this_host(address: str) -> bool:
+    """The loopback or the unspecified address (which reaches the loopback too)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _refuse_this_host(url: str, address: str) -> ContextError:
+    return ContextError(
+        f"cannot fetch {url}: it leads to this machine ({address}), whose services a "
+        "Dockerfile may not reach, as a RUN step cannot",
+        hint="pass --allow network.host to let the build reach the host's own services")
+
+
+def _connect_guard(url: str) -> Callable[[str, dict[str, Any]], None]:
+    """An httpcore trace hook refusing, once connected and before anything is sent, a
+    connection to the build host itself: checked on the address actually connected to,
+    for every redirect, whatever the name resolved to a moment before."""
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            address = info["return_value"].get_extra_info("server_addr")
+            if address and _is_this_host(str(address[0])):
+                raise _refuse_this_host(url, str(address[0]))
+    return trace
+
+
+def _check_git_host(url: str, remote: str) -> None:
+    """Refuse a git remote whose host name resolves to the build host (git has no hook
+    for the address it connects to, so this is checked on the name's addresses)."""
+    scp = _SCP_LIKE.match(remote)
+    host = (remote.split("@", 1)[1].split(":", 1)[0] if scp
+            else urllib.parse.urlsplit(remote).hostname)
+    if not host:
+        return
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return  # git reports the unknown name itself
+    for address in sorted(addresses):
+        if _is_this_host(address):
+            raise _refuse_this_host(url, address)
 
 
 # -- classifying sources --------------------------------------------------------------
@@ -225,9 +278,10 @@ def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
     target = dest_dir / DOWNLOAD
     own_client = client is None
     http = client if client is not None else httpx.Client(follow_redirects=True, timeout=60)
+    extensions = {} if opts.host_network else {"trace": _connect_guard(url)}
     try:
         try:
-            with http.stream("GET", url, follow_redirects=True) as resp:
+            with http.stream("GET", url, follow_redirects=True, extensions=extensions) as resp:
                 if resp.status_code >= 400:
                     raise ContextError(f"failed to fetch {url}: invalid response status "
                                        f"{resp.status_code}")
@@ -275,6 +329,8 @@ def fetch_git(url: str, dest_dir: Path, opts: AddOptions) -> Iterator[Path]:
         if checksum and checksum != ref.checksum:
             raise ContextError(f"checksum mismatch {checksum!r} != {ref.checksum!r}")
         checksum = ref.checksum
+    if not opts.host_network and not ref.remote.startswith("file://"):
+        _check_git_host(url, ref.remote)
     checkout = dest_dir / "checkout"
     try:
         try:

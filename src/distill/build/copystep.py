@@ -162,7 +162,8 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             what, escape = f"--from={inst.from_}", False
         sources: list[Source] = []
         adding = isinstance(inst, ins.Add)
-        add_opts = addsrc.AddOptions(inst.checksum, inst.keep_git_dir, inst.unpack) \
+        add_opts = addsrc.AddOptions(inst.checksum, inst.keep_git_dir, inst.unpack,
+                                     host_network="network.host" in ctx.builder.allow) \
             if isinstance(inst, ins.Add) else addsrc.AddOptions()
         remote: list[Source] = []     # downloads and git checkouts (outside the context)
         archives: list[Source] = []   # sources ADD unpacks into dest
