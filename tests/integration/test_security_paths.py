@@ -538,3 +538,13 @@ def test_add_cannot_reach_the_build_hosts_own_services(distill: RunDistill,
             assert (tmp_path / "out/got").read_bytes() == b"LOCAL-ONLY-SECRET\n"
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[zz]/x", "http://exa mple.com/x",
+                                 "http://127.0.0.1:99999/x"])
+def test_malformed_add_urls_are_clean_errors(distill: RunDistill, busybox_image: str,
+                                             tmp_path: Path, url: str) -> None:
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\nADD {url} /x\n")
+    proc = distill("build", str(tmp_path), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "Dockerfile:2" in proc.stderr and "Traceback" not in proc.stderr

@@ -58,6 +58,14 @@ class AddOptions:
     host_network: bool = False
 
 
+def _split(url: str) -> urllib.parse.SplitResult:
+    """urlsplit, with a malformed URL (an unclosed IPv6 bracket...) a clean error."""
+    try:
+        return urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise ContextError(f"invalid URL {url!r}: {exc}") from None
+
+
 # -- the build host is no download server ----------------------------------------------
 
 def _is_this_host(address: str) -> bool:
@@ -95,7 +103,7 @@ def _check_git_host(url: str, remote: str) -> None:
     for the address it connects to, so this is checked on the name's addresses)."""
     scp = _SCP_LIKE.match(remote)
     host = (remote.split("@", 1)[1].split(":", 1)[0] if scp
-            else urllib.parse.urlsplit(remote).hostname)
+            else _split(remote).hostname)
     if not host:
         return
     try:
@@ -205,7 +213,7 @@ def parse_git_ref(src: str, *, allow_file: bool = False) -> GitRef | None:
         scheme = m.group(1).lower()
         if scheme not in ("http", "https", "git", "ssh") and not (allow_file and scheme == "file"):
             return None
-        if scheme in ("http", "https") and not urllib.parse.urlsplit(remote).path.endswith(".git"):
+        if scheme in ("http", "https") and not _split(remote).path.endswith(".git"):
             return None
     elif not _SCP_LIKE.match(remote):
         return None
@@ -242,7 +250,7 @@ def url_filename(url: str) -> str:
     picks it: ``path.Base`` of the URL's decoded path (so ``%2F`` splits it there too),
     ``__unnamed__`` for none (or a URL Go's ``url.Parse`` refuses). ``..`` (``%2E%2E``)
     names no file (BuildKit fails to write it) and neither does a NUL: ContextError."""
-    raw = urllib.parse.urlsplit(url).path
+    raw = _split(url).path
     if _BAD_ESCAPE.search(raw):
         return UNNAMED
     path = urllib.parse.unquote(raw, errors="surrogateescape").rstrip("/")
@@ -293,7 +301,7 @@ def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
                         out.write(chunk)
                 os.chmod(target, 0o600)
                 last_modified = resp.headers.get("last-modified")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ContextError(f"failed to fetch {url}: {exc}") from exc
         if want and h.hexdigest() != want[1]:
             raise ContextError(f"checksum mismatch for {url}: expected {want[0]}:{want[1]}, "

@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="independent stages run in parallel, up to N at once (default: cores)")
     p.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto")
     p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
-                   help="grant an entitlement: network.host (RUN --network=host)")
+                   help="grant an entitlement: network.host (RUN --network=host, ADD "
+                        "from the build host's own services)")
     p.set_defaults(run=run)
 
 
