@@ -548,3 +548,19 @@ def test_malformed_add_urls_are_clean_errors(distill: RunDistill, busybox_image:
     proc = distill("build", str(tmp_path), check=False)
     assert proc.returncode == 1, proc.stderr
     assert "Dockerfile:2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_deep_trees_left_by_a_run(distill: RunDistill, busybox_image: str,
+                                  tmp_path: Path) -> None:
+    """A RUN may leave a tree deeper than Python's recursion limit (it is stored), or a
+    path longer than the kernel's PATH_MAX (a clean error naming it, no traceback)."""
+    deep = "i=0; while [ $i -lt 1300 ]; do mkdir a && cd a; i=$((i+1)); done"
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN mkdir /d && cd /d && {deep}\n")
+    distill("build", "--no-cache", str(tmp_path))
+    name = "n" * 200
+    long = f"i=0; while [ $i -lt 25 ]; do mkdir {name} && cd {name}; i=$((i+1)); done"
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN mkdir /d && cd /d && {long}\n")
+    proc = distill("build", "--no-cache", str(tmp_path), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "too long to store" in proc.stderr and "Dockerfile:2" in proc.stderr
+    assert "Traceback" not in proc.stderr

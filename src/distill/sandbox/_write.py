@@ -8,18 +8,22 @@ directory gets a ``.wh..wh..opq`` entry after it.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from distill.errors import SandboxError
 from distill.sandbox._extract import (
     OPAQUE_MARKER,
     OPAQUE_XATTR,
     WHITEOUT_PREFIX,
 )
 from distill.sandbox._tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarStream
+
+PATH_MAX = 4096
 
 #: Overlayfs (kernel >= 6.7) may also mark whiteouts with this xattr on an empty file.
 _XWHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
@@ -144,6 +148,15 @@ def write_layer_from_upper(upper: Path, out: BinaryIO, *, mtime_clamp: int | Non
     """
     tar = TarStream(out)
     writer = _LayerWriter(tar, mtime_clamp)
-    for path, rel, st in _walk(os.fspath(upper)):
-        writer.add(path, rel, st)
+    try:
+        for path, rel, st in _walk(os.fspath(upper)):
+            writer.add(path, rel, st)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        name = os.path.relpath(str(exc.filename), upper) if exc.filename else "?"
+        raise SandboxError(f"the step left a path too long to store ({len(name)} bytes; "
+                           f"with the store's own path, over the kernel's {PATH_MAX}): "
+                           f"/{name[:120]}...",
+                           hint="keep paths in the image under 4096 bytes") from None
     tar.close()

@@ -207,30 +207,42 @@ def _lower_dir(lowers: Sequence[Path], rel: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _prune_unchanged_dirs(upper: Path, lowers: Sequence[Path], rel: tuple[str, ...] = ()) -> bool:
+def _prune_unchanged_dirs(upper: Path, lowers: Sequence[Path]) -> None:
     """Drop empty directories that were only copied up: same entry as in the lowers.
 
     Creating and removing a mount stub (see run.py) copies its parent, e.g.
     /etc, up into the upper dir; without this, that no-op would ship in the
     layer. Pruning them leaves the merged view unchanged. Runs after unmount
-    (changing an upper dir under a live overlay is undefined). Returns True if
-    ``upper/rel`` itself may be pruned by the caller.
+    (changing an upper dir under a live overlay is undefined).
+
+    Only directories the lowers have can be copy-ups, so the walk never goes below
+    one they lack (a RUN's own deep tree is not walked), and it is iterative: a
+    hostile base image's depth cannot exhaust Python's stack.
     """
-    path = upper.joinpath(*rel)
-    if _opaque(path):
-        return False  # replaces the lowers' directory: never a mere copy-up
-    with os.scandir(path) as entries:
-        subdirs = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-    pruned = [name for name in subdirs if _prune_unchanged_dirs(upper, lowers, (*rel, name))]
-    if pruned:
-        st = os.lstat(path)
-        for name in pruned:
-            os.rmdir(path / name)
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # rmdir changed it
-    if not rel or any(path.iterdir()):
-        return False
-    lower = _lower_dir(lowers, rel)
-    return lower is not None and _dir_identity(lower) == _dir_identity(path)
+    # Post-order over (rel, children visited?): a directory is judged after its children.
+    stack: list[tuple[tuple[str, ...], bool]] = [((), False)]
+    prunable: set[tuple[str, ...]] = set()
+    while stack:
+        rel, visited = stack.pop()
+        path = upper.joinpath(*rel)
+        if not visited:
+            if _opaque(path) or (rel and _lower_dir(lowers, rel) is None):
+                continue  # replaces the lowers' directory, or is new: never a mere copy-up
+            stack.append((rel, True))
+            with os.scandir(path) as entries:
+                stack.extend(((*rel, e.name), False) for e in entries
+                             if e.is_dir(follow_symlinks=False))
+            continue
+        children = [name for name in os.listdir(path) if (*rel, name) in prunable]
+        if children:
+            st = os.lstat(path)
+            for name in children:
+                os.rmdir(path / name)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # rmdir changed it
+        if rel and not any(path.iterdir()):
+            lower = _lower_dir(lowers, rel)
+            if lower is not None and _dir_identity(lower) == _dir_identity(path):
+                prunable.add(rel)
 
 
 def _cleanup(scratch: Path) -> None:
