@@ -50,7 +50,11 @@ def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> Path
             hops += 1
             if hops > MAX_SYMLINKS:
                 raise DistillError(f"too many levels of symbolic links resolving {path!r}")
-            target = os.readlink(candidate)
+            try:
+                target = os.readlink(candidate)
+            except OSError as e:  # swapped for something else since the lstat above
+                raise DistillError(f"cannot resolve {path!r}: {e.strerror} (it changed "
+                                   "while it was being resolved)") from None
             parts = [c for c in target.split("/") if c not in ("", ".")]
             if target.startswith("/"):
                 done = []

@@ -164,3 +164,18 @@ def test_url_filename(url: str, expected: str) -> None:
 def test_url_filename_naming_no_file(url: str) -> None:
     with pytest.raises(ContextError, match="names no file"):
         url_filename(url)
+
+
+def test_a_link_swapped_during_resolution_is_a_clean_error(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """lstat saw a symlink, readlink finds a directory (a concurrent rename): no OSError."""
+    from distill import confine
+    from distill.errors import DistillError
+    (tmp_path / "link").symlink_to("/elsewhere")
+
+    def swapped(path: object) -> str:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(confine.os, "readlink", swapped)
+    with pytest.raises(DistillError, match="changed while it was being resolved"):
+        confine.resolve_in_root(tmp_path, "/link/x")
