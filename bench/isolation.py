@@ -8,8 +8,8 @@ given by ``--baseline-distill``) and with buildah, in one run:
 
 * ``runs``: a RUN-heavy build (generated here): a busybox base and 20 RUN steps that
   each write 200 small files and a 1 MiB file, hash them and append to a file the
-  earlier steps wrote (a copy-up); no network is used, so the time is the sandbox's
-  own cost and the layer commits.
+  earlier steps wrote (a copy-up); no network traffic, so the time is the sandbox's
+  own cost (pasta still starts for each RUN) and the layer commits.
 * ``go-hello``: examples/go-hello, as bench/go_hello.py builds it (apt-get install of
   golang-go from the Debian archive inside a RUN, go build, a distroless final stage).
 
@@ -23,9 +23,9 @@ in an order that rotates from one run to the next.
 Each build is timed twice over: wall-clock seconds, and the CPU seconds (user +
 system) of its whole process tree, which other load on a shared machine disturbs much
 less (the bench is a child subreaper, so the RUN's processes under bubblewrap's init
-and the pasta daemons count too). Reported are
-medians, the ratios current/baseline (above 1: what isolation costs; in brackets the
-median of each run's own ratio) and current/buildah (below 1: distill is faster).
+and the pasta daemons count too). Reported are medians, the ratios current/baseline
+(above 1: what isolation costs; in brackets the median of each run's own ratio) and
+current/buildah (below 1: distill is faster).
 
     .venv/bin/python bench/isolation.py --baseline-distill PATH [--distill PATH]
         [--runs N] [--workload runs|go-hello ...]
