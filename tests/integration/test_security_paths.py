@@ -10,6 +10,7 @@ server on 127.0.0.1 (tests/helpers/httpserve.py).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import socket
@@ -550,10 +551,24 @@ def test_malformed_add_urls_are_clean_errors(distill: RunDistill, busybox_image:
     assert "Dockerfile:2" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_deep_trees_left_by_a_run(distill: RunDistill, busybox_image: str,
+def test_deep_trees_left_by_a_run(distill: RunDistill, busybox_tar: Path,
                                   tmp_path: Path) -> None:
     """A RUN may leave a tree deeper than Python's recursion limit (it is stored), or a
-    path longer than the kernel's PATH_MAX (a clean error naming it, no traceback)."""
+    path longer than the kernel's PATH_MAX (a clean error naming it, no traceback).
+
+    The store is the test's own and is removed by `rm -rf` here: pytest's own cleanup of
+    old temporary directories recurses and would crash on the deep snapshot."""
+    root = tmp_path / "store"
+    try:
+        _build_deep_trees(functools.partial(distill, root=root), busybox_tar, tmp_path)
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=True)
+        assert not root.exists()
+
+
+def _build_deep_trees(distill: RunDistill, busybox_tar: Path, tmp_path: Path) -> None:
+    distill("import", str(busybox_tar), "busybox:latest")
+    busybox_image = "busybox:latest"
     deep = "i=0; while [ $i -lt 1300 ]; do mkdir a && cd a; i=$((i+1)); done"
     (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN mkdir /d && cd /d && {deep}\n")
     distill("build", "--no-cache", str(tmp_path))
