@@ -127,11 +127,16 @@ def _mount_one(m: SandboxMount, where: Path, ids: IdRange) -> None:
             raise
 
 
-def _unmount(where: Path) -> None:
+def _unmount(mount_root: int, target: str) -> None:
+    """Detach the mount whose root ``mount_root`` is open, through the descriptor: by
+    the time it is unmounted, the run may have renamed the mount point's parent and put
+    a symlink to a host directory in its place."""
     try:
-        _libc.umount2(where, _libc.MNT_DETACH)
+        _libc.umount2(f"/proc/self/fd/{mount_root}", _libc.MNT_DETACH)
     except OSError as exc:
-        raise SandboxError(f"cannot unmount {where}: {exc.strerror}") from exc
+        raise SandboxError(f"cannot unmount {target}: {exc.strerror}") from exc
+    finally:
+        os.close(mount_root)
 
 
 def _as_root_of(ids: IdRange, action: Callable[[], None]) -> Callable[[], None]:
@@ -172,6 +177,10 @@ class _Mounter:
             raise SandboxError(f"cannot create the mount point {target}: {exc.strerror}") \
                 from exc
         stubs.setup_done()
+        if resolved == "/":
+            raise SandboxError(f"cannot mount on {target}: it resolves to the root "
+                               "directory", hint="choose a target that is not / or a "
+                               "symlink to it")
         return resolved
 
     def mount(self, m: SandboxMount, resolved: str) -> None:
@@ -181,7 +190,9 @@ class _Mounter:
         except OSError as exc:
             what = "tmpfs" if m.kind == "tmpfs" else str(m.source)
             raise SandboxError(f"cannot mount {what} on {m.target}: {exc.strerror}") from exc
-        self.stack.callback(_unmount, where)
+        # nothing but distill has touched the path yet: it leads to the new mount's root
+        self.stack.callback(_unmount, os.open(where, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC),
+                            m.target)
 
 
 def _is_dir(m: SandboxMount) -> bool:
@@ -200,8 +211,8 @@ def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange, *, cwd: 
     and none it hands to bubblewrap, leads through shared content, where a concurrent
     RUN could swap a directory for a symlink out of the rootfs or into /proc between a
     check and its use. A mount point or working directory *inside* a shared mount is
-    therefore refused (its root is fine); an extra mount point inside one is left to
-    bubblewrap, which makes it inside the sandbox.
+    therefore refused (its root is fine), and so is an extra path (a host file
+    bubblewrap would bind there, creating it through whatever the cache holds).
     """
     validate_mounts(mounts)
     ordered = _ordered(mounts)
@@ -224,7 +235,13 @@ def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange, *, cwd: 
         points = {}
         for path, is_dir in extra:
             where = relative_inside(rootfs, resolve_in_root(rootfs, path))
-            inside_shared = any(_inside(where, p) or where == p for _, p in shared)
+            for other, point in shared:
+                if _inside(where, point):
+                    raise SandboxError(
+                        f"cannot provide {path} to the RUN step: it lies inside the cache "
+                        f"mount {other.target}, which other builds share",
+                        hint=f"mount the cache elsewhere than {other.target}")
+            inside_shared = any(where == p for _, p in shared)
             points[path] = where if inside_shared else mounter.point(path, is_dir)
         for m, resolved in shared:
             mounter.mount(m, resolved)

@@ -43,18 +43,31 @@ def make_dirs(root: Path, path: str) -> None:
                                f"{e.strerror}") from None
 
 
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class _Stub:
+    """A mount point made for a run: ``name`` in the directory open as ``dir_fd``."""
+
+    dir_fd: int
+    name: str
+    ino: int
+
+
 @dataclass
 class _Parent:
-    """An existing directory that received stubs, with its times over the run."""
+    """An existing directory that received stubs (open as ``fd``), with its times over
+    the run."""
 
-    path: Path
+    fd: int
     before: tuple[int, int]
     after_setup: tuple[int, int] = (0, 0)
-    created: list[Path] = field(default_factory=list)
+    created: list[_Stub] = field(default_factory=list)
 
 
-def _times(path: Path) -> tuple[int, int]:
-    st = os.lstat(path)
+def _times(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
     return st.st_atime_ns, st.st_mtime_ns
 
 
@@ -67,10 +80,22 @@ class MountStubs:
     layer. Like BuildKit, create what is missing, and after the run remove
     what is still an empty stub, restoring the parent directory's times when
     the run itself did not touch that directory.
+
+    Everything after the run is done through descriptors opened while the stubs
+    were made, never by path: the run may have renamed a stub's parent and put a
+    symlink to a host directory in its place, and a path would now lead there.
+    A descriptor stays the directory it was, inside the rootfs, so the worst a run
+    can do is have its own empty files removed from its own layer.
     """
 
     root: Path
     parents: dict[Path, _Parent] = field(default_factory=dict)
+    _fds: list[int] = field(default_factory=list)
+
+    def _open(self, name: str | Path, dir_fd: int | None = None) -> int:
+        fd = os.open(name, _DIR, dir_fd=dir_fd)
+        self._fds.append(fd)
+        return fd
 
     def add(self, path: str, *, is_dir: bool) -> str:
         """Create ``path`` (and missing parents) inside the root if it is missing.
@@ -84,57 +109,66 @@ class MountStubs:
             return resolved
         parent = self.parents.get(base)
         if parent is None:
-            parent = self.parents[base] = _Parent(base, _times(base))
-        target = base
+            fd = self._open(base)
+            parent = self.parents[base] = _Parent(fd, _times(fd))
+        dir_fd = parent.fd
         for i, part in enumerate(missing):
-            target = target / part
             if i < len(missing) - 1 or is_dir:
-                _mkdir(target)
+                os.mkdir(part, 0o755, dir_fd=dir_fd)
+                fd = self._open(part, dir_fd)
+                os.fchmod(fd, 0o755)  # not subject to the umask
+                parent.created.append(_Stub(dir_fd, part, os.fstat(fd).st_ino))
+                dir_fd = fd
             else:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                os.close(os.open(target, flags, 0o644))
-                os.chmod(target, 0o644)
-            parent.created.append(target)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(part, flags, 0o644, dir_fd=dir_fd)
+                try:
+                    os.fchmod(fd, 0o644)
+                    parent.created.append(_Stub(dir_fd, part, os.fstat(fd).st_ino))
+                finally:
+                    os.close(fd)
         return resolved
 
     def setup_done(self) -> None:
         """Remember parent times once all stubs exist (i.e. just before the run)."""
         for parent in self.parents.values():
-            parent.after_setup = _times(parent.path)
+            parent.after_setup = _times(parent.fd)
 
     def remove(self) -> None:
         """Remove stubs that are still empty; restore parent times where appropriate."""
-        after_run: dict[Path, tuple[int, int]] = {}
+        try:
+            self._remove()
+        finally:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds.clear()
+
+    def _remove(self) -> None:
+        after_run = {id(parent): _times(parent.fd) for parent in self.parents.values()}
+        created = [(stub, parent) for parent in self.parents.values()
+                   for stub in parent.created]
+        kept = {id(parent) for stub, parent in reversed(created) if not _remove_if_empty(stub)}
         for parent in self.parents.values():
-            try:
-                after_run[parent.path] = _times(parent.path)
-            except OSError:
+            if id(parent) in kept:
                 continue
-        created = [(path, parent) for parent in self.parents.values() for path in parent.created]
-        kept = {parent.path for path, parent in reversed(created) if not _remove_if_empty(path)}
-        for parent in self.parents.values():
-            if parent.path in kept or parent.path not in after_run:
-                continue
-            untouched = after_run[parent.path][1] == parent.after_setup[1]
+            untouched = after_run[id(parent)][1] == parent.after_setup[1]
             with contextlib.suppress(OSError):
-                os.utime(
-                    parent.path,
-                    ns=parent.before if untouched else after_run[parent.path],
-                    follow_symlinks=False,
-                )
+                os.utime(parent.fd, ns=parent.before if untouched else after_run[id(parent)])
 
 
-def _remove_if_empty(path: Path) -> bool:
+def _remove_if_empty(stub: _Stub) -> bool:
     """Remove an empty stub; False if it was filled (or replaced) by the run."""
     try:
-        st = os.lstat(path)
+        st = os.stat(stub.name, dir_fd=stub.dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return True
+    if st.st_ino != stub.ino:
+        return False  # the run's own file now
     try:
         if stat.S_ISDIR(st.st_mode):
-            os.rmdir(path)
+            os.rmdir(stub.name, dir_fd=stub.dir_fd)
         elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
-            os.unlink(path)
+            os.unlink(stub.name, dir_fd=stub.dir_fd)
         else:
             return False
     except OSError:
