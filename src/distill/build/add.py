@@ -31,7 +31,6 @@ import os
 import posixpath
 import re
 import shutil
-import socket
 import stat
 import tarfile
 import urllib.parse
@@ -54,7 +53,8 @@ class AddOptions:
     checksum: str | None = None     # --checksum=sha256:HEX (URLs; a commit for git)
     keep_git_dir: bool = False      # --keep-git-dir
     unpack: bool | None = None      # --unpack; None = default (local archives yes, URLs no)
-    #: --allow network.host: URLs may name the build host itself (its loopback).
+    #: --allow network.host: URLs and git remotes may reach the build host itself (its
+    #: loopback); else a URL is refused there and git runs in a private network.
     host_network: bool = False
 
 
@@ -96,23 +96,6 @@ def _connect_guard(url: str) -> Callable[[str, dict[str, Any]], None]:
             if address and _is_this_host(str(address[0])):
                 raise _refuse_this_host(url, str(address[0]))
     return trace
-
-
-def _check_git_host(url: str, remote: str) -> None:
-    """Refuse a git remote whose host name resolves to the build host (git has no hook
-    for the address it connects to, so this is checked on the name's addresses)."""
-    scp = _SCP_LIKE.match(remote)
-    host = (remote.split("@", 1)[1].split(":", 1)[0] if scp
-            else _split(remote).hostname)
-    if not host:
-        return
-    try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
-    except (OSError, UnicodeError):
-        return  # git reports the unknown name itself
-    for address in sorted(addresses):
-        if _is_this_host(address):
-            raise _refuse_this_host(url, address)
 
 
 # -- classifying sources --------------------------------------------------------------
@@ -204,7 +187,7 @@ def parse_git_ref(src: str, *, allow_file: bool = False) -> GitRef | None:
     (or only indistinguishable from a local path, like ``github.com/owner/repo``).
     ``file://`` is no git source to BuildKit; ``allow_file`` admits it (tests, mirrors).
     Raises ContextError for a git source with a bad query."""
-    if src.startswith(("./", "../", "/")) or src.startswith("github.com/"):
+    if src.startswith(("./", "../", "/", "github.com/")):
         return None
     remote, _, fragment = src.partition("#")
     remote, _, query = remote.partition("?")
@@ -320,10 +303,24 @@ def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
 
 # -- git ------------------------------------------------------------------------------
 
+def _git_hint(exc: GitError, opts: AddOptions) -> str | None:
+    """Why git may not have connected: it ran where the host's loopback is not."""
+    if opts.host_network or "connect" not in exc.message.lower():
+        return None
+    return ("git fetches in a private network, as a RUN step runs: this machine's own "
+            "services (its loopback, whatever name or redirect leads there) are out of "
+            "reach; pass --allow network.host to let the build reach them")
+
+
 @contextmanager
 def fetch_git(url: str, dest_dir: Path, opts: AddOptions) -> Iterator[Path]:
     """Check out a git source into ``dest_dir/checkout`` and yield the directory to add
-    (the ``#ref:subdir`` subdirectory, resolved inside the checkout); removed on exit."""
+    (the ``#ref:subdir`` subdirectory, resolved inside the checkout); removed on exit.
+
+    git runs jailed, in a private network unless ``opts.host_network`` (see
+    :mod:`distill.sandbox.git`): no name check before it runs could keep it off the
+    host's loopback. ``dest_dir`` (distill's own) is made searchable (0711) so that the
+    jail's unprivileged user can reach ``checkout``, its own 0700 directory inside."""
     ref = parse_git_ref(url, allow_file=True)
     if ref is None:
         raise ContextError(f"not a git repository URL: {url}")
@@ -337,14 +334,15 @@ def fetch_git(url: str, dest_dir: Path, opts: AddOptions) -> Iterator[Path]:
         if checksum and checksum != ref.checksum:
             raise ContextError(f"checksum mismatch {checksum!r} != {ref.checksum!r}")
         checksum = ref.checksum
-    if not opts.host_network and not ref.remote.startswith("file://"):
-        _check_git_host(url, ref.remote)
     checkout = dest_dir / "checkout"
+    os.chmod(dest_dir, 0o711)   # the jailed git, unprivileged, must reach its checkout
     try:
         try:
-            commit = clone(ref.remote, ref.ref, checkout, keep, submodules=ref.submodules)
+            commit = clone(ref.remote, ref.ref, checkout, keep, submodules=ref.submodules,
+                           host_network=opts.host_network)
         except GitError as exc:
-            raise ContextError(f"failed to fetch {url}: {exc.message}") from exc
+            raise ContextError(f"failed to fetch {url}: {exc.message}",
+                               hint=_git_hint(exc, opts)) from exc
         if checksum and not commit.startswith(checksum.lower()):
             raise ContextError(f"checksum mismatch for {url}: expected commit "
                                f"{checksum}, got {commit}")
