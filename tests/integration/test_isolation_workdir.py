@@ -12,6 +12,8 @@ inside; the canary keeps its content and its secret shows nowhere.
 from __future__ import annotations
 
 import os
+import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +24,14 @@ from tests.conftest import RunDistill
 from tests.helpers.isolation import (
     answer,
     assert_refused_or_harmless,
+    assert_untouched,
     build,
     built,
     canary_file,
     compile_probe,
     context,
     escape_attempt,
+    output,
 )
 
 pytestmark = pytest.mark.integration
@@ -119,3 +123,79 @@ def test_no_descriptor_of_distill_reaches_the_run(distill: RunDistill, busybox_i
     bubblewrap (a way out of the sandbox) is inherited."""
     ctx = context(tmp_path, probe, 'RUN ["/probe", "fds"]\n')   # no shell in between
     assert answer(built(build(distill, ctx)), "fds").split() == ["0", "1", "2"]
+
+
+# -- /proc and /dev moved by the image -------------------------------------------------
+#
+# bubblewrap mounts its /proc and /dev where the image's /proc and /dev lead; a symlink
+# there moved them where a working directory, or a host file bubblewrap binds, could lead
+# into them (the second review's finding C1 and A2).
+
+def _link_tar(ctx: Path, links: dict[str, str]) -> None:
+    with tarfile.open(ctx / "links.tar", "w") as tar:
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+
+
+def _assert_refused(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 1, output(proc)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors and all(word in errors[-1] for word in words), proc.stderr
+
+
+@pytest.mark.parametrize(("link", "target", "workdir"), [
+    ("proc", "/tmp/p", "/tmp/p/self/fd/3"),
+    ("dev", "/tmp/d", "/tmp/d/fd/3"),
+    ("dev", "/etc/d", "/etc/d/fd/3"),
+])
+def test_a_moved_proc_or_dev_is_refused(distill: RunDistill, busybox_image: str, probe: Path,
+                                        canary: Path, tmp_path: Path, link: str, target: str,
+                                        workdir: str) -> None:
+    ctx = context(tmp_path, probe, f"ADD links.tar /\nWORKDIR {workdir}\n"
+                  + escape_attempt(canary))
+    _link_tar(ctx, {link: target})
+    out = tmp_path / "out"
+    proc = build(distill, ctx, out=out)
+    _assert_refused(proc, f"/{link} in the image is not a directory", target)
+    assert "Dockerfile:5" in proc.stderr
+    assert_untouched(canary, proc)
+
+
+def test_a_base_image_with_a_moved_dev_is_refused(distill: RunDistill, busybox_image: str,
+                                                  probe: Path, canary: Path,
+                                                  tmp_path: Path) -> None:
+    """The base alone (its /dev a symlink, its WorkingDir through it) and an innocent
+    Dockerfile."""
+    base = tmp_path / "base"
+    base.mkdir()
+    _link_tar(base, {"dev": "/etc/d"})
+    (base / "Dockerfile").write_text(f"FROM {busybox_image}\nADD links.tar /\n"
+                                     "WORKDIR /etc/d/fd/3\n")
+    tag = f"isolation-moved-dev:{uuid.uuid4().hex[:8]}"
+    distill("build", "-t", tag, str(base))
+    ctx = context(tmp_path, probe, escape_attempt(canary), base=tag)
+    proc = build(distill, ctx)
+    _assert_refused(proc, "/dev in the image is not a directory")
+    assert_untouched(canary, proc)
+
+
+@pytest.mark.parametrize("through", ["/proc/self/root/oldroot", "/dev/fd/3/root/oldroot"])
+def test_host_files_leading_into_proc_or_dev_are_refused(
+        distill: RunDistill, busybox_image: str, probe: Path, tmp_path: Path,
+        through: str) -> None:
+    """The image's /etc/hosts and /etc/resolv.conf are symlinks through /proc or /dev to
+    the host: bubblewrap, binding the host's files there after mounting /proc, would
+    create them on the host."""
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o777)
+    os.chmod(victim, 0o777)
+    ctx = context(tmp_path, probe, "ADD links.tar /\nRUN true\n")
+    _link_tar(ctx, {"etc/hosts": f"{through}{victim}/hosts",
+                    "etc/resolv.conf": f"{through}{victim}/sub/resolv.conf"})
+    proc = build(distill, ctx)
+    _assert_refused(proc, "cannot provide /etc/", "inside /" + through.split("/")[1])
+    assert "Dockerfile:4" in proc.stderr
+    assert os.listdir(victim) == []

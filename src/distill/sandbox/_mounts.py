@@ -234,7 +234,7 @@ def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange, *, cwd: 
         resolved_cwd = working_dir(rootfs, cwd, [point for _, point in shared])
         points = {}
         for path, is_dir in extra:
-            where = relative_inside(rootfs, resolve_in_root(rootfs, path))
+            where = _extra_point(rootfs, path)
             for other, point in shared:
                 if _inside(where, point):
                     raise SandboxError(
@@ -246,6 +246,35 @@ def mounted(rootfs: Path, mounts: Sequence[SandboxMount], ids: IdRange, *, cwd: 
         for m, resolved in shared:
             mounter.mount(m, resolved)
         yield Prepared(resolved_cwd, points)
+
+
+def _extra_point(view: Path, path: str) -> str:
+    """Where bubblewrap is to mount ``path`` (/dev, /proc or a host file), resolved.
+
+    bubblewrap mounts /dev and /proc first, then binds the host files, resolving their
+    paths itself: through /proc (``/proc/self/root/oldroot`` is the host's /) or /dev
+    (``/dev/fd``) it would create and bind files on the host, and a /proc or /dev that
+    is a symlink would move those file systems where the working directory and the
+    host files may lead into them (runc's CVE-2024-21626 class again). So /dev and
+    /proc must be what they say, directories or missing, and nothing bubblewrap
+    resolves may lead into them.
+    """
+    where = relative_inside(view, resolve_in_root(view, path))
+    if path in SANDBOX_MOUNTS:
+        host = view / path.lstrip("/")
+        if where != path or (os.path.lexists(host) and not os.path.isdir(host)):
+            raise SandboxError(
+                f"{path} in the image is not a directory"
+                + (f" (a symbolic link to {where})" if where != path else ""),
+                hint=f"a RUN step mounts its own {path} there; remove what the image "
+                     f"has at {path}")
+        return where
+    for mount in SANDBOX_MOUNTS:
+        if where == mount or _inside(where, mount):
+            raise SandboxError(f"cannot provide {path} to the RUN step: in the image it "
+                               f"leads to {where}, inside {mount}",
+                               hint=f"make {path} a regular file (or remove it) in the image")
+    return where
 
 
 def working_dir(view: Path, cwd: str, shared: Sequence[str] = ()) -> str:
