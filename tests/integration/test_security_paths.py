@@ -579,3 +579,27 @@ def _build_deep_trees(distill: RunDistill, busybox_tar: Path, tmp_path: Path) ->
     assert proc.returncode == 1, proc.stderr
     assert "too long to store" in proc.stderr and "Dockerfile:2" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_copy_parents_takes_no_metadata_from_above_the_context(
+        distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:
+    """COPY --parents a/b/c/file with a/b -> / (the context's root): the directories made
+    on the way get the metadata of what a, a/b and a/b/c name inside the context, never of
+    the directories above it (once found by climbing from the resolved file)."""
+    outer = tmp_path / "outer"
+    ctx = outer / "ctx"
+    (ctx / "a").mkdir(parents=True)
+    (ctx / "c").mkdir()
+    (ctx / "c" / "file").write_text("x\n")
+    os.symlink("/", ctx / "a" / "b")
+    os.chmod(ctx / "a", 0o750)
+    os.chmod(ctx, 0o705)
+    os.chmod(outer, 0o751)
+    os.utime(outer, (981173106, 981173106))
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nCOPY --parents a/b/c/file /out/\n")
+    out = tmp_path / "out"
+    distill("build", "--output", f"type=local,dest={out}", str(ctx))
+    assert (out / "out/a/b/c/file").read_text() == "x\n"
+    assert stat.S_IMODE((out / "out/a").stat().st_mode) == 0o750
+    assert stat.S_IMODE((out / "out/a/b").stat().st_mode) == 0o705   # the context's root
+    assert (out / "out/a").stat().st_mtime != 981173106

@@ -180,9 +180,13 @@ def _copy_with_parents(copier: _Copier, source: Source, dest: str, st: os.stat_r
     current = dest
     for i, part in enumerate(dirs):
         current = posixpath.join(current, part)
-        src_dir = source.host
-        for _ in range(len(parts) - 1 - i):
-            src_dir = src_dir.parent
+        if source.root is not None:  # as the path names it, never above the root
+            src_dir = resolve_in_root(source.root,
+                                      posixpath.join(source.base_rel, *parts[:i + 1]))
+        else:
+            src_dir = source.host
+            for _ in range(len(parts) - 1 - i):
+                src_dir = src_dir.parent
         host = resolve_in_root(copier.root, current)
         if os.path.isdir(host):
             continue

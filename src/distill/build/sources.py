@@ -26,6 +26,9 @@ class Source:
     #: ``/./`` pivot (or the root) for ``--parents``. --exclude patterns match paths
     #: relative to it, and --parents keeps the source's path relative to it.
     base: str | None = None
+    #: the root it was resolved in (a context or a rootfs), when it was resolved in one:
+    #: --parents takes the directories on the way from there, resolved inside it.
+    root: Path | None = None
 
     @property
     def base_rel(self) -> str:
@@ -109,7 +112,7 @@ def _glob(root: Path, pattern: str, allow: Allow | None) -> list[Source]:
     for rel in current:
         host = resolve_in_root(root, rel)
         if os.path.lexists(host) and (allow is None or allow(host)):
-            found.append(Source(rel, host, base))
+            found.append(Source(rel, host, base, root))
     return found
 
 
@@ -135,7 +138,7 @@ def resolve_sources(root: Path, patterns: list[str], what: str,
         host = resolve_in_root(root, pattern)
         if not os.path.lexists(host) or (allow is not None and not allow(host)):
             raise ContextError(f"{pattern!r} not found in {what}")
-        out.append(Source(rel, host))
+        out.append(Source(rel, host, root=root))
     return out
 
 
@@ -171,7 +174,7 @@ def resolve_parents_glob(root: Path, pattern: str, *, forbid_escape: bool = Fals
                 if matcher.matches_or_parent_matches(rel):
                     if allow is None or allow(host):
                         found.append(Source(rel if base == "." else f"{base}/{rel}", host,
-                                            base))
+                                            base, root))
                 elif name in dirnames:
                     descend.append(name)
             dirnames[:] = descend
