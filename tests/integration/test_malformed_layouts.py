@@ -262,3 +262,24 @@ def test_the_unbroken_layout_builds(distill: RunDistill, layout_store: tuple[Pat
     distill("build", "--build-context", f"base=oci-layout://{good}:1", "--output",
             f"type=local,dest={out}", str(ctx), root=root)
     assert (out / "seen").read_text() == "layered\n"
+
+
+def test_blobs_reached_through_a_symlink_out_of_the_layout_are_refused(
+        distill: RunDistill, layout_store: tuple[Path, Path], tmp_path: Path) -> None:
+    """A layout whose blobs/ is a symlink to another directory (another store's blobs, say,
+    private to root) reads nothing there: the blob is missing from the layout."""
+    _, good = layout_store
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(good / "blobs", elsewhere / "blobs")
+    layout = tmp_path / "layout"
+    shutil.copytree(good, layout)
+    shutil.rmtree(layout / "blobs")
+    (layout / "blobs").symlink_to(elsewhere / "blobs")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM base\nRUN true\n")
+    proc = distill("build", "--build-context", f"base=oci-layout://{layout}:1", str(ctx),
+                   root=tmp_path / "fresh-store", check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    assert "is missing" in proc.stderr, proc.stderr

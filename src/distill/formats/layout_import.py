@@ -10,14 +10,13 @@ naming the layout and what is wrong.
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from distill.confine import open_in_root
 from distill.errors import DigestMismatchError, DistillError, ImageError
 from distill.formats.layers import check_media_type, compute_diff_id
 from distill.formats.stored import save
@@ -126,7 +125,7 @@ class _Importer:
         if self.path.is_file():
             raise ImageError("OCI layout tarballs are not read yet; unpack it to a directory")
         try:
-            with self._open(self.path / "index.json", "index.json", None) as f:
+            with self._open("index.json", "index.json", None) as f:
                 index = _load(_read_capped(f, "index.json"), "index.json")
         except FileNotFoundError:
             raise ImageError("not an OCI image layout (no index.json)") from None
@@ -236,20 +235,15 @@ class _Importer:
 
     # -- blobs ------------------------------------------------------------------------------
     @contextmanager
-    def _open(self, path: Path, what: str, size: int | None) -> Iterator[BinaryIO]:
-        """A regular file (no symlink, device or FIFO), of ``size`` bytes if given."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as e:
-            if e.errno == errno.ENOENT:
-                raise
-            if e.errno == errno.ELOOP:
-                raise ImageError(f"{what} is a symbolic link") from None
-            raise ImageError(f"cannot read {what}: {e.strerror}") from None
+    def _open(self, rel: str, what: str, size: int | None) -> Iterator[BinaryIO]:
+        """The regular file ``rel`` names inside the layout (no symlink leads out of it,
+        none is the file itself; no device or FIFO), of ``size`` bytes if given;
+        FileNotFoundError when there is none."""
+        fd = open_in_root(self.path, rel, follow=False, what=what)
+        if fd is None:
+            raise FileNotFoundError(rel)
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ImageError(f"{what} is not a regular file")
             if size is not None and st.st_size != size:
                 raise ImageError(f"{what} is {st.st_size} bytes, but its descriptor says {size}")
         except BaseException:
@@ -265,9 +259,8 @@ class _Importer:
             if actual != desc.size:
                 raise ImageError(f"{what} is {actual} bytes, but its descriptor says {desc.size}")
             return
-        path = self.path / "blobs" / "sha256" / desc.digest.hex
         try:
-            with self._open(path, what, desc.size) as f:
+            with self._open(f"blobs/sha256/{desc.digest.hex}", what, desc.size) as f:
                 capped = _Capped(f, desc.size)
                 self.store.blobs.put_stream(capped, expected=desc.digest)  # type: ignore[arg-type]
         except FileNotFoundError:
