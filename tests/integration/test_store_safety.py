@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from distill.build.secrets import private_tmp
 from distill.oci.validate import validate_layout
 from tests.conftest import DISTILL, RunDistill
 from tests.helpers.readback import skopeo_inspect, umoci_unpack
@@ -228,7 +229,7 @@ FROM busybox
 COPY data.txt /data.txt
 RUN echo before > /before
 ARG NAP=37
-RUN sleep $NAP && echo slept > /slept
+RUN --mount=type=secret,id=tok,target=/tok sleep $NAP && echo slept > /slept
 """
 
 
@@ -246,11 +247,12 @@ def test_sigkill_mid_run_leaves_store_consistent(distill: RunDistill, busybox_ta
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(KILL_DOCKERFILE)
     (ctx / "data.txt").write_text("data\n")
+    (tmp_path / "tok").write_text("kill-test-secret\n")
     stderr = tmp_path / "stderr"
-    proc = _start(root, "build", "--progress", "plain", "-t", "killed:1", str(ctx),
-                  stderr=stderr)
+    proc = _start(root, "build", "--progress", "plain", "--secret", f"id=tok,src={tmp_path}/tok",
+                  "-t", "killed:1", str(ctx), stderr=stderr)
     try:
-        _wait_for(lambda: b"RUN sleep $NAP" in stderr.read_bytes() or proc.poll() is not None,
+        _wait_for(lambda: b"sleep $NAP &&" in stderr.read_bytes() or proc.poll() is not None,
                   60, "the RUN sleep step to start")
         assert proc.poll() is None, stderr.read_text()
 
@@ -280,6 +282,11 @@ def test_sigkill_mid_run_leaves_store_consistent(distill: RunDistill, busybox_ta
                               _parent(pid) in (proc.pid, 1) for pid in networks), 15,
               "pasta to die with distill (setpriv --pdeathsig)")
     assert _mounts_under(root) == []
+    # Nothing runs after SIGKILL: the secret written for the RUN and the directory its
+    # root was mounted under stay, named for the dead process...
+    left = _owned_by(proc.pid)
+    assert any(p.name.startswith("distill-secret-") for p in left), left
+    assert any(p.name.startswith("distill-run-") for p in left), left
 
     tagged = assert_store_consistent(root)
     assert "killed:1" not in tagged
@@ -294,6 +301,15 @@ def test_sigkill_mid_run_leaves_store_consistent(distill: RunDistill, busybox_ta
     assert (rootfs / "before").read_text() == "before\n"
     assert (rootfs / "slept").read_text() == "slept\n"
     assert _mounts_under(root) == []
+    # ... until the next build removes them.
+    assert _owned_by(proc.pid) == []
+
+
+def _owned_by(pid: int) -> list[Path]:
+    """Temporary directories of the process ``pid`` (see distill.owned)."""
+    return [path for parent in (Path(private_tmp()), Path("/run")) for path in parent.iterdir()
+            if path.name.startswith(("distill-secret-", "distill-run-"))
+            and path.name.split("-")[2] == str(pid)]
 
 
 def busybox_ctx(tmp_path: Path) -> Path:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -14,14 +14,14 @@ from typing import BinaryIO
 from distill.build import steps
 from distill.build.context import BuildContext
 from distill.build.rootfs import RootfsManager
-from distill.build.secrets import SecretStore
+from distill.build.secrets import SecretStore, sweep_stale_secrets
 from distill.build.state import DEFAULT_PATH, StageState
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.shell import Lexer
 from distill.errors import DistillError, UsageError
 from distill.formats.oci_layout import import_layout
-from distill.image.image import Image, Layer
 from distill.formats.stored import load
+from distill.image.image import Image, Layer
 from distill.oci.config import ImageConfig, RuntimeConfig
 from distill.plan.plan import BuildPlan, PlannedStage, platform_args
 from distill.store.store import Store
@@ -87,7 +87,7 @@ class StageContext:
     log: Callable[[str], None]
     current: int = -1
 
-    def cache_lookup(self, key: str) -> Layer | None | None:
+    def cache_lookup(self, key: str) -> Layer | None:
         return self.builder.cache_lookup(key)
 
     def cache_store(self, key: str, layer: Layer | None) -> None:
@@ -193,6 +193,7 @@ class Builder:
     # -- the build --------------------------------------------------------------------
     def build(self, plan: BuildPlan, jobs: int = 1) -> BuildResult:
         """Build the planned stages; up to ``jobs`` independent stages run at once."""
+        sweep_stale_secrets()
         jobs = max(1, jobs)
         done: dict[int, StageResult] = {}
         pending = list(plan.order)

@@ -34,9 +34,9 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from distill.confine import open_dir_in_root, resolve_in_root
 from distill.build.context import BuildContext
-from distill.build.secrets import AgentRelay, SecretStore, private_tmp
+from distill.build.secrets import AgentRelay, SecretStore, owned_private_dir
+from distill.confine import open_dir_in_root, resolve_in_root
 from distill.dockerfile.mounts import Mount, clean, ssh_target
 from distill.errors import ContextError, DockerfileError
 from distill.ignore import walk_context
@@ -336,7 +336,7 @@ def _secret(m: Mount, target: str, stack: ExitStack, secrets: SecretStore,
         out.secret_env[env_name] = os.fsdecode(value)
     if not m.target:  # env= without a target: the variable only
         return
-    directory = Path(tempfile.mkdtemp(prefix="distill-secret-", dir=private_tmp()))
+    directory = owned_private_dir("distill-secret-")
     stack.callback(shutil.rmtree, directory, True)
     path = directory / "secret"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

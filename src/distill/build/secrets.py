@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from distill import owned
 from distill.dockerfile.mounts import csv_fields
 from distill.errors import DistillError, UsageError
 
@@ -190,7 +192,7 @@ class AgentRelay:
 
     def __init__(self, upstream: str, *, uid: int = 0, gid: int = 0, mode: int = 0o600) -> None:
         self.upstream = upstream
-        self._dir = Path(tempfile.mkdtemp(prefix="distill-ssh-", dir=private_tmp()))
+        self._dir = owned_private_dir("distill-ssh-")
         self.path = self._dir / "agent.sock"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -264,6 +266,21 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
         src.shutdown(socket.SHUT_RD)
     except OSError:
         pass
+
+
+def owned_private_dir(prefix: str) -> Path:
+    """A fresh 0700 directory in :func:`private_tmp`, named for this process (what killed
+    builds left there is removed first)."""
+    sweep_stale_secrets()
+    return owned.make_dir(prefix, private_tmp())
+
+
+@functools.cache
+def sweep_stale_secrets() -> None:
+    """Remove the secrets and agent sockets of builds that were killed (once a process)."""
+    for prefix in ("distill-secret-", "distill-ssh-"):
+        owned.sweep(prefix, private_tmp(),
+                    lambda path: shutil.rmtree(path, ignore_errors=True))
 
 
 def private_tmp() -> str:

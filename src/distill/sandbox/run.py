@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from distill import owned
 from distill.errors import SandboxError
 from distill.sandbox import _idmap, _libc, _network, _seccomp, _userns
 from distill.sandbox._fds import Fds, relay
@@ -240,6 +241,19 @@ def _check_ids(spec: RunSpec, ids: IdRange) -> None:
                                f"(0 to {ids.count - 1})")
 
 
+def _remove_view_dir(base: Path) -> None:
+    """What a killed distill left of a view: two empty directories (its mounts lived in
+    its own mount namespace, gone with it). Never rmtree: see :func:`_sandbox_view`."""
+    with suppress(OSError):
+        os.rmdir(base / "root")
+    os.rmdir(base)
+
+
+@functools.cache
+def _sweep_views(parent: str) -> None:
+    owned.sweep("distill-run-", parent, _remove_view_dir, private=False)
+
+
 @contextmanager
 def _sandbox_view(rootfs: Path, ids: IdRange, idmapped: bool) -> Iterator[Path]:
     """``rootfs`` as the sandbox sees it, attached under a fresh 0711 directory in /run.
@@ -252,7 +266,8 @@ def _sandbox_view(rootfs: Path, ids: IdRange, idmapped: bool) -> Iterator[Path]:
     parent = next((c for c in candidates if os.path.isdir(c)), None)
     if parent is None:
         raise SandboxError("no directory to mount the sandbox's root filesystem under")
-    base = Path(tempfile.mkdtemp(prefix="distill-run-", dir=parent))
+    _sweep_views(parent)
+    base = owned.make_dir("distill-run-", parent)
     try:
         os.chmod(base, 0o711)
         target = base / "root"

@@ -22,6 +22,7 @@ from isal import igzip
 
 from distill.errors import DigestMismatchError, ImageError
 from distill.oci.digest import Digest, HashingWriter
+from distill.owned import is_alive, process_tag
 
 
 class BlobStore:
@@ -35,7 +36,7 @@ class BlobStore:
         remove_orphaned_temp_dirs(tmp_root)
         # Each process works in its own temp dir, named so that a later process can tell
         # when its owner died (a killed build) and reclaim the space.
-        self.tmp_dir = tmp_root / _process_tag(os.getpid())
+        self.tmp_dir = tmp_root / process_tag(os.getpid())
         self.tmp_dir.mkdir(exist_ok=True, mode=0o700)
 
     def path(self, digest: Digest) -> Path:
@@ -151,23 +152,10 @@ def make_private(path: Path) -> None:
         os.chmod(path, PRIVATE_MODE)
 
 
-def _process_tag(pid: int) -> str:
-    """'<pid>-<start time>': unique for a process's whole life, even across pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return f"{pid}-{fields[19]}"
-    except (OSError, IndexError):
-        return f"{pid}-0"
-
-
 def remove_orphaned_temp_dirs(tmp_root: Path) -> None:
     """Remove temp dirs whose owning process is gone (it was killed mid-build)."""
     for entry in tmp_root.iterdir():
-        pid, sep, _ = entry.name.partition("-")
-        if not sep or not pid.isdigit():
-            continue
-        if entry.name != _process_tag(int(pid)):
+        if not is_alive(entry.name):
             remove_tree(entry)
 
 
