@@ -12,6 +12,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from distill.errors import SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs, write_layer_from_upper
-from distill.sandbox.run import sandbox_ids
+from distill.sandbox.run import SandboxMount, sandbox_ids
 from tests.helpers.bases import install_busybox
 
 pytestmark = pytest.mark.integration
@@ -71,8 +72,8 @@ def test_env_cwd_and_exit_code(base: Path) -> None:
                 argv=[
                     "/bin/sh",
                     "-c",
-                    'echo "$GREETING"; pwd; echo "[$DISTILL_HOST_ONLY]"; '
-                    "hostname; echo oops >&2; exit 7",
+                    ('echo "$GREETING"; pwd; echo "[$DISTILL_HOST_ONLY]"; '
+                     "hostname; echo oops >&2; exit 7"),
                 ],
                 env={**PATH, "GREETING": "hello world"},
                 cwd="/work/dir",
@@ -108,7 +109,7 @@ def test_missing_command_is_exit_127_not_a_sandbox_error(base: Path) -> None:
 
 
 def test_setup_failure_is_a_sandbox_error(base: Path) -> None:
-    (base / "rootfs/proc").write_bytes(b"not a directory")
+    (base / "rootfs/etc/hosts").mkdir(parents=True)   # bubblewrap binds a file there
     with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
         failure = pytest.raises(SandboxError, match="could not set up the sandbox: bwrap: ")
         with failure:
@@ -271,3 +272,54 @@ def test_private_network_with_a_root_only_tmpdir(base: Path, tmp_path: Path,
     assert code == 0, out
     interfaces = {line.split(b":")[0].strip() for line in out.splitlines() if b":" in line}
     assert len(interfaces) == 2 and b"lo" in interfaces  # lo and pasta's tap device
+
+
+def _raise(*args: object) -> None:
+    raise SandboxError("failed (as the test has it)")
+
+
+def _failing(*args: object) -> Iterator[None]:
+    _raise()
+    yield
+
+
+@pytest.mark.parametrize("where", ["maps", "network"])
+def test_a_failed_setup_leaves_no_process_behind(base: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 where: str) -> None:
+    """Something of ours fails between bubblewrap's start and the command's (writing the
+    id maps, attaching the network): distill kills bubblewrap, and the sandbox's child,
+    waiting for bubblewrap on an eventfd or on --block-fd, must die with it rather than
+    wait forever or run the command with no one left to stop it."""
+    from contextlib import contextmanager
+
+    from distill.sandbox import _network, _userns
+
+    if where == "maps":
+        monkeypatch.setattr(_userns, "write_maps", _raise)
+    else:
+        monkeypatch.setattr(_network, "attached", contextmanager(_failing))
+    marks = Path(tempfile.mkdtemp(prefix="distill-marks-"))
+    os.chmod(marks, 0o777)
+    tag = f"failed-setup-{os.getpid()}-{where}"
+    try:
+        with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
+            spec = RunSpec(argv=["/bin/sh", "-c", f"sleep 1; touch /marks/ran # {tag}"],
+                           env=dict(PATH), mounts=[SandboxMount("bind", "/marks", marks)])
+            with pytest.raises(SandboxError, match="as the test has it"):
+                run_in_rootfs(mnt.merged, spec, stdout=io.BytesIO(), idmapped=True)
+        time.sleep(3)
+        assert list(marks.iterdir()) == [], "the RUN ran after its build gave up on it"
+        assert _processes_with(tag) == [], "processes of the failed RUN are still alive"
+    finally:
+        shutil.rmtree(marks)
+
+
+def _processes_with(word: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if word.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

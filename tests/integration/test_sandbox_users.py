@@ -273,7 +273,7 @@ def test_setup_failure_and_missing_command_as_non_root(base: Path) -> None:
         with pytest.raises(SandboxError, match="could not set up.*Permission denied"):
             run(mnt.merged, "true", cwd="/root-only", uid=1000, gid=1000)
         with as_container_root(sandbox_ids()):
-            (mnt.merged / "proc").write_bytes(b"not a directory")
+            (mnt.merged / "etc/hosts").mkdir(parents=True)   # bubblewrap binds a file there
         with pytest.raises(SandboxError, match="could not set up the sandbox: bwrap: "):
             run(mnt.merged, "true", uid=1000, gid=1000)
 

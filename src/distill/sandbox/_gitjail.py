@@ -129,7 +129,7 @@ def run(argv: list[str], checkout: Path, *, network: str,
               "seccomp": fds.memfd(_seccomp.filter_bpf())}
         cmd = _argv(argv, checkout, network, env, fd)
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            proc = _userns.start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, pass_fds=list(fd.values()),
                                     cwd="/", env={}, user=host, group=host, extra_groups=[])
         except OSError as exc:
@@ -138,12 +138,12 @@ def run(argv: list[str], checkout: Path, *, network: str,
             fds.close(*fd.values())  # only bwrap may hold them
         try:
             with ExitStack() as stack:
-                info = _userns.read_info(info_r)
-                if info is not None:   # else bwrap failed, and says why on stderr
-                    _userns.write_maps(info, f"{_INSIDE} {host} 1\n".encode())
+                if _userns.read_info(info_r) is not None:  # else bwrap says why on stderr
+                    pid = _userns.child_of(proc.pid)
+                    _userns.write_maps(pid, proc.pid, f"{_INSIDE} {host} 1\n".encode())
                     os.write(block_w, b"1")
                     if network == "default":
-                        stack.enter_context(_network.attached(info["child-pid"], host, host))
+                        stack.enter_context(_network.attached(pid, host, host))
                     os.write(block_w, b"1")
                 fds.close(block_w)
                 out, err = proc.communicate()

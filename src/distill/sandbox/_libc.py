@@ -10,6 +10,7 @@ import ctypes.util
 import os
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
 MS_BIND = 4096
 MS_PRIVATE = 1 << 18
 MS_REC = 16384
@@ -28,6 +29,8 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.umount2.restype = ctypes.c_int
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.unshare.restype = ctypes.c_int
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.setns.restype = ctypes.c_int
 _libc.syncfs.argtypes = [ctypes.c_int]
 _libc.syncfs.restype = ctypes.c_int
 
@@ -61,6 +64,11 @@ def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
 def unshare(flags: int) -> None:
     """unshare(2); raises OSError with errno set on failure."""
     _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2); raises OSError with errno set on failure."""
+    _check(_libc.setns(fd, nstype), "setns")
 
 
 def syncfs(path: str | os.PathLike[str]) -> None:

@@ -19,8 +19,11 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+from typing import Any
 
 from distill.errors import SandboxError
+from distill.sandbox import _libc
 
 
 def read_info(fd: int) -> dict[str, int] | None:
@@ -39,26 +42,60 @@ def read_info(fd: int) -> dict[str, int] | None:
     return record
 
 
-def write_maps(info: dict[str, int], mapping: bytes) -> None:
-    """Write ``mapping`` as the uid and gid maps of bwrap's child's user namespace.
+def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(argv, **popen)`` for bubblewrap, started as the first process
+    of a PID namespace of its own.
 
-    The child is blocked until we unblock it, so its pid cannot be reused
-    meanwhile; still, check through a /proc/PID handle that it is the process
-    bwrap described (same mount namespace) before writing through that handle.
-    If a map cannot be written, the child is killed: left blocked, it would
-    outlive bwrap, which only makes it die with its parent later.
+    bubblewrap's child waits for its parent twice before it binds its own life to
+    that parent's (``--die-with-parent``): for the id maps, and on ``--block-fd``. Were
+    the parent killed in between (distill killed, or failing here), the child would be
+    left blocked forever, or, once ``--block-fd`` reads end-of-file, would run the
+    command with no one left to stop it. As the first process of a PID namespace,
+    bubblewrap takes every process in it down when it dies, and it dies with us.
+    Where a PID namespace cannot be made (no privilege), it starts as it is.
     """
-    pid = info["child-pid"]
+    own = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            _libc.unshare(_libc.CLONE_NEWPID)   # for this thread's next child only
+        except OSError:
+            return subprocess.Popen(argv, **popen)
+        try:
+            return subprocess.Popen(argv, **popen)
+        finally:
+            _libc.setns(own, _libc.CLONE_NEWPID)
+    finally:
+        os.close(own)
+
+
+def child_of(bwrap_pid: int) -> int:
+    """The host pid of bubblewrap's child (its ``--info-fd`` numbers the child in its
+    own PID namespace, see :func:`start`)."""
+    try:
+        with open(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children") as f:
+            pids = f.read().split()
+    except OSError as exc:
+        raise SandboxError(f"cannot find the sandbox's process: {exc}") from exc
+    if len(pids) != 1:
+        raise SandboxError(f"bubblewrap has {len(pids)} child processes, not one")
+    return int(pids[0])
+
+
+def write_maps(pid: int, bwrap_pid: int, mapping: bytes) -> None:
+    """Write ``mapping`` as the uid and gid maps of the user namespace of ``pid``,
+    bubblewrap's child (from :func:`child_of`).
+
+    The child is blocked until we unblock it, and cannot be reaped while bubblewrap
+    waits for us; still, check through a /proc/PID handle that it is bubblewrap's
+    child before writing through that handle. If a map cannot be written, the child
+    is killed.
+    """
     try:
         proc = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise SandboxError(f"cannot map ids for the sandbox: {exc}") from exc
     try:
-        try:
-            mnt = os.stat("ns/mnt", dir_fd=proc).st_ino
-        except OSError as exc:
-            raise SandboxError(f"cannot map ids for the sandbox: {exc}") from exc
-        if "mnt-namespace" in info and mnt != info["mnt-namespace"]:
+        if _parent(proc) != bwrap_pid:
             raise SandboxError(f"cannot map ids for the sandbox: {pid} is not bwrap's child")
         try:
             for name in ("uid_map", "gid_map"):
@@ -73,3 +110,16 @@ def write_maps(info: dict[str, int], mapping: bytes) -> None:
             raise SandboxError(f"cannot map ids for the sandbox: {exc}") from exc
     finally:
         os.close(proc)
+
+
+def _parent(proc: int) -> int | None:
+    """The parent pid of the process whose /proc directory is open as ``proc``."""
+    try:
+        fd = os.open("status", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+        with os.fdopen(fd, "rb") as f:
+            for line in f:
+                if line.startswith(b"PPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None

@@ -361,7 +361,7 @@ def _spawn(
         argv = bwrap_argv(bwrap, rootfs, spec, status_w, mount_points, userns_fds=userns_fds,
                           args_fd=args_fd, cwd=cwd, start_fd=block_r, seccomp_fd=seccomp_fd)
         try:
-            proc = subprocess.Popen(
+            proc = _userns.start(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -377,7 +377,7 @@ def _spawn(
             fds.close(*child_fds)  # only bwrap may hold them, or our reads never end
         assert proc.stdout is not None
         try:
-            pid = _map_ids(info_r, block_w, ids)
+            pid = _map_ids(info_r, block_w, ids, proc.pid)
             with ExitStack() as network:
                 # The same pipe is bwrap's --block-fd, read (then closed) just before the
                 # command starts: the command inherits no descriptor of ours.
@@ -414,15 +414,16 @@ def _attach_network(stack: ExitStack, proc: subprocess.Popen[bytes], pid: int,
     return True
 
 
-def _map_ids(info_fd: int, block_fd: int, ids: IdRange) -> int | None:
+def _map_ids(info_fd: int, block_fd: int, ids: IdRange, bwrap_pid: int) -> int | None:
     """Map the ids of the user namespace bwrap made, then let bwrap go on; the
     sandbox's pid.
 
     With no info, bwrap failed before creating it, and its exit status says
     why; unblocked without maps, bwrap cannot switch to the uid and fails.
     """
-    info = _userns.read_info(info_fd)
-    if info is not None:
-        _userns.write_maps(info, ids.map_line())
-        os.write(block_fd, b"1")
-    return None if info is None else info["child-pid"]
+    if _userns.read_info(info_fd) is None:
+        return None
+    pid = _userns.child_of(bwrap_pid)
+    _userns.write_maps(pid, bwrap_pid, ids.map_line())
+    os.write(block_fd, b"1")
+    return pid
