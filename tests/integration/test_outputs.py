@@ -160,6 +160,21 @@ def test_size_summary_on_stderr(distill: RunDistill, app_context: Path, tmp_path
     assert proc.stdout.strip() == _digest_line(proc.stdout)
 
 
+def test_quiet_prints_only_the_image_id(distill: RunDistill, busybox_image: str,
+                                        tmp_path: Path) -> None:
+    """As `docker build -q`: `ID=$(distill build --progress quiet .)` gets the id alone, not
+    what the RUN steps print (to stdout or stderr); a failing RUN still shows its output."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nRUN echo said-on-stdout; echo said-on-stderr >&2\n")
+    proc = distill("build", "--progress", "quiet", "--no-cache", str(tmp_path))
+    assert proc.stdout.strip() == _digest_line(proc.stdout)
+    assert "said-on" not in proc.stdout + proc.stderr
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN echo why-it-failed; exit 3\n")
+    proc = distill("build", "--progress", "quiet", str(tmp_path), check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "why-it-failed" in proc.stderr and "exit code: 3" in proc.stderr
+
+
 # -- OCI tar ----------------------------------------------------------------------------
 
 def test_oci_tar_output(distill: RunDistill, app_context: Path, tmp_path: Path) -> None:

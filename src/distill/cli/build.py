@@ -6,13 +6,13 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from distill.build.builder import Builder
 from distill.build.context import DOCKERFILE, BuildContext, read_dockerfile
-from distill.build.secrets import SecretStore, parse_ssh_specs
 from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
+from distill.build.secrets import SecretStore, parse_ssh_specs
 from distill.cli.render import printable, size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.parse import parse
@@ -87,8 +87,8 @@ def _source_date_epoch() -> int | None:
 
 def _epoch_created() -> str:
     sde = _source_date_epoch()
-    ts = datetime.fromtimestamp(sde, timezone.utc) if sde is not None \
-        else datetime.now(timezone.utc).replace(microsecond=0)
+    ts = datetime.fromtimestamp(sde, UTC) if sde is not None \
+        else datetime.now(UTC).replace(microsecond=0)
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -133,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
     store = Store()
     builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,
                       no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
-                      output=None if quiet else sys.stderr.buffer,
+                      # quiet: only the image id on stdout, as `docker build -q`; a
+                      # failed RUN's last lines still show in its error
+                      output=open(os.devnull, "wb") if quiet else sys.stderr.buffer,  # noqa: SIM115
                       secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh),
                       allow=_entitlements(args.allow))
     started = time.monotonic()
