@@ -498,3 +498,22 @@ RUN --mount=type=bind,from={device_image},source=/,target=/m,rw /probe open /m/d
     output = built(build(distill, ctx))
     assert re.search(r"^b[rw-]{9} .* /disk$", output, re.MULTILINE), output   # the node is there
     refused(output, "/disk open", "/mem open", "/m/disk open", "/m/mem open")
+
+
+def test_run_has_hosts_of_its_own(distill: RunDistill, busybox_image: str,
+                                  tmp_path: Path) -> None:
+    """/etc/hosts names the loopback and the sandbox's hostname (so it resolves, as under
+    BuildKit) and tells nothing of the host's; a non-root user can read it."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\n"
+        "RUN echo \"hostname=$(hostname)\"; ping -c1 -W1 \"$(hostname)\" | head -1\n"
+        "USER 1000\nRUN cat /etc/hosts\n")
+    proc = distill("build", "--progress", "plain", "--no-cache", str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert "hostname=distill" in out
+    assert "127.0.0.1\tlocalhost distill" in out
+    assert "::1\tlocalhost ip6-localhost ip6-loopback" in out
+    assert "PING distill (127.0.0.1)" in out
+    for line in Path("/etc/hosts").read_text().splitlines():
+        if line.strip() and not line.startswith("#") and "localhost" not in line:
+            assert line.split()[-1] not in out, f"host's {line!r} shows in the RUN"

@@ -67,6 +67,7 @@ def test_bwrap_argv() -> None:
     assert "--clearenv --setenv A 1 --setenv PATH /bin --chdir /src" in joined
     assert "--hostname h" in joined and "--die-with-parent" in argv
     assert argv.count("--cap-add") == len(DEFAULT_CAPABILITIES)
+    assert "/etc/hosts" not in argv  # bound from a descriptor (hosts_fd), never the host's
     assert "CAP_SYS_ADMIN" not in argv
 
 

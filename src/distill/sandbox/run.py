@@ -77,8 +77,18 @@ DEFAULT_CAPABILITIES = (
     "CAP_SYS_CHROOT",
 )
 
-#: Host files bound read-only into every sandbox, so RUN can resolve names.
+#: Host files the name resolution of a sandbox may need (a RUN binds /etc/resolv.conf,
+#: and gets an /etc/hosts of its own: see :func:`hosts_file`).
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")
+_BOUND_HOST_FILES = ("/etc/resolv.conf",)
+HOSTS = "/etc/hosts"
+
+
+def hosts_file(hostname: str) -> bytes:
+    """A RUN's /etc/hosts, as BuildKit writes it: the loopback names and the sandbox's
+    own hostname (so that it resolves), nothing of the host's."""
+    return f"127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n" \
+        .encode()
 
 _NETWORKS = ("default", "host", "none")
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
@@ -165,6 +175,7 @@ def bwrap_argv(
     cwd: str | None = None,
     start_fd: int | None = None,
     seccomp_fd: int | None = None,
+    hosts_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line for ``spec`` (exposed for tests and debugging).
 
@@ -176,13 +187,16 @@ def bwrap_argv(
     directory already resolved inside the rootfs (default: ``spec.cwd``).
     ``start_fd`` makes bwrap wait, with the sandbox set up, until the caller lets
     the command start (after attaching its network, see :mod:`~distill.sandbox._network`). ``seccomp_fd``
-    holds the compiled seccomp filter (see :mod:`~distill.sandbox._seccomp`).
+    holds the compiled seccomp filter (see :mod:`~distill.sandbox._seccomp`);
+    ``hosts_fd`` the sandbox's /etc/hosts (see :func:`hosts_file`).
     """
     where = {p: p for p in ("/dev", "/proc", *HOST_FILES)} | (mount_points or {})
     argv = [bwrap, "--bind", str(rootfs), "/", "--dev", where["/dev"], "--proc", where["/proc"]]
-    for host_file in HOST_FILES:
+    for host_file in _BOUND_HOST_FILES:
         if os.path.exists(host_file):
             argv += ["--ro-bind", host_file, where[host_file]]
+    if hosts_fd is not None:
+        argv += ["--perms", "0644", "--ro-bind-data", str(hosts_fd), where[HOSTS]]
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.hostname]
     argv += ["--die-with-parent"]
     if spec.network != "host":
@@ -316,8 +330,8 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
         with _idmap.as_container_root(ids):
             for path in (*spec.keep_dirs, spec.cwd):
                 make_dirs(view, path)
-        extra = [("/dev", True), ("/proc", True),
-                 *((path, False) for path in HOST_FILES if os.path.exists(path))]
+        extra = [("/dev", True), ("/proc", True), (HOSTS, False),
+                 *((path, False) for path in _BOUND_HOST_FILES if os.path.exists(path))]
         with mounted(view, spec.mounts, ids, cwd=spec.cwd, extra=extra) as prepared:
             return _spawn(bwrap, view, spec, prepared.points, stdout, ids, prepared.cwd)
 
@@ -357,9 +371,11 @@ def _spawn(
                 for k, v in spec.secret_env.items()))
             child_fds.append(args_fd)
         seccomp_fd = fds.memfd(_seccomp.filter_bpf())
-        child_fds.append(seccomp_fd)
+        hosts_fd = fds.memfd(hosts_file(spec.hostname))
+        child_fds += [seccomp_fd, hosts_fd]
         argv = bwrap_argv(bwrap, rootfs, spec, status_w, mount_points, userns_fds=userns_fds,
-                          args_fd=args_fd, cwd=cwd, start_fd=block_r, seccomp_fd=seccomp_fd)
+                          args_fd=args_fd, cwd=cwd, start_fd=block_r, seccomp_fd=seccomp_fd,
+                          hosts_fd=hosts_fd)
         try:
             proc = _userns.start(
                 argv,
