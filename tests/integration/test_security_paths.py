@@ -603,3 +603,31 @@ def test_copy_parents_takes_no_metadata_from_above_the_context(
     assert stat.S_IMODE((out / "out/a").stat().st_mode) == 0o750
     assert stat.S_IMODE((out / "out/a/b").stat().st_mode) == 0o705   # the context's root
     assert (out / "out/a").stat().st_mtime != 981173106
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "2130706433", "localhost"])
+def test_add_does_not_even_connect_to_the_loopback(distill: RunDistill, busybox_image: str,
+                                                   tmp_path: Path, host: str) -> None:
+    """Refused before connecting: no handshake reaches a loopback port, so a Dockerfile
+    cannot tell open ports from closed ones by ADD's errors (review round 4, F1)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    open_port = listener.getsockname()[1]
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    try:
+        errors = []
+        for port in (open_port, closed_port):
+            (tmp_path / "Dockerfile").write_text(
+                f"FROM {busybox_image}\nADD http://{host}:{port}/x /x\n")
+            proc = distill("build", str(tmp_path), check=False)
+            assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+            errors.append(proc.stderr.replace(str(port), "PORT"))
+        assert "this machine" in errors[0] and errors[0] == errors[1]
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()

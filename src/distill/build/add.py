@@ -31,6 +31,7 @@ import os
 import posixpath
 import re
 import shutil
+import socket
 import stat
 import tarfile
 import urllib.parse
@@ -86,12 +87,27 @@ def _refuse_this_host(url: str, address: str) -> ContextError:
         hint="pass --allow network.host to let the build reach the host's own services")
 
 
+def _resolves_to_this_host(host: str, port: int) -> str | None:
+    """An address of this machine that ``host`` resolves to, if any."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None  # the connection attempt reports it
+    return next((str(i[4][0]) for i in infos if _is_this_host(str(i[4][0]))), None)
+
+
 def _connect_guard(url: str) -> Callable[[str, dict[str, Any]], None]:
-    """An httpcore trace hook refusing, once connected and before anything is sent, a
-    connection to the build host itself: checked on the address actually connected to,
-    for every redirect, whatever the name resolved to a moment before."""
+    """An httpcore trace hook refusing a connection to the build host itself, for every
+    redirect: before connecting, when the name resolves to it (so that no handshake
+    tells an open port from a closed one), and once connected, on the address actually
+    connected to (whatever the name resolved to a moment before), before anything is
+    sent."""
     def trace(event: str, info: dict[str, Any]) -> None:
-        if event == "connection.connect_tcp.complete":
+        if event == "connection.connect_tcp.started":
+            address = _resolves_to_this_host(str(info["host"]), int(info["port"]))
+            if address is not None:
+                raise _refuse_this_host(url, address)
+        elif event == "connection.connect_tcp.complete":
             address = info["return_value"].get_extra_info("server_addr")
             if address and _is_this_host(str(address[0])):
                 raise _refuse_this_host(url, str(address[0]))
