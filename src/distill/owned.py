@@ -8,11 +8,13 @@ process is gone (a pid reused since has another start time).
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -61,3 +63,23 @@ def sweep(prefix: str, parent: str | Path, remove: Callable[[Path], None], *,
                 and (not private or st.st_mode & 0o077 == 0) and not is_alive(f"{pid}-{start}")):
             with suppress(OSError):
                 remove(Path(entry.path))
+
+
+@contextmanager
+def temp_dir(prefix: str, parent: str | Path | None = None) -> Iterator[Path]:
+    """``tempfile.TemporaryDirectory`` named for this process (in ``parent``, default the
+    temporary directory), whose leftovers from killed builds the first use in a process
+    removes. The directory may be opened to others later (as ADD's is for the jailed
+    git); only this user's directories are ever removed."""
+    where = str(parent or tempfile.gettempdir())
+    _sweep_temp(prefix, where)
+    path = make_dir(prefix, where)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@functools.cache
+def _sweep_temp(prefix: str, parent: str) -> None:
+    sweep(prefix, parent, lambda path: shutil.rmtree(path, ignore_errors=True), private=False)

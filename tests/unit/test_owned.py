@@ -45,3 +45,15 @@ def test_a_reused_pid_is_not_its_old_process() -> None:
     pid, start = tag.split("-")
     assert owned.is_alive(tag)
     assert not owned.is_alive(f"{pid}-{int(start) + 1}")
+
+
+def test_temp_dir_removes_what_killed_builds_left(tmp_path: Path) -> None:
+    """ADD's download directory (opened 0711 for the jailed git) left by a killed build
+    goes when the next one makes its own; its own goes when it is done."""
+    left = tmp_path / f"distill-add-{_dead_tag()}-abc"
+    (left / "checkout").mkdir(parents=True)
+    os.chmod(left, 0o711)
+    with owned.temp_dir("distill-add-", tmp_path) as mine:
+        assert not left.exists()
+        assert mine.parent == tmp_path and mine.is_dir()
+    assert not mine.exists()

@@ -6,18 +6,17 @@ import hashlib
 import os
 import posixpath
 import stat
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distill import owned
 from distill.build import add as addsrc
 from distill.build.copy import CopyOptions, copy_sources
 from distill.build.layerstep import expand, layer_step
-from distill.build.sources import (Source, has_glob, resolve_parents_glob,
-                                   resolve_sources)
+from distill.build.sources import Source, has_glob, resolve_parents_glob, resolve_sources
 from distill.build.state import StageState
 from distill.build.users import resolve_chown
 from distill.confine import open_in_root
@@ -89,7 +88,7 @@ _HEREDOC_LEXER = Lexer("\\", skip_process_quotes=True)
 def _split_pivot(pattern: str) -> tuple[str, str]:
     """--parents: ``a/./b/c`` copies b/c under DEST (BuildKit's ``/./`` pivot);
     without a pivot the path is kept from the root. Returns (pivot, pattern)."""
-    parent, sep, rest = pattern.partition("/./")
+    parent, sep, _rest = pattern.partition("/./")
     if not sep:
         return ".", pattern
     return os.path.normpath("/" + parent).lstrip("/") or ".", pattern
@@ -170,7 +169,7 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         for pattern in patterns:
             if adding and (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
                 git = addsrc.is_git(pattern)
-                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-add")))
+                tmp = stack.enter_context(owned.temp_dir("distill-add-"))
                 try:
                     got = stack.enter_context((addsrc.fetch_git if git else addsrc.fetch_url)(
                         pattern, tmp, add_opts))
@@ -201,8 +200,7 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             exclude = PatternMatcher(excludes) if excludes else None
         except DistillError as e:
             raise e.at(inst.location) from None
-        heredocs_dir = Path(stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="distill-heredoc-")))
+        heredocs_dir = stack.enter_context(owned.temp_dir("distill-heredoc-"))
         inline = _heredoc_sources(ctx, state, inst, heredocs_dir)
         signature: list[object] = ["copy", [s.rel for s in sources], _tree_hash(sources, allow),
                                    dest, chown, chmod, escape]
