@@ -117,7 +117,9 @@ class Store:
                 return desc
         raise StoreError(
             f"image {name!r} not found in the store ({self.root})",
-            hint="list images with 'distill images'; make bases with 'distill import'",
+            hint="list images with 'distill images'; make a base with 'distill base' "
+                 "(Debian, distroless) or 'distill import' (a rootfs tarball), or name an "
+                 "OCI layout with --build-context NAME=oci-layout://PATH",
         )
 
 
