@@ -24,6 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from buildah_storage import buildah_argv
+
 from tests.helpers.dockerd import DOCKER_CLI, private_dockerd  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "go-hello"
@@ -88,8 +90,7 @@ class Buildah:
         self.work, self.layouts = work, layouts
 
     def _argv(self, home: Path, *args: str) -> list[str]:
-        return ["buildah", "--root", str(home / "root"), "--runroot", str(home / "run"),
-                "--storage-driver", "overlay", *args]
+        return buildah_argv(home, *args)
 
     def cold(self, run: int) -> float:
         home = self.work / f"buildah-{run}"

@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from buildah_storage import buildah_argv
 from go_hello import DISTROLESS, EXAMPLE, sh
 
 from tests.helpers.bases import write_busybox_rootfs_tar
@@ -194,8 +195,7 @@ class Buildah:
         self.work, self.layouts = work, layouts
 
     def _argv(self, home: Path, *args: str) -> list[str]:
-        return ["buildah", "--root", str(home / "root"), "--runroot", str(home / "run"),
-                "--storage-driver", "overlay", *args]
+        return buildah_argv(home, *args)
 
     def cold(self, load: Workload, run: int) -> Sample:
         home = self.work / f"buildah-{load.name}-{run}"
