@@ -303,13 +303,17 @@ def test_a_failed_setup_leaves_no_process_behind(base: Path, monkeypatch: pytest
     tag = f"failed-setup-{os.getpid()}-{where}"
     try:
         with overlay_mount([base / "rootfs"], scratch(base), sandbox=sandbox_ids()) as mnt:
-            spec = RunSpec(argv=["/bin/sh", "-c", f"sleep 1; touch /marks/ran # {tag}"],
+            spec = RunSpec(argv=["/bin/sh", "-c", f"touch /marks/ran # {tag}"],
                            env=dict(PATH), mounts=[SandboxMount("bind", "/marks", marks)])
             with pytest.raises(SandboxError, match="as the test has it"):
                 run_in_rootfs(mnt.merged, spec, stdout=io.BytesIO(), idmapped=True)
-        time.sleep(3)
-        assert list(marks.iterdir()) == [], "the RUN ran after its build gave up on it"
+        # every process of the sandbox carries the tag in its argv: once none is left, the
+        # command either ran (and left its mark) or never will
+        deadline = time.monotonic() + 10
+        while _processes_with(tag) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert _processes_with(tag) == [], "processes of the failed RUN are still alive"
+        assert list(marks.iterdir()) == [], "the RUN ran after its build gave up on it"
     finally:
         shutil.rmtree(marks)
 
