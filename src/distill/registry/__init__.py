@@ -1,0 +1,1 @@
+"""distill.registry: talking to image registries (credentials, ...)."""
