@@ -21,10 +21,16 @@ from typing import Any
 import pytest
 
 from distill.debian.lock import Lock
+from distill.oci.reference import normalize_name
 from distill.oci.validate import validate_layout
 from tests.conftest import RunDistill
-from tests.helpers.mirror import INRELEASE, PACKAGES_XZ, LocalMirror, build_local_mirror
-from tests.helpers.mirror import serve_mirror
+from tests.helpers.mirror import (
+    INRELEASE,
+    PACKAGES_XZ,
+    LocalMirror,
+    build_local_mirror,
+    serve_mirror,
+)
 from tests.helpers.readback import skopeo_inspect, umoci_unpack
 from tests.helpers.unpacked import entries, is_elf, resolve_in
 
@@ -121,7 +127,7 @@ STATIC_VARIANTS = ["static", "static:nonroot", "static:debug"]
 def test_static_is_under_3mb_compressed(distill: RunDistill, store_root: Path) -> None:
     proc = distill("base", "static", "-t", "distroless/static")
     digest = printed_digest(proc.stdout, "distroless/static:latest")
-    info = skopeo_inspect(store_root, "distroless/static:latest")  # the store is a layout
+    info = skopeo_inspect(store_root, normalize_name("distroless/static"))  # the store is a layout
     assert info["manifest_digest"] == digest
     layers = info["manifest"]["layers"]
     on_disk = sum((store_root / "blobs" / "sha256" / layer["digest"].split(":")[1])
@@ -129,7 +135,7 @@ def test_static_is_under_3mb_compressed(distill: RunDistill, store_root: Path) -
     assert on_disk == sum(layer["size"] for layer in layers)
     assert 0 < on_disk < MAX_STATIC_COMPRESSED, f"static is {on_disk} bytes compressed"
     listed = distill("images").stdout
-    assert re.search(r"^distroless/static:latest\s+" + re.escape(digest[:19]), listed, re.M)
+    assert re.search(r"^distroless/static:latest\s+" + re.escape(digest[:19]), listed, re.MULTILINE)
 
 
 @pytest.mark.parametrize("preset", STATIC_VARIANTS)
@@ -184,7 +190,7 @@ def test_distroless_files(unpacked: Callable[[str], Built], preset: str) -> None
     assert (home.st_uid, home.st_gid, stat.S_IMODE(home.st_mode)) == (NONROOT, NONROOT, 0o700)
 
     nsswitch = built.read("etc/nsswitch.conf").decode()
-    assert re.search(r"^hosts:\s+files dns$", nsswitch, re.M)
+    assert re.search(r"^hosts:\s+files dns$", nsswitch, re.MULTILINE)
     os_release = dict(line.split("=", 1) for line in
                       built.read("etc/os-release").decode().splitlines() if "=" in line)
     assert os_release["ID"] == "debian"
@@ -196,8 +202,8 @@ def test_distroless_files(unpacked: Callable[[str], Built], preset: str) -> None
     assert listed == {rec.name for rec in built.lock.packages}
     for rec in built.lock.packages:
         text = (status_dir / rec.name).read_text()
-        assert re.search(rf"^Package: {re.escape(rec.name)}$", text, re.M), text
-        assert re.search(rf"^Version: {re.escape(rec.version)}$", text, re.M), text
+        assert re.search(rf"^Package: {re.escape(rec.name)}$", text, re.MULTILINE), text
+        assert re.search(rf"^Version: {re.escape(rec.version)}$", text, re.MULTILINE), text
     if built.debug:
         assert "busybox-static" in listed
 
@@ -285,8 +291,8 @@ def test_same_lock_same_digest_in_fresh_stores(distill: RunDistill, tmp_path: Pa
     assert a == b
     assert Lock.from_json(lock.read_text()).packages  # the lock is not empty
     # and an independent reader agrees byte for byte on what each store holds
-    info_a = skopeo_inspect(tmp_path / "store-a", "distroless/static:latest")
-    info_b = skopeo_inspect(tmp_path / "store-b", "distroless/static:latest")
+    info_a = skopeo_inspect(tmp_path / "store-a", normalize_name("distroless/static"))
+    info_b = skopeo_inspect(tmp_path / "store-b", normalize_name("distroless/static"))
     assert info_a["manifest_digest"] == info_b["manifest_digest"] == a
     assert info_a["config"] == info_b["config"]
 
@@ -367,7 +373,7 @@ def test_untampered_local_mirror_builds(distill: RunDistill, mirror: LocalMirror
     assert "local/base:latest" in distill("images", root=store).stdout
     names = {rec.name for rec in Lock.from_json((tmp_path / "lock.json").read_text()).packages}
     assert names == {"base-files", "netbase", "tzdata"}
-    assert skopeo_inspect(store, "local/base:latest")["manifest_digest"] == digest
+    assert skopeo_inspect(store, normalize_name("local/base"))["manifest_digest"] == digest
 
 
 @pytest.mark.parametrize("case", sorted(TAMPERS))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from distill.formats.stored import load
+from distill.oci.reference import normalize_name
 from distill.store.store import Store
 from tests.conftest import REPO, RunDistill
 from tests.helpers.dockerd import private_dockerd
@@ -55,7 +56,7 @@ def test_final_image_is_small_and_non_root(go_hello: str, store_root: Path) -> N
 
 
 def test_store_is_readable_by_skopeo(go_hello: str, store_root: Path) -> None:
-    info = skopeo_inspect(store_root, go_hello)
+    info = skopeo_inspect(store_root, normalize_name(go_hello))
     assert info["config"]["config"]["User"] == "65532"
 
 

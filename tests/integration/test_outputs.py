@@ -283,20 +283,21 @@ def test_tag_without_output_goes_to_store(distill: RunDistill, app_context: Path
     assert row is not None, listing
     assert digest[:19] in row
 
-    seen = skopeo_inspect(store_root, "outputs/stored:v2")
+    # the store records names as Docker normalises them, and skopeo reads them so
+    seen = skopeo_inspect(store_root, "docker.io/outputs/stored:v2")
     assert seen["manifest_digest"] == digest
     check_final_config(seen["config"])
     index = json.loads((store_root / "index.json").read_text())
     names = [m.get("annotations", {}).get("org.opencontainers.image.ref.name")
              for m in index["manifests"]]
-    assert "outputs/stored:v2" in names
+    assert "docker.io/outputs/stored:v2" in names
     validate_layout(store_root)
 
 
 def test_tag_without_explicit_tag_is_latest(distill: RunDistill, app_context: Path,
                                             store_root: Path) -> None:
     digest = _digest_line(distill("build", "-t", "outputs/untagged", str(app_context)).stdout)
-    assert skopeo_inspect(store_root, "outputs/untagged:latest")["manifest_digest"] == digest
+    assert skopeo_inspect(store_root, "docker.io/outputs/untagged:latest")["manifest_digest"] == digest
 
 
 def test_images_lists_long_names_in_full(distill: RunDistill, app_context: Path) -> None:
@@ -311,7 +312,7 @@ def test_import_then_build_from_it(distill: RunDistill, busybox_tar: Path, store
     proc = distill("import", str(busybox_tar), "outputs/imported:v1")
     name, digest = proc.stdout.split()
     assert name == "outputs/imported:v1"
-    seen = skopeo_inspect(store_root, "outputs/imported:v1")
+    seen = skopeo_inspect(store_root, "docker.io/outputs/imported:v1")
     assert seen["manifest_digest"] == digest
     assert len(seen["manifest"]["layers"]) == 1
 

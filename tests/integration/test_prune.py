@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from distill.oci.reference import normalize_name
 from tests.conftest import RunDistill
 from tests.helpers.readback import skopeo_inspect
 
@@ -43,7 +44,7 @@ def _tagged_blobs(root: Path) -> set[str]:
     out = set()
     for entry in json.loads((root / "index.json").read_text())["manifests"]:
         name = entry["annotations"]["org.opencontainers.image.ref.name"]
-        info = skopeo_inspect(root, name)
+        info = skopeo_inspect(root, normalize_name(name))
         manifest = info["manifest"]
         out.add(info["manifest_digest"].split(":")[1])
         out.add(manifest["config"]["digest"].split(":")[1])

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from distill.build.secrets import private_tmp
+from distill.oci.reference import normalize_name, normalize_reference
 from distill.oci.validate import validate_layout
 from tests.conftest import DISTILL, RunDistill
 from tests.helpers.readback import skopeo_inspect, umoci_unpack
@@ -47,10 +48,12 @@ def _blobs_hash_to_their_names(root: Path) -> int:
 
 
 def _tagged(root: Path) -> dict[str, str]:
+    """The store's tags as Docker shows them ('same:2' for docker.io/library/same:2)."""
     index = json.loads((root / "index.json").read_text())
     names = [m["annotations"][REF_NAME] for m in index["manifests"]]
     assert len(names) == len(set(names)), f"a name is tagged twice: {names}"
-    return {m["annotations"][REF_NAME]: m["digest"] for m in index["manifests"]}
+    return {normalize_reference(m["annotations"][REF_NAME]).familiar: m["digest"]
+            for m in index["manifests"]}
 
 
 def assert_store_consistent(root: Path) -> dict[str, str]:
@@ -58,7 +61,7 @@ def assert_store_consistent(root: Path) -> dict[str, str]:
     validate_layout(root)
     tagged = _tagged(root)
     for name, digest in tagged.items():
-        assert skopeo_inspect(root, name)["manifest_digest"] == digest, name
+        assert skopeo_inspect(root, normalize_name(name))["manifest_digest"] == digest, name
     assert _blobs_hash_to_their_names(root) > 0
     return tagged
 
@@ -179,9 +182,9 @@ def test_concurrent_builds_into_one_store(distill: RunDistill, busybox_tar: Path
         assert name in listing
 
     for name, expect in (("same:1", "data for a\n"), ("other:1", "data for b\n")):
-        rootfs = umoci_unpack(root, name, tmp_path / f"bundle-{name}")
+        rootfs = umoci_unpack(root, normalize_name(name), tmp_path / f"bundle-{name}")
         assert (rootfs / "data.txt").read_text() == expect
-    assert (umoci_unpack(root, "same:2", tmp_path / "b2") / "copy").read_text() == "data for a\n"
+    assert (umoci_unpack(root, normalize_name("same:2"), tmp_path / "b2") / "copy").read_text() == "data for a\n"
 
     # The snapshots the racers left behind serve a following build correctly.
     follow = tmp_path / "follow"
@@ -216,7 +219,7 @@ def test_concurrent_builds_of_one_dockerfile_share_layers(distill: RunDistill,
     assert len(digests) == 1, digests
     tagged = assert_store_consistent(root)
     assert {tagged[f"twin:{i}"] for i in range(4)} == digests
-    layers = skopeo_inspect(root, "twin:0")["manifest"]["layers"]
+    layers = skopeo_inspect(root, normalize_name("twin:0"))["manifest"]["layers"]
     assert len(layers) == 3
     snapshots = list((root / "snapshots").iterdir())
     assert len(snapshots) == 3, "one snapshot per distinct layer, whoever won the race"
@@ -297,7 +300,7 @@ def test_sigkill_mid_run_leaves_store_consistent(distill: RunDistill, busybox_ta
     assert after.stderr.count("CACHED") >= 2, after.stderr
     tagged = assert_store_consistent(root)
     assert "killed:1" in tagged
-    rootfs = umoci_unpack(root, "killed:1", tmp_path / "bundle")
+    rootfs = umoci_unpack(root, normalize_name("killed:1"), tmp_path / "bundle")
     assert (rootfs / "before").read_text() == "before\n"
     assert (rootfs / "slept").read_text() == "slept\n"
     assert _mounts_under(root) == []

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from distill.confine import resolve_in_root
 from distill.build.sources import resolve_parents_glob, resolve_sources
+from distill.confine import resolve_in_root
 from distill.errors import ContextError, DigestMismatchError
 from distill.oci.digest import Digest
-from distill.store.store import Store, name_candidates
+from distill.oci.descriptor import Descriptor
+from distill.store.store import Store
 
 
 def test_blob_roundtrip_and_verification(tmp_path: Path) -> None:
@@ -54,8 +55,20 @@ def test_concurrent_tagging_keeps_index_consistent(tmp_path: Path) -> None:
     assert len(names) == 160
 
 
-def test_name_candidates() -> None:
-    assert "busybox:latest" in name_candidates("docker.io/library/busybox")
+def test_lookup_normalises_names_as_docker(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    d, n = store.blobs.put_bytes(b"{}")
+    desc = Descriptor("application/vnd.oci.image.manifest.v1+json", d, n)
+    store.names.tag("docker.io/library/python:3.12", desc)
+    store.names.tag("busybox:latest", desc)          # as an older distill recorded it
+    for spelling in ("python:3.12", "library/python:3.12", "docker.io/python:3.12",
+                     "index.docker.io/library/python:3.12", f"python@{d}",
+                     "busybox", "docker.io/library/busybox:latest"):
+        found = store.lookup(spelling)
+        assert found is not None and found.digest == d, spelling
+    for absent in ("python", "python:3.11", "localhost/python:3.12", "other/python:3.12",
+                   "python@sha256:" + "b" * 64):
+        assert store.lookup(absent) is None, absent
 
 
 def test_resolve_in_root_never_leaves(tmp_path: Path) -> None:

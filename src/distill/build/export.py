@@ -13,7 +13,7 @@ from distill.errors import ImageError, UsageError
 from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
 from distill.formats.stored import save
 from distill.image.image import Image
-from distill.oci.reference import parse_reference
+from distill.oci.reference import normalize_name
 from distill.store.store import Store
 
 
@@ -121,8 +121,3 @@ def tag_in_store(store: Store, image: Image, names: tuple[str, ...]) -> None:
     desc = save(store, image)
     for name in names:
         store.names.tag(normalize_name(name), desc)
-
-
-def normalize_name(name: str) -> str:
-    """Check an image name (as `docker tag` would) and add ':latest' if it has no tag."""
-    return str(parse_reference(name).with_default_tag())

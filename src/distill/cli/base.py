@@ -7,11 +7,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
+from distill.build.export import OutputSpec, export, tag_in_store
 from distill.errors import UsageError
 from distill.formats.rootfs import import_rootfs
 from distill.image.image import Image
 from distill.oci.platform import Platform
+from distill.oci.reference import familiar_name, normalize_name
 from distill.sandbox.mmdebstrap import DEFAULT_MIRROR, mmdebstrap_tarball
 from distill.store.store import Store
 
@@ -42,7 +43,7 @@ def _finish(store: Store, image: Image, args: argparse.Namespace, names: tuple[s
     if names and output is None:
         tag_in_store(store, image, names)
     for name in names or ("(untagged)",):
-        print(f"{name} {image.digest}")
+        print(f"{familiar_name(name)} {image.digest}")
     return 0
 
 

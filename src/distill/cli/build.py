@@ -11,12 +11,13 @@ from pathlib import Path
 
 from distill.build.builder import Builder
 from distill.build.context import DOCKERFILE, BuildContext, read_dockerfile
-from distill.build.export import OutputSpec, export, normalize_name, tag_in_store
+from distill.build.export import OutputSpec, export, tag_in_store
 from distill.build.secrets import SecretStore, parse_ssh_specs
 from distill.cli.render import printable, size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.parse import parse
 from distill.errors import UsageError
+from distill.oci.reference import normalize_name
 from distill.plan.plan import make_plan
 from distill.report.sizes import size_row
 from distill.store.store import Store

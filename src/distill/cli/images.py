@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.build.export import normalize_name, tag_in_store
+from distill.build.export import tag_in_store
 from distill.formats.rootfs import import_rootfs
 from distill.formats.stored import load
+from distill.oci.reference import familiar_name, normalize_name
 from distill.report.sizes import human
 from distill.store.gc import prune
 from distill.store.store import Store
@@ -30,12 +31,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def run_images(args: argparse.Namespace) -> int:
-    """Plain columns (like `docker images`): names are never shortened."""
+    """Plain columns (like `docker images`): names as Docker shows them (``python:3.12``
+    for ``docker.io/library/python:3.12``), never cut short."""
     store = Store()
     rows = [("NAME", "DIGEST", "LAYERS", "SIZE")]
     for name, desc in store.names.entries():
         image = load(store, desc.digest)
-        rows.append((name, str(desc.digest)[:19], str(len(image.layers)),
+        rows.append((familiar_name(name), str(desc.digest)[:19], str(len(image.layers)),
                      human(image.compressed_size())))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
@@ -63,5 +65,5 @@ def run_import(args: argparse.Namespace) -> int:
     store = Store()
     image = import_rootfs(store, Path(args.tarball))
     tag_in_store(store, image, (name,))
-    print(f"{name} {image.digest}")
+    print(f"{familiar_name(name)} {image.digest}")
     return 0

@@ -17,6 +17,7 @@ from distill.image.image import Image
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor, canonical_json
 from distill.oci.digest import Digest
+from distill.oci.reference import normalize_reference
 from distill.store.store import Store
 
 
@@ -145,8 +146,8 @@ def write_layout_tar(store: Store, images: Sequence[Tagged], out: BinaryIO,
 
 
 def docker_tag(name: str) -> str:
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else name + ":latest"
+    """A RepoTags entry, as ``docker save`` writes it: ``app:1``, not docker.io/library/app:1."""
+    return normalize_reference(name).with_default_tag().familiar
 
 
 # -- reading: see layout_import ----------------------------------------------------------

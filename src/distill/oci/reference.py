@@ -1,4 +1,7 @@
-"""Image references (``[domain/]path[:tag][@digest]``) with Docker's grammar."""
+"""Image references (``[domain/]path[:tag][@digest]``) with Docker's grammar and its
+normalisation: ``python`` is ``docker.io/library/python``, ``index.docker.io`` is
+``docker.io``, and the first component is a registry only if it looks like a host
+(has a dot or a port, or is ``localhost``, or has capitals), as docker/distribution reads it."""
 
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ _REFERENCE = re.compile(
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
 )
 MAX_NAME = 255
+DOCKER_HUB = "docker.io"
+_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
+_HEX64 = re.compile(r"[a-f0-9]{64}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,26 @@ class Reference:
             return Reference(self.name, "latest")
         return self
 
+    @property
+    def domain(self) -> str:
+        """The registry host of a normalised reference (``docker.io``, ``host:5000``)."""
+        return self.name.split("/", 1)[0]
+
+    @property
+    def repository(self) -> str:
+        """The path inside the registry of a normalised reference (``library/python``)."""
+        return self.name.split("/", 1)[1]
+
+    @property
+    def familiar(self) -> str:
+        """How ``docker images`` shows a normalised reference: ``python:3.12``."""
+        name = self.name
+        if name.startswith(DOCKER_HUB + "/"):
+            name = name[len(DOCKER_HUB) + 1:]
+            if name.startswith("library/") and name.count("/") == 1:
+                name = name[len("library/"):]
+        return str(Reference(name, self.tag, self.digest))
+
 
 def parse_reference(text: str) -> Reference:
     """Parse an image name as ``docker tag`` does; raise UsageError if it is not one."""
@@ -53,3 +79,37 @@ def parse_reference(text: str) -> Reference:
         raise UsageError(f"invalid reference format: repository name must not be more than "
                          f"{MAX_NAME} characters: {text!r}")
     return Reference(match["name"], match["tag"], match["digest"])
+
+
+def normalize_reference(text: str) -> Reference:
+    """The fully qualified reference Docker means by ``text`` (no default tag added)."""
+    if _HEX64.fullmatch(text):
+        raise UsageError(f"invalid repository name {text!r}: a 64-character hexadecimal "
+                         "string is an image ID, not a name")
+    domain, slash, rest = text.partition("/")
+    if not slash or ("." not in domain and ":" not in domain and domain != "localhost"
+                     and domain.lower() == domain):
+        domain, rest = DOCKER_HUB, text
+    if domain in _HUB_ALIASES:
+        domain = DOCKER_HUB
+    if domain == DOCKER_HUB and "/" not in rest.split(":", 1)[0].split("@", 1)[0]:
+        rest = "library/" + rest
+    ref = parse_reference(f"{domain}/{rest}")
+    if ref.domain != domain:   # e.g. "a:b/c": the remainder held what only a domain may
+        raise UsageError(f"invalid reference format: {text!r}")
+    return ref
+
+
+def normalize_name(text: str) -> str:
+    """``text`` fully qualified, with ``:latest`` when it has neither tag nor digest: the
+    form the store records names in."""
+    return str(normalize_reference(text).with_default_tag())
+
+
+def familiar_name(name: str) -> str:
+    """How Docker shows a stored name (``python:3.12``); a name that is not a reference
+    (another tool wrote it into the store's index) is shown as it is."""
+    try:
+        return normalize_reference(name).familiar
+    except UsageError:
+        return name

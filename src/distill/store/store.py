@@ -11,6 +11,7 @@ from pathlib import Path
 from distill.errors import DistillError, StoreError
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
+from distill.oci.reference import normalize_reference
 from distill.store.blobs import PRIVATE_MODE, BlobStore, make_private, remove_tree
 from distill.store.names import NameIndex, _atomic_write
 
@@ -110,26 +111,32 @@ class Store:
         _atomic_write(self.cache_dir / key, json.dumps(value, sort_keys=True).encode())
 
     # -- names ----------------------------------------------------------------
-    def resolve(self, name: str) -> Descriptor:
-        for candidate in name_candidates(name):
-            desc = self.names.resolve(candidate)
-            if desc is not None:
+    def lookup(self, name: str) -> Descriptor | None:
+        """The image tagged ``name`` as Docker normalises it (``python:3.12`` is
+        ``docker.io/library/python:3.12``), or None. ``NAME@DIGEST`` finds a tag of that
+        repository pointing at that manifest."""
+        wanted = normalize_reference(name).with_default_tag()
+        for entry_name, desc in self.names.entries():
+            try:
+                have = normalize_reference(entry_name).with_default_tag()
+            except DistillError:
+                continue    # a name some other tool wrote into the layout
+            if have.name != wanted.name:
+                continue
+            if wanted.digest is not None:
+                if str(desc.digest) == wanted.digest:
+                    return desc
+            elif have.tag == wanted.tag:
                 return desc
+        return None
+
+    def resolve(self, name: str) -> Descriptor:
+        desc = self.lookup(name)
+        if desc is not None:
+            return desc
         raise StoreError(
             f"image {name!r} not found in the store ({self.root})",
             hint="list images with 'distill images'; make a base with 'distill base' "
                  "(Debian, distroless) or 'distill import' (a rootfs tarball), or name an "
                  "OCI layout with --build-context NAME=oci-layout://PATH",
         )
-
-
-def name_candidates(name: str) -> list[str]:
-    """Spellings a user may mean: 'busybox' == 'busybox:latest' == 'docker.io/library/busybox:latest'."""
-    out = [name]
-    last = name.rsplit("/", 1)[-1]
-    if ":" not in last and "@" not in name:
-        out.append(name + ":latest")
-    for prefix in ("docker.io/library/", "docker.io/", "localhost/"):
-        if name.startswith(prefix):
-            out += name_candidates(name[len(prefix):])
-    return out
