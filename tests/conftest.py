@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.bases import write_busybox_rootfs_tar
+from tests.helpers.registry import (
+    FaultProxy,
+    RegistryServer,
+    start_http_registry,
+    start_tls_basic_registry,
+    start_token_registry,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DISTILL = str(Path(sys.executable).with_name("distill"))
@@ -64,3 +71,48 @@ def distroless_static(distill: RunDistill) -> str:
 def distroless_python3(distill: RunDistill) -> str:
     distill("base", "python3:nonroot", "-t", "distroless/python3:nonroot")
     return "distroless/python3:nonroot"
+
+
+# Registries (tests/helpers/registry.py): real `docker-registry` processes on 127.0.0.1.
+# The session ones are shared: push to a repository no other test uses (unique_repo).
+
+
+@pytest.fixture(scope="session")
+def registry_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """Anonymous, plain HTTP."""
+    registry = start_http_registry(tmp_path_factory.mktemp("registry-http"))
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_tls_basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """htpasswd basic auth over TLS (ca_path, cert_dir, username, password)."""
+    registry = start_tls_basic_registry(tmp_path_factory.mktemp("registry-tls"))
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """Bearer tokens from registry_token.token (a TokenServer): anonymous pull, push with
+    username/password; registry_token.token.token_requests records each token request."""
+    registry = start_token_registry(tmp_path_factory.mktemp("registry-token"))
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def fresh_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """An empty anonymous HTTP registry for one test."""
+    registry = start_http_registry(tmp_path_factory.mktemp("registry-fresh"))
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def fault_proxy(registry_http: RegistryServer) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of registry_http, for one test."""
+    proxy = FaultProxy(registry_http.url).start()
+    yield proxy
+    proxy.stop()
