@@ -96,3 +96,7 @@ class ArchiveError(DistillError):
 
 class VerificationError(ArchiveError):
     """A signature or hash from the Debian archive does not verify: nothing is used."""
+
+
+class RegistryError(DistillError):
+    """A registry refused a request, could not be reached, or sent something unusable."""

@@ -21,10 +21,11 @@ ALLOWED: dict[str, set[str]] = {
     "debian": {"sandbox", "errors"},
     "distroless": {"debian", "sandbox", "store", "image", "formats", "oci", "errors"},
     "ignore": {"errors"},
+    "registry": {"image", "store", "formats", "oci", "errors", "__init__"},
     "build": {"plan", "dockerfile", "image", "store", "sandbox", "formats", "oci", "errors",
-              "ignore"},
+              "ignore", "registry"},
     "cli": {"build", "plan", "dockerfile", "image", "store", "sandbox", "formats", "report",
-            "oci", "errors", "ignore", "__init__", "distroless", "debian"},
+            "oci", "errors", "ignore", "__init__", "distroless", "debian", "registry"},
 }
 
 

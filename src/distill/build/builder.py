@@ -17,13 +17,15 @@ from distill.build.rootfs import RootfsManager
 from distill.build.secrets import SecretStore, sweep_stale_secrets
 from distill.build.state import DEFAULT_PATH, StageState
 from distill.dockerfile import instructions as ins
+from distill.dockerfile.mounts import mount_from
 from distill.dockerfile.shell import Lexer
-from distill.errors import DistillError, UsageError
+from distill.errors import DistillError, SourceLocation, UsageError
 from distill.formats.oci_layout import import_layout
-from distill.formats.stored import load
 from distill.image.image import Image, Layer
 from distill.oci.config import ImageConfig, RuntimeConfig
+from distill.oci.platform import Platform
 from distill.plan.plan import BuildPlan, PlannedStage, platform_args
+from distill.registry.resolve import ImageSource, Wanted
 from distill.store.store import Store
 
 
@@ -134,8 +136,12 @@ class Builder:
                  output: BinaryIO | None = None, lexer: Lexer | None = None,
                  mtime_clamp: int | None = None, secrets: SecretStore | None = None,
                  ssh: Mapping[str, str] | None = None,
-                 allow: frozenset[str] = frozenset()) -> None:
+                 allow: frozenset[str] = frozenset(),
+                 images: ImageSource | None = None) -> None:
         self.store = store
+        # where FROM, COPY --from and RUN --mount from= images come from: the store,
+        # then (when the caller gives registries) a registry
+        self.images = images or ImageSource(store, None)
         self.context = context
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
         self.no_cache = no_cache
@@ -148,8 +154,9 @@ class Builder:
         self.allow = allow  # entitlements granted (--allow), e.g. network.host
         self.stage_images: dict[int, Image] = {}
         self.stage_args: dict[int, dict[str, str]] = {}   # ARG values at each stage's end
-        self._bases: dict[str, Image] = {}
+        self._bases: dict[tuple[str, Platform], Image] = {}
         self._bases_lock = threading.Lock()
+        self.platform = Platform.host()     # the target platform, set by build()
 
     # -- cache ------------------------------------------------------------------------
     def cache_lookup(self, key: str) -> Layer | None:
@@ -170,31 +177,58 @@ class Builder:
             self.store.cache_put(key, steps.layer_to_cache(layer))
 
     # -- bases ------------------------------------------------------------------------
-    def base_image(self, ref: str) -> Image:
-        with self._bases_lock:
-            return self._base_image(ref)
-
-    def _base_image(self, ref: str) -> Image:
-        if ref in self._bases:
-            return self._bases[ref]
+    def base_image(self, ref: str, platform: Platform | None = None) -> Image:
+        """The image a FROM, COPY --from or RUN --mount from= names (not a stage)."""
+        platform = platform or self.platform
         named = self.named.get(ref.lower())
-        if named is not None and named.kind == "local":
-            raise UsageError(f"build context {ref!r} is a local directory, not an image",
-                             hint="use it with COPY --from or RUN --mount from=")
-        if named is not None and named.kind == "oci-layout":
-            image = import_layout(self.store, named.path, named.ref)
-        elif named is not None:  # docker-image://REF: an image in distill's store
-            image = load(self.store, self.store.resolve(named.ref or "").digest)
-        else:
-            image = load(self.store, self.store.resolve(ref).digest)
-        self._bases[ref] = image
-        return image
+        if named is None:
+            return self.images.get(ref, platform)
+        if named.kind == "docker-image":
+            return self.images.get(named.ref or "", platform)
+        with self._bases_lock:
+            key = (ref, platform)
+            if key not in self._bases:
+                if named.kind == "local":
+                    raise UsageError(f"build context {ref!r} is a local directory, not an "
+                                     "image", hint="use it with COPY --from or RUN --mount "
+                                                   "from=")
+                self._bases[key] = import_layout(self.store, named.path, named.ref)
+            return self._bases[key]
+
+    def _wanted_images(self, plan: BuildPlan) -> list[Wanted]:
+        """Every registry or store image the planned stages name."""
+        wanted = []
+
+        def want(ref: str, platform: Platform | None, where: SourceLocation) -> None:
+            named = self.named.get(ref.lower())
+            if named is not None and named.kind != "docker-image":
+                return
+            wanted.append(Wanted(named.ref or "" if named else ref,
+                                 platform or plan.platform, where))
+
+        for planned in plan.order:
+            stage = planned.stage
+            if planned.base.image is not None:
+                want(planned.base.image, planned.base.platform, stage.source.location)
+            for idx, src in planned.copy_sources.items():
+                if isinstance(src, str):
+                    want(src, None, stage.instructions[idx].location)
+            for src in planned.mount_sources.values():
+                if isinstance(src, str):
+                    run = next(i for i in stage.instructions if isinstance(i, ins.Run)
+                               and any(mount_from(m) == src for m in i.mounts))
+                    want(src, None, run.location)
+        return wanted
 
     # -- the build --------------------------------------------------------------------
     def build(self, plan: BuildPlan, jobs: int = 1) -> BuildResult:
         """Build the planned stages; up to ``jobs`` independent stages run at once."""
         sweep_stale_secrets()
         jobs = max(1, jobs)
+        self.platform = plan.platform
+        # every image the target needs, found (or pulled) before the first step runs;
+        # all that are missing are reported at once
+        self.images.resolve_all(self._wanted_images(plan))
         done: dict[int, StageResult] = {}
         pending = list(plan.order)
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
@@ -260,10 +294,11 @@ class Builder:
                                       config=RuntimeConfig(working_dir="/")))
         else:
             try:
-                image = self.base_image(base.image)
+                image = self.base_image(base.image, base.platform)
             except DistillError as e:
                 raise e.at(planned.stage.source.location) from None
         if "PATH" not in image.runtime.env_dict():
             image = image.with_runtime(image.runtime.with_env("PATH", DEFAULT_PATH))
-        return replace(image, config=replace(image.config, platform=plan.platform)) \
-            if image.config.platform != plan.platform else image
+        platform = base.platform or plan.platform
+        return replace(image, config=replace(image.config, platform=platform)) \
+            if image.config.platform != platform else image

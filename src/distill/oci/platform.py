@@ -6,6 +6,8 @@ import platform as _platform
 from dataclasses import dataclass
 from typing import Any
 
+from distill.errors import UsageError
+
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
          "s390x": "s390x", "riscv64": "riscv64"}
 
@@ -30,6 +32,35 @@ class Platform:
     def from_dict(cls, d: dict[str, Any]) -> Platform:
         return cls(os=str(d.get("os", "linux")), architecture=str(d.get("architecture", "amd64")),
                    variant=str(d.get("variant", "")))
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """``linux/arm64/v8``, ``linux/amd64``, or ``arm64`` (Linux assumed), as
+        ``--platform`` takes it; names normalised as containerd does (x86_64 is amd64)."""
+        parts = text.strip().lower().split("/")
+        if len(parts) == 1 and parts[0] and parts[0] != "linux":
+            parts = ["linux", parts[0]]
+        if not 2 <= len(parts) <= 3 or not all(parts):
+            raise UsageError(f"invalid platform {text!r}",
+                             hint="expected OS/ARCH[/VARIANT], e.g. linux/arm64")
+        return cls(*parts).normalized()
+
+    def normalized(self) -> Platform:
+        arch = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
+                "armel": "arm", "i386": "386", "i686": "386"}.get(self.architecture,
+                                                                   self.architecture)
+        variant = self.variant
+        if arch == "arm64" and variant in ("8", "v8"):
+            variant = ""     # arm64 is v8 unless it says otherwise
+        elif arch == "arm":
+            variant = {"": "v7", "5": "v5", "6": "v6", "7": "v7", "8": "v8"}.get(variant, variant)
+        elif arch == "amd64" and variant == "v1":
+            variant = ""
+        return Platform(self.os, arch, variant)
+
+    def matches(self, offered: Platform) -> bool:
+        """Whether an image made for ``offered`` is one for this platform."""
+        return self.normalized() == offered.normalized()
 
     @classmethod
     def host(cls) -> Platform:

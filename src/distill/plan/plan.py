@@ -22,6 +22,7 @@ class StageBase:
 
     stage: int | None = None
     image: str | None = None       # None with stage None means scratch
+    platform: Platform | None = None   # FROM --platform=…, expanded; None: the target's
 
     @property
     def is_scratch(self) -> bool:
@@ -127,12 +128,20 @@ def make_plan(dockerfile: Dockerfile, *, target: str | None = None,
             raise DockerfileError("FROM names an empty image (an ARG without a value?)",
                                   location=stage.source.location)
         ref = stage_ref(image, stage.index) if not image.isdigit() else None
+        from_platform = None
+        if stage.source.platform:
+            text = _expand(lex, stage.source.platform, from_env, stage)
+            try:
+                from_platform = Platform.parse(text)
+            except UsageError as e:
+                raise DockerfileError(f"FROM --platform: {e.message}", hint=e.hint,
+                                      location=stage.source.location) from None
         if ref is not None:
-            base = StageBase(stage=ref)
+            base = StageBase(stage=ref, platform=from_platform)
         elif image.lower() == "scratch":
-            base = StageBase()
+            base = StageBase(platform=from_platform)
         else:
-            base = StageBase(image=image)
+            base = StageBase(image=image, platform=from_platform)
         copies: dict[int, int | str] = {}
         mount_sources: dict[str, int | str] = {}
         for i, inst in enumerate(stage.instructions):

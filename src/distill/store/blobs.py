@@ -85,6 +85,32 @@ class BlobStore:
                 self._commit(tmp, digest)
             return digest, hw.size
 
+    def adopt(self, path: Path, digest: Digest) -> None:
+        """Move ``path`` into the store as ``digest``: a file in this store's temp dirs
+        (same filesystem) whose content distill itself hashed to ``digest``."""
+        if not self.has(digest):
+            self._commit(path, digest)
+
+    @contextmanager
+    def incoming(self, expected: Digest, size: int, what: str) -> Iterator[Incoming]:
+        """A blob arriving in pieces (a download that may restart or resume): written to
+        a temp file, and committed only if it is exactly ``size`` bytes hashing to
+        ``expected``; otherwise (or on any error) nothing is kept."""
+        with self._temp() as (f, tmp):
+            blob = Incoming(f, size, what)
+            yield blob
+            if blob.size != size:
+                raise ImageError(f"{what} ended after {blob.size} of {size} bytes")
+            got = blob.digest()
+            if got != expected:
+                raise DigestMismatchError(f"{what}: the content hashes to {got}",
+                                          hint="the registry or something between sent "
+                                               "corrupt data; nothing was kept")
+            f.flush()
+            os.fsync(f.fileno())
+            if not self.has(expected):
+                self._commit(tmp, expected)
+
     def put_bytes(self, data: bytes, expected: Digest | None = None) -> tuple[Digest, int]:
         def produce(out: BinaryIO) -> None:
             out.write(data)
@@ -137,6 +163,35 @@ class BlobStore:
             yield path
         finally:
             remove_tree(path)
+
+
+class Incoming:
+    """The writable end of :meth:`BlobStore.incoming`: refuses more than ``limit`` bytes."""
+
+    def __init__(self, f: BinaryIO, limit: int, what: str) -> None:
+        self._f = f
+        self._limit = limit
+        self._what = what
+        self._hash = HashingWriter(f)
+
+    @property
+    def size(self) -> int:
+        return self._hash.size
+
+    def write(self, data: bytes) -> None:
+        if self._hash.size + len(data) > self._limit:
+            raise ImageError(f"{self._what} is larger than the {self._limit} bytes its "
+                             "descriptor gives")
+        self._hash.write(data)
+
+    def restart(self) -> None:
+        """Start again from byte 0 (a server that ignored a range request)."""
+        self._f.seek(0)
+        self._f.truncate()
+        self._hash = HashingWriter(self._f)
+
+    def digest(self) -> Digest:
+        return self._hash.digest()
 
 
 #: The store holds unpacked layers (device nodes, setuid files) and every image's

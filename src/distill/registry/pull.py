@@ -1,0 +1,281 @@
+"""Pulling an image from a registry into the store, trusting nothing the registry says.
+
+Every manifest is hashed as it arrives (and must match the digest it was asked by),
+every blob is verified against its descriptor's digest and size while it streams
+(nothing unverified reaches ``blobs/``), every layer's diff_id is computed from its
+bytes and compared with the config, and JSON documents are shape-checked before use
+(the checks the OCI layout importer applies). Layers download in parallel; a download
+that drops mid-blob resumes where it stopped (HTTP Range).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx
+
+from distill.errors import DigestMismatchError, ImageError, RegistryError
+from distill.formats.layers import check_media_type, compute_diff_id
+from distill.formats.layout_import import config_from_json, descriptor, load_json_doc
+from distill.formats.stored import load
+from distill.image.image import Image
+from distill.oci import mediatypes as mt
+from distill.oci.descriptor import Descriptor
+from distill.oci.digest import Digest
+from distill.oci.platform import Platform
+from distill.oci.reference import Reference
+from distill.registry.auth_config import Credentials, credentials_for
+from distill.registry.client import RegistryClient
+from distill.registry.hosts import RegistryHosts
+from distill.store.store import LayerFacts, Store
+
+MANIFEST_ACCEPT = f"{mt.OCI_INDEX}, {mt.DOCKER_MANIFEST_LIST}, {mt.OCI_MANIFEST}, " \
+    f"{mt.DOCKER_MANIFEST}"
+#: Manifests and indexes larger than this are refused (containerd's limit).
+MAX_MANIFEST_BYTES = 4 << 20
+#: Image configs larger than this are refused.
+MAX_CONFIG_BYTES = 8 << 20
+SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
+           "application/vnd.docker.distribution.manifest.v1+prettyjws")
+CONFIGS = (mt.OCI_CONFIG, mt.DOCKER_CONFIG)
+
+
+class Registries:
+    """The registry clients of one command: one per host, so tokens are reused."""
+
+    def __init__(self, hosts: RegistryHosts | None = None,
+                 credentials: Callable[[str], Credentials | None] = credentials_for) -> None:
+        self.hosts = hosts if hosts is not None else RegistryHosts.load()
+        self._credentials = credentials
+        self._clients: dict[str, RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, host: str) -> RegistryClient:
+        with self._lock:
+            if host not in self._clients:
+                self._clients[host] = RegistryClient(self.hosts.get(host),
+                                                     credentials=self._credentials)
+            return self._clients[host]
+
+    def endpoints(self, host: str) -> list[RegistryClient]:
+        """Clients to try for ``host``'s images: its mirrors, then itself."""
+        return [self.client(s.host) for s in self.hosts.endpoints(host)]
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Pulled:
+    name: str                  # the store name it was tagged with
+    manifest: Descriptor       # the platform's image manifest (in the store)
+    image: Image
+    index: Digest | None       # the index the reference named, if it named one
+
+
+def pull(store: Store, registries: Registries, ref: Reference, platform: Platform, *,
+         jobs: int = 4, log: Callable[[str], None] = lambda s: None) -> Pulled:
+    """Fetch ``ref`` (a normalised reference) for ``platform`` into the store and tag it."""
+    endpoints = registries.endpoints(ref.domain)
+    for i, client in enumerate(endpoints):
+        try:
+            return _Puller(store, client, ref, platform, jobs, log).run()
+        except RegistryError as e:
+            if i + 1 == len(endpoints):
+                raise
+            # a mirror that fails: the next one, then the registry itself
+            log(f"mirror {client.host} failed ({e.message}); trying the next")
+    raise AssertionError("unreachable")
+
+
+class _Puller:
+    def __init__(self, store: Store, client: RegistryClient, ref: Reference,
+                 platform: Platform, jobs: int, log: Callable[[str], None]) -> None:
+        self.store = store
+        self.client = client
+        self.ref = ref
+        self.repo = ref.repository
+        self.platform = platform
+        self.jobs = max(1, jobs)
+        self.log = log
+        self.scopes = (f"repository:{self.repo}:pull",)
+        self.where = f"{client.host}/{self.repo}"
+        self._raw: dict[Digest, bytes] = {}      # manifests as they arrived
+
+    def run(self) -> Pulled:
+        reference = self.ref.digest or self.ref.tag or "latest"
+        desc, doc = self._manifest(reference, Digest(self.ref.digest) if self.ref.digest
+                                   else None)
+        index = None
+        if desc.media_type in mt.INDEXES:
+            index = desc.digest
+            chosen = self._choose(doc, desc)
+            desc, doc = self._manifest(str(chosen.digest), chosen.digest)
+            if desc.media_type not in mt.MANIFESTS:
+                raise ImageError(f"{self.where}: {chosen.digest} is {desc.media_type!r}, not "
+                                 "an image manifest (nested indexes are not followed)")
+        self.log(f"pulling {self.ref} ({self.platform}) from {self.client.host}")
+        self._image_blobs(desc, doc)
+        self.store.blobs.put_bytes(self._raw[desc.digest], expected=desc.digest)
+        name = str(self.ref.with_default_tag())
+        self.store.names.tag(name, desc)
+        return Pulled(name, desc, load(self.store, desc.digest), index)
+
+    # -- manifests -------------------------------------------------------------------------
+    def _manifest(self, reference: str, expected: Digest | None
+                  ) -> tuple[Descriptor, dict[str, Any]]:
+        what = f"fetch the manifest of {self.ref}"
+        response = self.client.request(
+            "GET", f"/v2/{self.repo}/manifests/{reference}", scopes=self.scopes,
+            headers={"Accept": MANIFEST_ACCEPT}, what=what, limit=MAX_MANIFEST_BYTES)
+        if response.status_code == 404:
+            raise RegistryError(f"{self.where}: manifest for {reference} not found "
+                                "(HTTP 404)",
+                                hint="check the name and tag; 'distill images' lists what "
+                                     "the store holds")
+        if response.status_code != 200:
+            raise self.client.error(response, what, self.repo)
+        data = response.content
+        digest = Digest.of_bytes(data)
+        if expected is not None and digest != expected:
+            raise DigestMismatchError(f"{self.where}: the manifest sent for {expected} "
+                                      f"hashes to {digest}; nothing was kept")
+        doc = load_json_doc(data, f"manifest {digest}")
+        media_type = doc.get("mediaType")
+        if not isinstance(media_type, str) or not media_type:
+            header = response.headers.get("content-type", "").split(";")[0].strip()
+            media_type = header if header in mt.INDEXES + mt.MANIFESTS else (
+                mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST)
+        if media_type in SCHEMA1:
+            raise ImageError(f"{self.where}: {reference} is a Docker schema 1 image, which "
+                             "distill does not read", hint="push it again with a current "
+                             "Docker or skopeo (schema 2)")
+        if media_type not in mt.INDEXES + mt.MANIFESTS:
+            raise ImageError(f"{self.where}: {reference} has media type {media_type[:100]!r}, "
+                             "not an image manifest or index")
+        self._raw[digest] = data
+        return Descriptor(media_type, digest, len(data)), doc
+
+    def _choose(self, index: dict[str, Any], desc: Descriptor) -> Descriptor:
+        what = f"image index {desc.digest}"
+        entries = index.get("manifests")
+        if not isinstance(entries, list):
+            raise ImageError(f"{self.where}: {what} has no list of manifests")
+        manifests = [descriptor(e, f"{what}: manifests[{i}]") for i, e in enumerate(entries)]
+        offered = [m for m in manifests if m.platform is not None]
+        for m in offered:
+            assert m.platform is not None
+            if self.platform.matches(m.platform):
+                return m
+        names = sorted({str(m.platform.normalized()) for m in offered
+                        if m.platform is not None and m.platform.os != "unknown"})
+        raise ImageError(f"{self.ref}: no image for platform {self.platform}; the index "
+                         f"offers {', '.join(names) or 'no platforms'}",
+                         hint="choose one with --platform (or FROM --platform=…)")
+
+    # -- blobs -----------------------------------------------------------------------------
+    def _image_blobs(self, desc: Descriptor, doc: dict[str, Any]) -> None:
+        what = f"manifest {desc.digest}"
+        if "config" not in doc:
+            raise ImageError(f"{self.where}: {what} has no 'config'")
+        config_desc = descriptor(doc["config"], f"{what}: 'config'")
+        if config_desc.media_type not in CONFIGS:
+            raise ImageError(f"{self.where}: {what}: config media type "
+                             f"{config_desc.media_type!r} is not an image config (an "
+                             "artifact, not an image?)")
+        raw_layers = doc.get("layers", [])
+        if not isinstance(raw_layers, list):
+            raise ImageError(f"{self.where}: {what}: 'layers' is not a list")
+        layers = [descriptor(x, f"{what}: layers[{i}]") for i, x in enumerate(raw_layers)]
+        for i, layer in enumerate(layers):
+            check_media_type(layer.media_type, f"layer {i} ({layer.digest})")
+        if config_desc.size > MAX_CONFIG_BYTES:
+            raise ImageError(f"{self.where}: config {config_desc.digest} is "
+                             f"{config_desc.size} bytes; configs over {MAX_CONFIG_BYTES} "
+                             "bytes are refused")
+        self._blob(config_desc, f"config {config_desc.digest}")
+        config = config_from_json(
+            load_json_doc(self.store.blobs.read(config_desc.digest),
+                          f"config {config_desc.digest}"), f"config {config_desc.digest}")
+        if len(config.diff_ids) != len(layers):
+            raise ImageError(f"{self.where}: {what} lists {len(layers)} layers but its config "
+                             f"has {len(config.diff_ids)} diff_ids")
+        todo = list(zip(layers, config.diff_ids))
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.jobs, len(todo)),
+                                thread_name_prefix="pull") as pool:
+            futures = [pool.submit(self._layer, layer, diff_id) for layer, diff_id in todo]
+            # wait for every download (none is left writing), then raise the first failure
+            failure = next((e for e in [f.exception() for f in futures] if e), None)
+            if failure is not None:
+                raise failure
+
+    def _layer(self, desc: Descriptor, claimed: Digest) -> None:
+        what = f"layer {desc.digest}"
+        self._blob(desc, what)
+        facts = self.store.layer_facts(desc.digest)
+        if facts is not None and facts.diff_id == claimed:
+            return
+        with self.store.blobs.open(desc.digest) as f:
+            computed, size = compute_diff_id(f, desc.media_type, what)
+        if computed != claimed:
+            raise DigestMismatchError(
+                f"{self.where}: {what} unpacks to {computed}, but the config lists {claimed}",
+                hint="the image is corrupt, or passes one layer off as another")
+        self.store.record_layer(desc.digest, LayerFacts(computed, size),
+                                replace=facts is not None)
+
+    def _blob(self, desc: Descriptor, what: str) -> None:
+        """Download one blob into the store, verified; resumes a dropped transfer."""
+        if self.store.blobs.has(desc.digest):
+            return
+        path = f"/v2/{self.repo}/blobs/{desc.digest}"
+        retry = self.client.retry
+        drops = 0
+        with self.store.blobs.incoming(desc.digest, desc.size, f"{self.where}: {what}") as blob:
+            while True:
+                headers = {"Range": f"bytes={blob.size}-"} if blob.size else {}
+                try:
+                    with self.client.stream("GET", path, scopes=self.scopes, headers=headers,
+                                            what=f"download {what}", follow=True) as response:
+                        if response.status_code == 206 and blob.size:
+                            if not response.headers.get("content-range", "").startswith(
+                                    f"bytes {blob.size}-"):
+                                blob.restart()   # not the range asked for: start over
+                                continue
+                        elif response.status_code == 200:
+                            if blob.size:
+                                blob.restart()   # the server ignored Range
+                        else:
+                            raise self.client.error(response, f"download {what}", self.repo)
+                        for chunk in response.iter_raw(1 << 20):
+                            blob.write(chunk)
+                except (httpx.TransportError, httpx.StreamError) as e:
+                    drops += 1
+                    if drops >= retry.attempts:
+                        raise RegistryError(f"{self.where}: cannot download {what}: the "
+                                            f"connection failed {drops} times ({e})") from e
+                    time.sleep(retry.delay(drops))
+                    continue
+                if blob.size >= desc.size:
+                    return
+                drops += 1     # a body that ended early without an error: resume it
+                if drops >= retry.attempts:
+                    raise RegistryError(f"{self.where}: cannot download {what}: the body "
+                                        f"ended after {blob.size} of {desc.size} bytes")
+

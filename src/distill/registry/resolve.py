@@ -1,0 +1,98 @@
+"""Where a build's images come from: the store, else a registry — as ``docker build``.
+
+Without ``pull`` a name already in the store is used as it is (``docker build``'s
+default); with it, tags are resolved again at the registry (``--pull``). A digest
+reference is content-addressed, so a stored copy is always the same image.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from distill.errors import DistillError, ImageError, SourceLocation
+from distill.formats.stored import load
+from distill.image.image import Image
+from distill.oci.platform import Platform
+from distill.oci.reference import normalize_reference
+from distill.registry.pull import Registries, pull
+from distill.store.store import Store
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """An image a build needs: its reference as written, for which platform, from where."""
+
+    ref: str
+    platform: Platform
+    location: SourceLocation | None = None
+
+
+class ImageSource:
+    def __init__(self, store: Store, registries: Registries | None, *, pull: bool = False,
+                 jobs: int = 4, log: Callable[[str], None] = lambda s: None) -> None:
+        self.store = store
+        self.registries = registries
+        self.pull = pull
+        self.jobs = jobs
+        self.log = log
+        self._images: dict[tuple[str, Platform], Image] = {}
+        self._lock = threading.Lock()
+        self._pulling: dict[tuple[str, Platform], threading.Lock] = {}
+
+    def get(self, ref: str, platform: Platform) -> Image:
+        """The image ``ref`` names, for ``platform``: from the store, else pulled."""
+        normal = normalize_reference(ref).with_default_tag()
+        key = (str(normal), platform.normalized())
+        with self._lock:
+            if key in self._images:
+                return self._images[key]
+            gate = self._pulling.setdefault(key, threading.Lock())
+        with gate:   # one pull per image, however many stages ask at once
+            with self._lock:
+                if key in self._images:
+                    return self._images[key]
+            image = self._find(str(normal), platform)
+            with self._lock:
+                self._images[key] = image
+            return image
+
+    def _find(self, name: str, platform: Platform) -> Image:
+        ref = normalize_reference(name)
+        if not self.pull or ref.digest:
+            desc = self.store.lookup(name)
+            if desc is not None:
+                image = load(self.store, desc.digest)
+                if platform.matches(image.config.platform):
+                    return image
+        if self.registries is None:
+            raise ImageError(f"image {name!r} is not in the store and pulling is off")
+        return pull(self.store, self.registries, ref, platform, log=self.log).image
+
+    def resolve_all(self, wanted: Iterable[Wanted]) -> None:
+        """Find every image at once (in parallel), before a build starts; report every
+        one that cannot be found together, each with where the Dockerfile names it."""
+        items = list(dict.fromkeys(wanted))
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.jobs, len(items)),
+                                thread_name_prefix="resolve") as pool:
+            futures = [(w, pool.submit(self.get, w.ref, w.platform)) for w in items]
+            failures = [(w, e) for w, f in futures
+                        if isinstance(e := f.exception(), DistillError)]
+            others = [e for _, f in futures if (e := f.exception()) is not None
+                      and not isinstance(e, DistillError)]
+        if others:
+            raise others[0]
+        if len(failures) == 1:
+            w, e = failures[0]
+            raise e.at(w.location)
+        if failures:
+            lines = []
+            for w, e in failures:
+                where = f"{w.location}: " if w.location else ""
+                lines.append(f"  {where}{w.ref}: {e.message}")
+            raise ImageError(f"{len(failures)} images could not be found:\n" + "\n".join(lines),
+                             hint=failures[0][1].hint)
