@@ -11,10 +11,11 @@ naming the layout and what is wrong.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol, Self
 
 from distill.confine import open_in_root
 from distill.errors import DigestMismatchError, DistillError, ImageError
@@ -24,7 +25,7 @@ from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
 from distill.oci.config import ImageConfig
 from distill.oci.descriptor import Descriptor, load_json
-from distill.oci.digest import Digest
+from distill.oci.digest import Digest, HashingWriter
 from distill.oci.platform import Platform
 from distill.store.store import LayerFacts, Store
 
@@ -37,10 +38,24 @@ CONFIGS = (mt.OCI_CONFIG, mt.DOCKER_CONFIG)
 
 def import_layout(store: Store, path: Path, ref: str | None) -> Image:
     """Copy the image ``ref`` of the OCI layout at ``path`` into the store, verifying
-    every blob's digest and size and every layer's diff_id."""
-    prefix = f"OCI layout {path}: "
+    every blob's digest and size and every layer's diff_id. Nothing reaches the store's
+    blobs unless the whole image checks out."""
+    with reported(f"OCI layout {path}: "):
+        if path.is_file():
+            raise ImageError("OCI layout tarballs are not read yet; unpack it to a directory")
+        with Staging(store) as staging:
+            image = LayoutImporter(store, DirSource(path), staging).run(ref)
+            staging.commit()
+            save(store, image)
+            return image
+
+
+@contextmanager
+def reported(prefix: str) -> Iterator[None]:
+    """Errors inside name their source (``prefix``) once; what a shape check missed (a
+    TypeError, a KeyError...) is an ImageError too, never a traceback."""
     try:
-        return _Importer(store, path).run(ref)
+        yield
     except DistillError as e:
         if not e.message.startswith(prefix):
             e.message = prefix + e.message
@@ -114,126 +129,100 @@ def _load(data: bytes, what: str) -> dict[str, Any]:
         raise ImageError(f"{what} nests too deeply to be read") from None
 
 
-# -- the importer --------------------------------------------------------------------------
+# -- sources and staging -------------------------------------------------------------------
 
-class _Importer:
-    def __init__(self, store: Store, path: Path) -> None:
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Source(Protocol):
+    """Where a layout's files come from: a directory, or a tar read by formats/archive."""
+
+    def read_json(self, rel: str, what: str) -> bytes | None:
+        """The small file ``rel`` (at most MAX_JSON_BYTES), or None when there is none."""
+
+    def stage(self, rel: str, what: str, desc: Descriptor, staging: Staging) -> None:
+        """Put the blob file ``rel`` into ``staging`` as ``desc`` (its size and digest
+        checked); FileNotFoundError when there is none."""
+
+
+class Staging:
+    """Blobs verified into a private temp dir of this process, moved into the store's
+    blobs only by :meth:`commit`, once everything read checks out: a refused layout or
+    archive leaves nothing behind (the temp dir goes when the process ends, even killed)."""
+
+    def __init__(self, store: Store) -> None:
         self.store = store
+        self._dir_cm = store.blobs.temp_dir(prefix="import-")
+        self.dir = Path()
+        self._files: dict[Digest, Path] = {}
+        self._facts: dict[Digest, tuple[LayerFacts, bool]] = {}
+
+    def __enter__(self) -> Self:
+        self.dir = self._dir_cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._dir_cm.__exit__(None, None, None)
+
+    def has(self, digest: Digest) -> bool:
+        return digest in self._files
+
+    def path(self, digest: Digest) -> Path:
+        """The file of a staged blob, or of one already in the store."""
+        return self._files.get(digest) or self.store.blobs.path(digest)
+
+    def copy_in(self, src: Readable, expected: Digest) -> None:
+        """Copy ``src`` to a staged file, which must hash to ``expected``."""
+        fd, name = tempfile.mkstemp(dir=self.dir, prefix="blob-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                hw = HashingWriter(f)
+                while chunk := src.read(1 << 20):
+                    hw.write(chunk)
+            digest = hw.digest()
+            if digest != expected:
+                raise DigestMismatchError(f"content hashes to {digest}, expected {expected}")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self._files[expected] = path
+
+    def add(self, path: Path, digest: Digest) -> None:
+        """A file in this process's temp dir that distill itself hashed to ``digest``."""
+        self._files.setdefault(digest, path)
+
+    def record(self, blob: Digest, facts: LayerFacts, replace: bool) -> None:
+        """Layer facts to record once the blob is in the store."""
+        self._facts[blob] = (facts, replace)
+
+    def commit(self) -> None:
+        """Move every staged blob into the store, then record the layers' facts."""
+        for digest, path in self._files.items():
+            if not self.store.blobs.has(digest):
+                self.store.blobs.adopt(path, digest)
+        for blob, (facts, replace) in self._facts.items():
+            self.store.record_layer(blob, facts, replace=replace)
+
+
+class DirSource:
+    """A layout directory: files opened inside it, never through a symlink out of it."""
+
+    def __init__(self, path: Path) -> None:
         self.path = path
 
-    def run(self, ref: str | None) -> Image:
-        if self.path.is_file():
-            raise ImageError("OCI layout tarballs are not read yet; unpack it to a directory")
+    def read_json(self, rel: str, what: str) -> bytes | None:
         try:
-            with self._open("index.json", "index.json", None) as f:
-                index = _load(_read_capped(f, "index.json"), "index.json")
+            with self._open(rel, what, None) as f:
+                return read_capped(f, what)
         except FileNotFoundError:
-            raise ImageError("not an OCI image layout (no index.json)") from None
-        desc = self._pick(index, ref)
-        for _ in range(MAX_INDEX_DEPTH):
-            if desc.media_type not in mt.INDEXES:
-                break
-            desc = self._pick_platform(self._json(desc, f"image index {desc.digest}"), desc)
-        else:
-            raise ImageError(f"image indexes nest more than {MAX_INDEX_DEPTH} deep")
-        if desc.media_type not in mt.MANIFESTS:
-            raise ImageError(f"{desc.digest} has media type {desc.media_type!r}, "
-                             "not an image manifest")
-        return self._image(desc)
+            return None
 
-    def _pick(self, index: dict[str, Any], ref: str | None) -> Descriptor:
-        if "manifests" not in index:
-            raise ImageError("index.json has no 'manifests'")
-        entries = _list(index["manifests"], "index.json 'manifests'")
-        manifests = [descriptor(m, f"index.json manifests[{i}]") for i, m in enumerate(entries)]
-        if ref:
-            for m in manifests:
-                names = (m.annotations.get(mt.ANNOTATION_REF_NAME),
-                         m.annotations.get(mt.ANNOTATION_IMAGE_NAME))
-                if ref in names:
-                    return m
-            raise ImageError(f"no image tagged {ref!r}")
-        if len(manifests) != 1:
-            raise ImageError(f"the layout holds {len(manifests)} images; name one with PATH:TAG")
-        return manifests[0]
+    def stage(self, rel: str, what: str, desc: Descriptor, staging: Staging) -> None:
+        with self._open(rel, what, desc.size) as f:
+            staging.copy_in(_Capped(f, desc.size), desc.digest)
 
-    def _pick_platform(self, index: dict[str, Any], desc: Descriptor) -> Descriptor:
-        what = f"image index {desc.digest}"
-        entries = _list(index.get("manifests"), f"{what}: 'manifests'")
-        host = Platform.host()
-        for i, entry in enumerate(entries):
-            m = descriptor(entry, f"{what}: manifests[{i}]")
-            if m.media_type in mt.MANIFESTS + mt.INDEXES and (
-                    m.platform is None
-                    or (m.platform.os, m.platform.architecture) == (host.os, host.architecture)):
-                return m
-        raise ImageError(f"{what} has no manifest for platform {host}")
-
-    def _image(self, desc: Descriptor) -> Image:
-        manifest = self._json(desc, f"manifest {desc.digest}")
-        what = f"manifest {desc.digest}"
-        if "config" not in manifest:
-            raise ImageError(f"{what} has no 'config'")
-        config_desc = descriptor(manifest["config"], f"{what}: 'config'")
-        if config_desc.media_type not in CONFIGS:
-            raise ImageError(f"{what}: config media type {config_desc.media_type!r} is not "
-                             "an image config (is this an artifact, not an image?)")
-        layer_descs = [descriptor(x, f"{what}: layers[{i}]") for i, x in
-                       enumerate(_list(manifest.get("layers", []), f"{what}: 'layers'"))]
-        config = self._config(config_desc)
-        if len(layer_descs) != len(config.diff_ids):
-            raise ImageError(f"{what} lists {len(layer_descs)} layers but its config has "
-                             f"{len(config.diff_ids)} diff_ids",
-                             hint="every layer needs exactly one diff_id, in order")
-        layers = []
-        for i, (ldesc, diff_id) in enumerate(zip(layer_descs, config.diff_ids)):
-            check_media_type(ldesc.media_type, f"layer {i} ({ldesc.digest})")
-            self._copy(ldesc)
-            size = self._verified_diff_id(ldesc, diff_id)
-            layers.append(Layer(ldesc, diff_id, size))
-        image = Image(config, tuple(layers))
-        save(self.store, image)
-        return image
-
-    def _config(self, desc: Descriptor) -> ImageConfig:
-        doc = self._json(desc, f"config {desc.digest}")
-        what = f"config {desc.digest}"
-        rootfs = _obj(doc.get("rootfs"), f"{what}: 'rootfs'")
-        diff_ids = _list(rootfs.get("diff_ids"), f"{what}: 'rootfs.diff_ids'")
-        for i, d in enumerate(diff_ids):
-            if not isinstance(d, str):
-                raise ImageError(f"{what}: diff_ids[{i}] is {_kind(d)}, not a digest")
-            _digest(d, f"{what}: diff_ids[{i}]")
-        for key in ("config", "history"):
-            if doc.get(key) is not None:
-                (_obj if key == "config" else _list)(doc[key], f"{what}: '{key}'")
-        for i, h in enumerate(doc.get("history") or []):
-            _obj(h, f"{what}: history[{i}]")
-        try:
-            return ImageConfig.from_dict(doc)
-        except ImageError as e:
-            raise ImageError(f"{what}: {e.message}") from None
-
-    def _verified_diff_id(self, desc: Descriptor, claimed: Digest) -> int:
-        """The layer's uncompressed size, once its blob is known to unpack to ``claimed``.
-
-        Facts are what distill computed for this blob before: when they agree with the
-        claim, the claim is true. Otherwise the blob is hashed now."""
-        facts = self.store.layer_facts(desc.digest)
-        if facts is not None and facts.diff_id == claimed:
-            return facts.uncompressed_size
-        what = f"layer {desc.digest}"
-        with self.store.blobs.open(desc.digest) as f:
-            computed, size = compute_diff_id(f, desc.media_type, what)
-        if computed != claimed:
-            raise DigestMismatchError(
-                f"{what} unpacks to {computed}, but the config lists it as {claimed}",
-                hint="the layout is corrupt, or passes one layer off as another")
-        self.store.record_layer(desc.digest, LayerFacts(computed, size),
-                                replace=facts is not None)
-        return size
-
-    # -- blobs ------------------------------------------------------------------------------
     @contextmanager
     def _open(self, rel: str, what: str, size: int | None) -> Iterator[BinaryIO]:
         """The regular file ``rel`` names inside the layout (no symlink leads out of it,
@@ -252,17 +241,136 @@ class _Importer:
         with open(fd, "rb") as f:
             yield f
 
+
+# -- the importer --------------------------------------------------------------------------
+
+class LayoutImporter:
+    """Reads images out of a layout ``source`` into ``staging``; the caller commits."""
+
+    def __init__(self, store: Store, source: Source, staging: Staging) -> None:
+        self.store = store
+        self.source = source
+        self.staging = staging
+
+    def run(self, ref: str | None) -> Image:
+        return self.image(self.resolve(self._pick(self.index(), ref)))
+
+    def index(self) -> dict[str, Any]:
+        data = self.source.read_json("index.json", "index.json")
+        if data is None:
+            raise ImageError("not an OCI image layout (no index.json)")
+        return _load(data, "index.json")
+
+    def manifests(self, index: dict[str, Any]) -> list[Descriptor]:
+        """The descriptors index.json lists, each checked for shape."""
+        if "manifests" not in index:
+            raise ImageError("index.json has no 'manifests'")
+        entries = _list(index["manifests"], "index.json 'manifests'")
+        return [descriptor(m, f"index.json manifests[{i}]") for i, m in enumerate(entries)]
+
+    def _pick(self, index: dict[str, Any], ref: str | None) -> Descriptor:
+        manifests = self.manifests(index)
+        if ref:
+            for m in manifests:
+                names = (m.annotations.get(mt.ANNOTATION_REF_NAME),
+                         m.annotations.get(mt.ANNOTATION_IMAGE_NAME))
+                if ref in names:
+                    return m
+            raise ImageError(f"no image tagged {ref!r}")
+        if len(manifests) != 1:
+            raise ImageError(f"the layout holds {len(manifests)} images; name one with PATH:TAG")
+        return manifests[0]
+
+    def resolve(self, desc: Descriptor) -> Descriptor:
+        """The image manifest ``desc`` names: itself, or the host's entry of its index."""
+        for _ in range(MAX_INDEX_DEPTH):
+            if desc.media_type not in mt.INDEXES:
+                break
+            desc = self._pick_platform(self._json(desc, f"image index {desc.digest}"), desc)
+        else:
+            raise ImageError(f"image indexes nest more than {MAX_INDEX_DEPTH} deep")
+        if desc.media_type not in mt.MANIFESTS:
+            raise ImageError(f"{desc.digest} has media type {desc.media_type!r}, "
+                             "not an image manifest")
+        return desc
+
+    def _pick_platform(self, index: dict[str, Any], desc: Descriptor) -> Descriptor:
+        what = f"image index {desc.digest}"
+        entries = _list(index.get("manifests"), f"{what}: 'manifests'")
+        host = Platform.host()
+        for i, entry in enumerate(entries):
+            m = descriptor(entry, f"{what}: manifests[{i}]")
+            if m.media_type in mt.MANIFESTS + mt.INDEXES and (
+                    m.platform is None
+                    or (m.platform.os, m.platform.architecture) == (host.os, host.architecture)):
+                return m
+        raise ImageError(f"{what} has no manifest for platform {host}")
+
+    def image(self, desc: Descriptor) -> Image:
+        return self.image_and_config(desc)[0]
+
+    def image_and_config(self, desc: Descriptor) -> tuple[Image, Digest]:
+        """The image of the manifest ``desc``, and the digest of the config blob its
+        manifest names (the image's own config is written again, by distill)."""
+        manifest = self._json(desc, f"manifest {desc.digest}")
+        what = f"manifest {desc.digest}"
+        if "config" not in manifest:
+            raise ImageError(f"{what} has no 'config'")
+        config_desc = descriptor(manifest["config"], f"{what}: 'config'")
+        if config_desc.media_type not in CONFIGS:
+            raise ImageError(f"{what}: config media type {config_desc.media_type!r} is not "
+                             "an image config (is this an artifact, not an image?)")
+        layer_descs = [descriptor(x, f"{what}: layers[{i}]") for i, x in
+                       enumerate(_list(manifest.get("layers", []), f"{what}: 'layers'"))]
+        config = config_from_json(self._json(config_desc, f"config {config_desc.digest}"),
+                                  f"config {config_desc.digest}")
+        if len(layer_descs) != len(config.diff_ids):
+            raise ImageError(f"{what} lists {len(layer_descs)} layers but its config has "
+                             f"{len(config.diff_ids)} diff_ids",
+                             hint="every layer needs exactly one diff_id, in order")
+        layers = []
+        for i, (ldesc, diff_id) in enumerate(zip(layer_descs, config.diff_ids)):
+            check_media_type(ldesc.media_type, f"layer {i} ({ldesc.digest})")
+            self._copy(ldesc)
+            layers.append(self.layer(ldesc, diff_id))
+        return Image(config, tuple(layers)), config_desc.digest
+
+    def layer(self, desc: Descriptor, claimed: Digest) -> Layer:
+        """The layer ``desc`` (staged or in the store), once its blob is known to unpack to
+        ``claimed``.
+
+        Facts are what distill computed for this blob before: when they agree with the
+        claim, the claim is true. Otherwise the blob is hashed now."""
+        facts = self.store.layer_facts(desc.digest)
+        if facts is not None and facts.diff_id == claimed:
+            return Layer(desc, claimed, facts.uncompressed_size)
+        what = f"layer {desc.digest}"
+        if desc.media_type == mt.OCI_LAYER_TAR:
+            # staged blobs were hashed to their digest (store blobs when written): an
+            # uncompressed layer's diff_id is that digest
+            computed, size = desc.digest, desc.size
+        else:
+            with open(self.staging.path(desc.digest), "rb") as f:
+                computed, size = compute_diff_id(f, desc.media_type, what)
+        if computed != claimed:
+            raise DigestMismatchError(
+                f"{what} unpacks to {computed}, but the config lists it as {claimed}",
+                hint="the layout is corrupt, or passes one layer off as another")
+        self.staging.record(desc.digest, LayerFacts(computed, size), facts is not None)
+        return Layer(desc, claimed, size)
+
+    # -- blobs ------------------------------------------------------------------------------
     def _copy(self, desc: Descriptor) -> None:
         what = f"blob {desc.digest}"
+        if self.staging.has(desc.digest):
+            return
         if self.store.blobs.has(desc.digest):
             actual = self.store.blobs.path(desc.digest).stat().st_size
             if actual != desc.size:
                 raise ImageError(f"{what} is {actual} bytes, but its descriptor says {desc.size}")
             return
         try:
-            with self._open(f"blobs/sha256/{desc.digest.hex}", what, desc.size) as f:
-                capped = _Capped(f, desc.size)
-                self.store.blobs.put_stream(capped, expected=desc.digest)  # type: ignore[arg-type]
+            self.source.stage(f"blobs/sha256/{desc.digest.hex}", what, desc, self.staging)
         except FileNotFoundError:
             raise ImageError(f"{what} is missing") from None
         except DigestMismatchError as e:
@@ -273,7 +381,31 @@ class _Importer:
             raise ImageError(f"{what} is {desc.size} bytes; JSON documents over "
                              f"{MAX_JSON_BYTES} bytes are refused")
         self._copy(desc)
-        return _load(self.store.blobs.read(desc.digest), what)
+        return _load(self.staging.path(desc.digest).read_bytes(), what)
+
+
+def config_from_json(doc: dict[str, Any], what: str) -> ImageConfig:
+    """An image config, after checking the shape of what distill reads from it."""
+    rootfs = _obj(doc.get("rootfs"), f"{what}: 'rootfs'")
+    diff_ids = _list(rootfs.get("diff_ids"), f"{what}: 'rootfs.diff_ids'")
+    for i, d in enumerate(diff_ids):
+        if not isinstance(d, str):
+            raise ImageError(f"{what}: diff_ids[{i}] is {_kind(d)}, not a digest")
+        _digest(d, f"{what}: diff_ids[{i}]")
+    for key in ("config", "history"):
+        if doc.get(key) is not None:
+            (_obj if key == "config" else _list)(doc[key], f"{what}: '{key}'")
+    for i, h in enumerate(doc.get("history") or []):
+        _obj(h, f"{what}: history[{i}]")
+    try:
+        return ImageConfig.from_dict(doc)
+    except ImageError as e:
+        raise ImageError(f"{what}: {e.message}") from None
+
+
+def load_json_doc(data: bytes, what: str) -> dict[str, Any]:
+    """A JSON object (``what`` names it in errors; too deep a nesting is an ImageError)."""
+    return _load(data, what)
 
 
 class _Capped:
@@ -292,7 +424,8 @@ class _Capped:
         return data
 
 
-def _read_capped(f: BinaryIO, what: str) -> bytes:
+def read_capped(f: BinaryIO, what: str) -> bytes:
+    """All of ``f``, which may hold at most MAX_JSON_BYTES."""
     data = f.read(MAX_JSON_BYTES + 1)
     if len(data) > MAX_JSON_BYTES:
         raise ImageError(f"{what} is larger than {MAX_JSON_BYTES} bytes")
