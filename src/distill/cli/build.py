@@ -12,6 +12,7 @@ from pathlib import Path
 from distill.build.builder import Builder
 from distill.build.context import DOCKERFILE, BuildContext, read_dockerfile
 from distill.build.export import OutputSpec, export, tag_in_store
+from distill.build.results import BuildResults
 from distill.build.secrets import SecretStore, parse_ssh_specs
 from distill.cli.render import printable, size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
@@ -42,6 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="independent stages run in parallel, up to N at once (default: cores)")
     p.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress output, only the image digest on stdout (--progress quiet)")
+    p.add_argument("--iidfile", metavar="FILE", help="write the image ID (config digest) to FILE")
+    p.add_argument("--metadata-file", metavar="FILE",
+                   help="write the build result's digests and names to FILE (JSON)")
+    p.add_argument("--load", action="store_true",
+                   help="load the image into Docker's engine (--output type=docker | docker load)")
     p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                    help="grant an entitlement: network.host (RUN --network=host, ADD "
                         "from the build host's own services)")
@@ -114,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
                              hint="e.g. --build-context base=oci-layout://./layout:tag")
         named[key] = value
 
-    quiet = args.progress == "quiet"
+    results = BuildResults.prepare(iidfile=args.iidfile, metadata_file=args.metadata_file,
+                                   load=args.load, output=output)
+    quiet = args.quiet or args.progress == "quiet"
     console = stderr_console()
 
     steps = iter(range(1, 1 << 30))
@@ -149,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"warning: {warning}", markup=False)
     elif names:
         tag_in_store(store, image, names)
+    results.deliver(store, image, names,
+                    log=lambda line: None if quiet else console.print(line, markup=False))
     elapsed = time.monotonic() - started
     if plan.unused_build_args:
         console.print(f"warning: build args not consumed: {', '.join(plan.unused_build_args)}")
