@@ -21,8 +21,9 @@ Layers named by ``manifest.json`` alone (no descriptor) are stored as the tar ha
 an uncompressed ``layer.tar`` becomes an ``application/vnd.oci.image.layer.v1.tar`` blob
 whose digest is its diff_id, so the image's manifest digest depends on the layers'
 content only, the same however often, wherever, and by whichever distill it is loaded
-(a gzip of it would depend on the compressor's version and settings), and it is the
-descriptor Docker 25 writes for the same layer.
+(a gzip of it would depend on the compressor's version, settings, even its write
+sizes), and the blob is the one Docker 25 and later write for the layer
+(``blobs/sha256/<diff_id>``).
 """
 
 from __future__ import annotations
