@@ -34,9 +34,11 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def distill(store_root: Path) -> RunDistill:
     """Run the distill CLI against the session store; returns the CompletedProcess."""
     def run(*args: str, check: bool = True, root: Path | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+            env: dict[str, str] | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "DISTILL_ROOT": str(root or store_root), **(env or {})}
-        proc = subprocess.run([DISTILL, *args], capture_output=True, text=True, env=full_env)
+        proc = subprocess.run([DISTILL, *args], capture_output=True, text=True, env=full_env,
+                              input=input)
         if check and proc.returncode != 0:
             raise AssertionError(f"distill {' '.join(args)} failed ({proc.returncode}):\n"
                                  f"{proc.stdout}\n{proc.stderr}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -38,10 +39,13 @@ def private_dockerd(workdir: Path, timeout: float = 60) -> Iterator[Docker]:
     sock = workdir / "docker.sock"
     host = f"unix://{sock}"
     log = open(workdir / "dockerd.log", "wb")
+    # containerd's sockets live under the exec root, and a unix socket path has at most
+    # 104 bytes: a test's tmp_path is too deep for it
+    exec_root = Path(tempfile.mkdtemp(prefix="dk-", dir="/tmp"))
     proc = subprocess.Popen(
         ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
          "--host", host, "--data-root", str(workdir / "data"),
-         "--exec-root", str(workdir / "exec"), "--pidfile", str(workdir / "dockerd.pid")],
+         "--exec-root", str(exec_root), "--pidfile", str(workdir / "dockerd.pid")],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DOCKER_HOST": host})
     docker = Docker(host)
     deadline = time.monotonic() + timeout
@@ -60,6 +64,8 @@ def private_dockerd(workdir: Path, timeout: float = 60) -> Iterator[Docker]:
             proc.kill()
         log.close()
         _unmount_under(workdir)
+        _unmount_under(exec_root)
+        shutil.rmtree(exec_root, ignore_errors=True)
 
 
 def _unmount_under(workdir: Path) -> None:

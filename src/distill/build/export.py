@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 from dataclasses import dataclass
@@ -16,29 +17,50 @@ from distill.image.image import Image
 from distill.oci.reference import normalize_name
 from distill.store.store import Store
 
+#: What --output type= takes (registry = image with push=true, as in buildx).
+OUTPUT_TYPES = ("oci", "docker", "local", "image", "registry")
+
 
 @dataclass(frozen=True)
 class OutputSpec:
     type: str
-    dest: str
+    dest: str = ""
     tar: bool = True
     devices: bool = False    # type=local: create device nodes
     setuid: bool = False     # type=local: keep setuid/setgid bits
+    names: tuple[str, ...] = ()   # name=: the image's names (else -t's)
+    push: bool = False            # type=image,push=true (type=registry)
 
     @classmethod
     def parse(cls, spec: str) -> OutputSpec:
+        """buildx's CSV syntax: ``type=image,"name=a:1,b:1",push=true``."""
         if "=" not in spec:
             return cls("local", spec)  # `-o DIR` is type=local,dest=DIR, as in buildx
         fields: dict[str, str] = {}
-        for part in spec.split(","):
+        try:
+            parts = next(csv.reader([spec]))
+        except (csv.Error, StopIteration):
+            raise UsageError(f"invalid --output {spec!r}") from None
+        for part in parts:
             key, eq, value = part.partition("=")
             if not eq:
                 raise UsageError(f"invalid --output field {part!r} (expected key=value)")
             fields[key.strip()] = value.strip()
         kind = fields.pop("type", "local")
-        if kind not in ("oci", "docker", "local"):
+        if kind not in OUTPUT_TYPES:
             raise UsageError(f"unsupported output type {kind!r}",
-                             hint="distill writes type=oci, type=docker and type=local")
+                             hint="distill writes type=" + ", type=".join(OUTPUT_TYPES))
+        names = tuple(normalize_name(n.strip()) for n in fields.pop("name", "").split(",")
+                      if n.strip())
+        push = kind == "registry" or _bool(fields.pop("push", "false"), "push")
+        if kind in ("image", "registry"):
+            if fields:
+                raise UsageError(f"unsupported --output options for type={kind}: "
+                                 f"{', '.join(sorted(fields))}")
+            return cls("image", names=names, push=push)
+        if push:
+            raise UsageError(f"--output type={kind} cannot push",
+                             hint="use type=image,push=true or type=registry")
         dest = fields.pop("dest", "")
         if not dest:
             raise UsageError(f"--output type={kind} needs dest=PATH")
@@ -47,10 +69,11 @@ class OutputSpec:
                  if key in fields}
         if local and kind != "local":
             raise UsageError(f"--output {', '.join(sorted(local))}= only applies to type=local")
-        fields.pop("name", None)
+        if names and kind == "local":
+            raise UsageError("--output type=local has no name=")
         if fields:
             raise UsageError(f"unsupported --output options: {', '.join(sorted(fields))}")
-        return cls(kind, dest, tar, **local)
+        return cls(kind, dest, tar, names=names, **local)
 
     @property
     def is_tar(self) -> bool:
@@ -58,6 +81,8 @@ class OutputSpec:
 
     def check(self) -> None:
         """Fail before the build, not after it, when dest cannot be written."""
+        if self.type == "image":
+            return
         if self.dest == "-":
             if not self.is_tar:
                 raise UsageError(f"--output type={self.type} cannot be written to stdout")
@@ -90,6 +115,10 @@ def export(store: Store, image: Image, spec: OutputSpec,
 
 
 def _export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]) -> list[str]:
+    names = spec.names or names
+    if spec.type == "image":
+        tag_in_store(store, image, names)
+        return []
     tagged = [Tagged(image, names)]
     if spec.type == "local":
         with RootfsManager(store).mounted(image) as mount:

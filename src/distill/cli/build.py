@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +19,12 @@ from distill.cli.render import printable, size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.parse import parse
 from distill.errors import UsageError
+from distill.oci.platform import Platform
 from distill.oci.reference import normalize_name
 from distill.plan.plan import make_plan
+from distill.registry.pull import Registries
+from distill.registry.push import push_names
+from distill.registry.resolve import ImageSource
 from distill.report.sizes import size_row
 from distill.store.store import Store
 
@@ -35,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    metavar="NAME=oci-layout://PATH[:TAG]")
     p.add_argument("-o", "--output", action="append", default=[], metavar="SPEC")
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--push", action="store_true",
+                   help="push the image to the registry its -t names name "
+                        "(--output type=registry)")
+    p.add_argument("--pull", action="store_true",
+                   help="always look up the images the Dockerfile names at their registry "
+                        "(without it, an image already in the store is used)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="the platform to build for (default: this machine's)")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=PATH|,env=VAR]",
                    help="a secret RUN --mount=type=secret can use (never stored in the image)")
     p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]",
@@ -84,6 +97,16 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def target_platform(value: str | None) -> Platform | None:
+    """--platform: one platform (buildx's list of several is not supported yet)."""
+    if not value:
+        return None
+    if "," in value:
+        raise UsageError(f"--platform {value}: building for several platforms at once is not "
+                         "supported", hint="build once per platform")
+    return Platform.parse(value)
+
+
 def _source_date_epoch() -> int | None:
     """SOURCE_DATE_EPOCH (reproducible-builds.org): image times and layer mtimes clamp to it."""
     sde = os.environ.get("SOURCE_DATE_EPOCH", "")
@@ -110,9 +133,16 @@ def run(args: argparse.Namespace) -> int:
     if len(args.output) > 1:
         raise UsageError("only one --output is supported")
     output = OutputSpec.parse(args.output[0]) if args.output else None
+    if args.push:
+        if output is not None and output.type != "image":
+            raise UsageError(f"--push cannot be combined with --output type={output.type}",
+                             hint="--push is --output type=registry")
+        output = replace(output or OutputSpec("image"), push=True)
     if output is not None:
         output.check()
     names = tuple(normalize_name(t) for t in args.tag)
+    if output is not None and output.push and not (output.names or names):
+        raise UsageError("pushing needs a name for the image", hint="-t REGISTRY/REPO:TAG")
     build_args = _pairs(args.build_arg, "--build-arg")
     named = {}
     for spec in args.build_context:
@@ -140,15 +170,20 @@ def run(args: argparse.Namespace) -> int:
 
     df = build_dockerfile(parse(text, str(dockerfile)))
     plan = make_plan(df, target=args.target, build_args=build_args,
-                     named_contexts=frozenset(k.lower() for k in named))
+                     named_contexts=frozenset(k.lower() for k in named),
+                     platform=target_platform(args.platform))
     store = Store()
+    registries = Registries()
+    images = ImageSource(store, registries, pull=args.pull, jobs=max(1, args.jobs),
+                         log=lambda line: None if quiet else print(
+                             f"# {printable(line)}", file=sys.stderr, flush=True))
     builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,
                       no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
                       # quiet: only the image id on stdout, as `docker build -q`; a
                       # failed RUN's last lines still show in its error
                       output=open(os.devnull, "wb") if quiet else sys.stderr.buffer,  # noqa: SIM115
                       secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh),
-                      allow=_entitlements(args.allow))
+                      allow=_entitlements(args.allow), images=images)
     started = time.monotonic()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -157,6 +192,12 @@ def run(args: argparse.Namespace) -> int:
     if output is not None:
         for warning in export(store, image, output, names):
             console.print(f"warning: {warning}", markup=False)
+        if output.push:
+            for pushed in push_names(store, registries, image.digest, output.names or names,
+                                     jobs=max(1, args.jobs)):
+                if not quiet:
+                    print(f"pushed {pushed.reference.familiar}@{pushed.manifest.digest}",
+                          file=sys.stderr, flush=True)
     elif names:
         tag_in_store(store, image, names)
     results.deliver(store, image, names,

@@ -16,7 +16,7 @@ MOUNTING_COMMANDS = {"build", "base"}
 
 
 def parser() -> argparse.ArgumentParser:
-    from distill.cli import base, build, images, load
+    from distill.cli import base, build, images, load, registry
 
     p = argparse.ArgumentParser(prog="distill", description=__doc__)
     p.add_argument("--version", action="version", version=f"distill {__version__}")
@@ -24,6 +24,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_parser(sub)
     base.add_parser(sub)
     images.add_parsers(sub)
+    registry.add_parsers(sub)
     load.add_parser(sub)
     return p
 

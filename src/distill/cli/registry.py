@@ -14,6 +14,7 @@ from distill.registry.auth_config import Credentials, remove_credentials, save_c
 from distill.registry.client import RegistryClient
 from distill.registry.hosts import RegistryHosts
 from distill.registry.pull import Registries, pull
+from distill.registry.push import push
 from distill.store.store import Store
 
 
@@ -24,6 +25,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="which image of a multi-platform index (default: this machine's)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
     p.set_defaults(run=run_pull)
+
+    p = sub.add_parser("push", help="send an image from the store to its registry")
+    p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    p.set_defaults(run=run_push)
 
     p = sub.add_parser("login", help="log in to a registry (stored as Docker stores it)")
     p.add_argument("server", nargs="?", default="docker.io", metavar="SERVER")
@@ -49,6 +55,22 @@ def run_pull(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"Digest: {pulled.index or pulled.manifest.digest}", file=sys.stderr)
     print(ref.familiar if not args.quiet else str(ref))
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """As ``docker push``: the name says where; prints ``TAG: digest: … size: …``."""
+    ref = normalize_reference(args.name).with_default_tag()
+    store = Store()
+    manifest = store.resolve(str(ref))
+    log = (lambda line: None) if args.quiet else (
+        lambda line: print(line, file=sys.stderr, flush=True))
+    with Registries() as registries:
+        pushed = push(store, registries, manifest.digest, ref, log=log)
+    if args.quiet:
+        print(pushed.manifest.digest)
+    else:
+        print(f"{ref.tag}: digest: {pushed.manifest.digest} size: {pushed.manifest.size}")
     return 0
 
 

@@ -19,6 +19,7 @@ import email.utils
 import random
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,6 +97,7 @@ class RegistryClient:
         self._scheme: str | None = None
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, ...], str] = {}
+        self._token_lock = threading.Lock()
         self._client = self._make_client(verify=not settings.insecure)
 
     def _make_client(self, verify: bool) -> httpx.Client:
@@ -182,7 +184,8 @@ class RegistryClient:
 
     # -- requests --------------------------------------------------------------------------
     def request(self, method: str, path: str, *, scopes: tuple[str, ...],
-                headers: dict[str, str] | None = None, content: bytes | None = None,
+                headers: dict[str, str] | None = None,
+                content: bytes | Callable[[], Any] | None = None,
                 params: dict[str, str] | None = None, what: str,
                 limit: int = MAX_SMALL_BODY) -> httpx.Response:
         """A request whose body is read whole (at most ``limit`` bytes); retried on
@@ -261,10 +264,11 @@ class RegistryClient:
                     creds.username, creds.password)._auth_header
         elif challenge.scheme == "bearer":
             key = tuple(sorted(scopes))
-            token = self._tokens.get(key)
-            if token is None:
-                token = self._fetch_token(challenge, key)
-                self._tokens[key] = token
+            with self._token_lock:    # parallel transfers share one token per scope
+                token = self._tokens.get(key)
+                if token is None:
+                    token = self._fetch_token(challenge, key)
+                    self._tokens[key] = token
             if token:
                 request.headers["Authorization"] = f"Bearer {token}"
 

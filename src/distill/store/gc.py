@@ -100,9 +100,8 @@ def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
         if entry.name not in keep:
             report.add("blobs", entry)
             entry.unlink()
-            facts = store.facts_dir / entry.name
-            if facts.exists():
-                facts.unlink()
+            for notes in (store.facts_dir / entry.name, store.sources_dir / entry.name):
+                notes.unlink(missing_ok=True)
     for entry in sorted(store.cache_dir.iterdir()):
         value = store.cache_get(entry.name)
         blob = (value or {}).get("blob")

@@ -36,6 +36,10 @@ class LayerFacts:
     uncompressed_size: int
 
 
+#: How many repositories are remembered per blob.
+MAX_BLOB_SOURCES = 8
+
+
 class Store:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or default_root()).resolve()
@@ -49,7 +53,8 @@ class Store:
         self.snapshot_dir = self.root / "snapshots"
         self.facts_dir = self.root / "layers"
         self.cache_dir = self.root / "cache"
-        for d in (self.snapshot_dir, self.facts_dir, self.cache_dir):
+        self.sources_dir = self.root / "sources"
+        for d in (self.snapshot_dir, self.facts_dir, self.cache_dir, self.sources_dir):
             make_private(d)
 
     def lock_exclusive(self) -> None:
@@ -78,6 +83,21 @@ class Store:
             return None
         except (ValueError, KeyError, TypeError, DistillError):
             return None  # a torn or foreign file: the blob is simply hashed again
+
+    # -- where blobs are known to live (for cross-repository mounts on push) --
+    def blob_sources(self, blob: Digest) -> list[str]:
+        """``host/repository`` names known to hold ``blob`` (pulled from or pushed to)."""
+        try:
+            value = json.loads((self.sources_dir / blob.hex).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return []
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def add_blob_source(self, blob: Digest, where: str) -> None:
+        known = self.blob_sources(blob)
+        if where not in known:    # a lost update under a race only costs a later upload
+            known = [where, *known][:MAX_BLOB_SOURCES]
+            _atomic_write(self.sources_dir / blob.hex, json.dumps(known).encode())
 
     # -- snapshots (unpacked layers in overlayfs format) ---------------------
     def snapshot_path(self, diff_id: Digest) -> Path:
