@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from distill.build import steps
+from distill.build.cache_exchange import ImportedCache
 from distill.build.context import BuildContext
+from distill.build.layerstep import CacheHit
 from distill.build.rootfs import RootfsManager
 from distill.build.secrets import SecretStore, sweep_stale_secrets
 from distill.build.state import DEFAULT_PATH, StageState
@@ -89,11 +92,11 @@ class StageContext:
     log: Callable[[str], None]
     current: int = -1
 
-    def cache_lookup(self, key: str) -> Layer | None:
-        return self.builder.cache_lookup(key)
+    def cache_lookup(self, key: str) -> CacheHit | None:
+        return self.builder.cache_lookup(key, self.planned.stage.index)
 
     def cache_store(self, key: str, layer: Layer | None) -> None:
-        self.builder.cache_store(key, layer)
+        self.builder.cache_store(key, layer, self.planned.stage.index)
 
     def mount_source_image(self, name: str) -> Image:
         src = self.planned.mount_sources[name]
@@ -123,13 +126,6 @@ class StageContext:
         return self.builder.base_image(src)
 
 
-class _Miss:
-    pass
-
-
-MISS = _Miss()
-
-
 class Builder:
     def __init__(self, store: Store, *, context: BuildContext, named_contexts: Mapping[str, str] = {},
                  no_cache: bool = False, log: Callable[[str], None] = lambda s: None,
@@ -137,7 +133,8 @@ class Builder:
                  mtime_clamp: int | None = None, secrets: SecretStore | None = None,
                  ssh: Mapping[str, str] | None = None,
                  allow: frozenset[str] = frozenset(),
-                 images: ImageSource | None = None) -> None:
+                 images: ImageSource | None = None,
+                 cache_from: Sequence[ImportedCache] = ()) -> None:
         self.store = store
         # where FROM, COPY --from and RUN --mount from= images come from: the store,
         # then (when the caller gives registries) a registry
@@ -157,24 +154,68 @@ class Builder:
         self._bases: dict[tuple[str, Platform], Image] = {}
         self._bases_lock = threading.Lock()
         self.platform = Platform.host()     # the target platform, set by build()
+        self.cache_from = tuple(cache_from)
+        self.cache_used: dict[int, dict[str, dict[str, object]]] = {}  # stage -> key -> entry
 
     # -- cache ------------------------------------------------------------------------
-    def cache_lookup(self, key: str) -> Layer | None:
+    def cache_lookup(self, key: str, stage: int) -> CacheHit | None:
+        """A step's result from the store's cache, else from a --cache-from cache."""
         if self.no_cache:
             return None
         value = self.store.cache_get(key)
-        if value is None:
+        hit = steps.layer_from_cache(value) if value is not None else None
+        if hit is not None and hit.layer is not None and not self.store.blobs.has(
+                hit.layer.blob.digest):
+            hit = None
+        if hit is None:
+            value, hit = self._imported(key)
+        if hit is None or value is None:
             return None
-        layer = steps.layer_from_cache(value)
-        if layer is not None and not self.store.blobs.has(layer.blob.digest):
-            return None
-        if layer is None:
-            return None  # an empty result is cheap to recompute; keeps the types simple
-        return layer
+        self._record(stage, key, value)
+        return hit
 
-    def cache_store(self, key: str, layer: Layer | None) -> None:
-        if layer is not None:
-            self.store.cache_put(key, steps.layer_to_cache(layer))
+    def _imported(self, key: str) -> tuple[dict[str, object] | None, CacheHit | None]:
+        for cache in self.cache_from:
+            try:
+                value = cache.materialize(self.store, key)
+            except DistillError as e:
+                self.log(f"warning: cache {cache.name}: {e.message}")
+                continue
+            if value is not None:
+                hit = steps.layer_from_cache(value)
+                if hit is not None:
+                    self.store.cache_put(key, value)
+                    return value, hit
+        return None, None
+
+    def cache_store(self, key: str, layer: Layer | None, stage: int) -> None:
+        value = steps.layer_to_cache(layer, created=_now())
+        self.store.cache_put(key, value)
+        self._record(stage, key, value)
+
+    def _record(self, stage: int, key: str, value: dict[str, object]) -> None:
+        with self._bases_lock:
+            self.cache_used.setdefault(stage, {})[key] = value
+
+    def cache_entries(self, plan: BuildPlan, mode: str) -> dict[str, dict[str, object]]:
+        """The cache entries this build used or made: every stage's (mode max) or those of
+        the target and the stages it is built on (mode min), for --cache-to."""
+        stages = [p.stage.index for p in plan.order] if mode == "max" else \
+            _base_chain(plan)
+        out: dict[str, dict[str, object]] = {}
+        for index in stages:
+            out.update(self.cache_used.get(index, {}))
+        return out
+
+    def created_from_cache(self, plan: BuildPlan) -> str | None:
+        """When the newest step of the target's chain first ran, if each of its steps has
+        a recorded time: a rebuild from the cache (here, or from --cache-from on another
+        machine) makes the same image, with the same digest."""
+        times = [v.get("created") for i in _base_chain(plan)
+                 for v in self.cache_used.get(i, {}).values()]
+        if not times or not all(isinstance(t, str) for t in times):
+            return None
+        return max(t for t in times if isinstance(t, str))
 
     # -- bases ------------------------------------------------------------------------
     def base_image(self, ref: str, platform: Platform | None = None) -> Image:
@@ -302,3 +343,16 @@ class Builder:
         platform = base.platform or plan.platform
         return replace(image, config=replace(image.config, platform=platform)) \
             if image.config.platform != platform else image
+
+
+def _base_chain(plan: BuildPlan) -> list[int]:
+    """The target stage and the stages it is built FROM, in turn."""
+    by_index = {p.stage.index: p for p in plan.order}
+    chain = [plan.target]
+    while (base := by_index[chain[-1]].base.stage) is not None:
+        chain.append(base)
+    return chain
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -41,12 +41,17 @@ class TriggerCopy(ins.Copy):
 
 
 def _tree_hash(sources: list[Source], allow: Callable[[Path], bool] | None) -> str:
-    """Content hash of everything a COPY would read (names, types, modes, owners, bytes)."""
+    """Content hash of everything a COPY would read (names, types, modes, owners, bytes).
+
+    Not modification times, as BuildKit's content hash leaves them out: a fresh checkout
+    on another machine (or a stage unpacked there from a shared cache) has other times
+    for the same files, and must hit the same cache entry. The cached layer then keeps
+    the times of the build that made it, as with BuildKit."""
     h = hashlib.sha256()
 
     def entry(path: str, rel: str) -> None:
         st = os.lstat(path)
-        h.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_mtime_ns}\0".encode())
+        h.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0".encode())
         if stat.S_ISLNK(st.st_mode):
             h.update(os.readlink(path).encode())
         elif stat.S_ISREG(st.st_mode):  # opened as it was seen: no symlink swapped in

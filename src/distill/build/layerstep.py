@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill.build.state import StageState
+from distill.errors import DistillError
 from distill.image.image import Layer
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
@@ -35,7 +37,7 @@ def layer_step(ctx: StageContext, state: StageState, signature: list[object],
     hit = ctx.cache_lookup(key)
     if hit is not None:
         ctx.log("CACHED")
-        layer = hit
+        layer = hit.layer
     else:
         with ctx.rootfs.changes(image, sandbox=sandbox) as changes:
             work(changes.mount.merged)
@@ -46,15 +48,29 @@ def layer_step(ctx: StageContext, state: StageState, signature: list[object],
     return state.with_image(image.append_layer(layer, created_by))
 
 
-def layer_to_cache(layer: Layer | None) -> dict[str, object]:
-    if layer is None:
-        return {"empty": True}
-    return {"blob": layer.blob.to_dict(), "diff_id": str(layer.diff_id),
-            "size": layer.uncompressed_size}
+@dataclass(frozen=True)
+class CacheHit:
+    """A step's cached result: its layer, or None for a step that changed no file."""
+
+    layer: Layer | None
 
 
-def layer_from_cache(value: dict[str, object]) -> Layer | None:
-    if value.get("empty"):
+def layer_to_cache(layer: Layer | None, created: str | None = None) -> dict[str, object]:
+    value: dict[str, object] = {"empty": True} if layer is None else {
+        "blob": layer.blob.to_dict(), "diff_id": str(layer.diff_id),
+        "size": layer.uncompressed_size}
+    if created:
+        value["created"] = created   # when the step first ran (the image's time on a rebuild)
+    return value
+
+
+def layer_from_cache(value: dict[str, object]) -> CacheHit | None:
+    """The result a cache entry records; None if the entry is unreadable."""
+    if value.get("empty") is True:
+        return CacheHit(None)
+    try:
+        return CacheHit(Layer(Descriptor.from_dict(value["blob"]),  # type: ignore[arg-type]
+                              Digest(str(value["diff_id"])),
+                              int(value["size"])))  # type: ignore[call-overload]
+    except (KeyError, TypeError, ValueError, DistillError):
         return None
-    return Layer(Descriptor.from_dict(value["blob"]),  # type: ignore[arg-type]
-                 Digest(str(value["diff_id"])), int(value["size"]))  # type: ignore[call-overload]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from distill.build.builder import Builder
+from distill.build.cache_exchange import CacheSpec, export_cache, import_caches
 from distill.build.context import DOCKERFILE, BuildContext, read_dockerfile
 from distill.build.export import OutputSpec, export, tag_in_store
 from distill.build.results import BuildResults
@@ -43,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--push", action="store_true",
                    help="push the image to the registry its -t names name "
                         "(--output type=registry)")
+    p.add_argument("--cache-from", action="append", default=[], metavar="SPEC",
+                   help="use a shared build cache: type=registry,ref=REF or "
+                        "type=local,src=DIR (repeatable)")
+    p.add_argument("--cache-to", action="append", default=[], metavar="SPEC",
+                   help="export the build cache: type=registry,ref=REF[,mode=min|max] or "
+                        "type=local,dest=DIR[,mode=min|max]")
     p.add_argument("--pull", action="store_true",
                    help="always look up the images the Dockerfile names at their registry "
                         "(without it, an image already in the store is used)")
@@ -117,8 +124,12 @@ def _source_date_epoch() -> int | None:
     return int(sde)
 
 
-def _epoch_created() -> str:
+def _epoch_created(from_cache: str | None = None) -> str:
+    """SOURCE_DATE_EPOCH; else when the cached steps first ran (a rebuild is the same
+    image); else now."""
     sde = _source_date_epoch()
+    if sde is None and from_cache:
+        return from_cache
     ts = datetime.fromtimestamp(sde, UTC) if sde is not None \
         else datetime.now(UTC).replace(microsecond=0)
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -172,8 +183,15 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(df, target=args.target, build_args=build_args,
                      named_contexts=frozenset(k.lower() for k in named),
                      platform=target_platform(args.platform))
+    cache_from = [CacheSpec.parse(c, export=False) for c in args.cache_from]
+    cache_to = [CacheSpec.parse(c, export=True) for c in args.cache_to]
     store = Store()
     registries = Registries()
+
+    def cache_log(line: str) -> None:
+        if not quiet:
+            print(f"# {printable(line)}", file=sys.stderr, flush=True)
+
     images = ImageSource(store, registries, pull=args.pull, jobs=max(1, args.jobs),
                          log=lambda line: None if quiet else print(
                              f"# {printable(line)}", file=sys.stderr, flush=True))
@@ -183,12 +201,13 @@ def run(args: argparse.Namespace) -> int:
                       # failed RUN's last lines still show in its error
                       output=open(os.devnull, "wb") if quiet else sys.stderr.buffer,  # noqa: SIM115
                       secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh),
-                      allow=_entitlements(args.allow), images=images)
+                      allow=_entitlements(args.allow), images=images,
+                      cache_from=import_caches(store, registries, cache_from, log=cache_log))
     started = time.monotonic()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     result = builder.build(plan, jobs=args.jobs)
-    image = result.image.with_created(_epoch_created())
+    image = result.image.with_created(_epoch_created(builder.created_from_cache(plan)))
     if output is not None:
         for warning in export(store, image, output, names):
             console.print(f"warning: {warning}", markup=False)
@@ -200,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
                           file=sys.stderr, flush=True)
     elif names:
         tag_in_store(store, image, names)
+    for spec in cache_to:
+        export_cache(store, registries, spec, builder.cache_entries(plan, spec.mode),
+                     log=cache_log)
     results.deliver(store, image, names,
                     log=lambda line: None if quiet else console.print(line, markup=False))
     elapsed = time.monotonic() - started

@@ -79,6 +79,31 @@ class Registries:
         self.close()
 
 
+class ManifestNotFound(RegistryError):
+    """The registry has no manifest by that tag or digest (HTTP 404)."""
+
+
+def fetch_manifest(store: Store, client: RegistryClient, ref: Reference, reference: str, *,
+                   missing_ok: bool = False) -> tuple[Descriptor, dict[str, Any]] | None:
+    """One manifest or index of ``ref``'s repository, hashed and shape-checked (not
+    stored); None when there is none and ``missing_ok``."""
+    puller = _Puller(store, client, ref, Platform.host(), 1, lambda s: None)
+    try:
+        return puller._manifest(reference, Digest(reference) if reference.startswith(
+            "sha256:") else None)
+    except ManifestNotFound:
+        if missing_ok:
+            return None
+        raise
+
+
+def fetch_blob(store: Store, client: RegistryClient, repository: str, desc: Descriptor,
+               what: str) -> None:
+    """One blob of ``repository`` into the store, verified as every pulled blob is."""
+    ref = Reference(f"{client.host}/{repository}", "latest")
+    _Puller(store, client, ref, Platform.host(), 1, lambda s: None)._blob(desc, what)
+
+
 @dataclass(frozen=True)
 class Pulled:
     name: str                  # the store name it was tagged with
@@ -143,7 +168,7 @@ class _Puller:
             "GET", f"/v2/{self.repo}/manifests/{reference}", scopes=self.scopes,
             headers={"Accept": MANIFEST_ACCEPT}, what=what, limit=MAX_MANIFEST_BYTES)
         if response.status_code == 404:
-            raise RegistryError(f"{self.where}: manifest for {reference} not found "
+            raise ManifestNotFound(f"{self.where}: manifest for {reference} not found "
                                 "(HTTP 404)",
                                 hint="check the name and tag; 'distill images' lists what "
                                      "the store holds")
@@ -263,7 +288,9 @@ class _Puller:
                                 blob.restart()   # the server ignored Range
                         else:
                             raise self.client.error(response, f"download {what}", self.repo)
-                        for chunk in response.iter_raw(1 << 20):
+                        # no chunk size: httpx would hold back up to that much, and a
+                        # drop would lose it (the resume would start from less, or 0)
+                        for chunk in response.iter_raw():
                             blob.write(chunk)
                 except (httpx.TransportError, httpx.StreamError) as e:
                     drops += 1

@@ -80,6 +80,11 @@ class _Pusher:
         blobs = [descriptor(doc.get("config"), f"manifest {manifest}: config")]
         blobs += [descriptor(x, f"manifest {manifest}: layers[{i}]")
                   for i, x in enumerate(doc.get("layers") or [])]
+        return self.send(blobs, data, media_type)
+
+    def send(self, blobs: list[Descriptor], data: bytes, media_type: str) -> Pushed:
+        """Every blob (in parallel), then the manifest ``data`` that names them."""
+        manifest = Digest.of_bytes(data)
         for blob in blobs:
             if not self.store.blobs.has(blob.digest):
                 raise RegistryError(f"cannot push {self.ref}: blob {blob.digest} is not in "
@@ -235,6 +240,16 @@ def _with_digest(location: str, digest: Digest) -> str:
     its upload state and must be kept)."""
     sep = "&" if "?" in location else "?"
     return f"{location}{sep}digest={digest}"
+
+
+def push_blobs_and_manifest(store: Store, registries: Registries, ref: Reference,
+                            blobs: list[Descriptor], manifest: bytes, media_type: str, *,
+                            jobs: int = 4, log: Callable[[str], None] = lambda s: None
+                            ) -> Pushed:
+    """Push any manifest (a build cache) whose blobs are all in the store, as ``ref``."""
+    client = registries.client(ref.domain)
+    return _Pusher(store, client, ref, jobs, log, MONOLITHIC_MAX, CHUNK_SIZE).send(
+        blobs, manifest, media_type)
 
 
 def push_names(store: Store, registries: Registries, manifest: Digest,

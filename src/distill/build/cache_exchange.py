@@ -1,0 +1,329 @@
+"""The build cache shared across machines: ``--cache-to`` and ``--cache-from``, spelled
+as buildx spells them (``type=registry,ref=REF[,mode=min|max]``, ``type=local,dest=DIR``
+/ ``type=local,src=DIR``).
+
+A cache is one OCI manifest: its config (``application/vnd.distill.cache.v1+json``) maps
+step keys (what distill's local cache is keyed by: the parent's diff_ids and the step's
+signature) to results (a layer, or "no change"), and its layers are the layer blobs those
+results name, so a registry keeps them. ``type=local`` writes the same manifest into an
+OCI layout directory.
+
+A cache is hostile input like any image: the manifest and config are shape-checked, each
+layer blob is verified against its digest when it is fetched (only when a key hits), and
+its diff_id is computed from its bytes — an entry whose layer does not unpack to the
+diff_id it claims is ignored. What cannot be checked without running the step is whether a
+key's result is what the step would make: whoever can write to a cache can choose what a
+cache hit puts into images built from it (as with BuildKit's caches), so ``--cache-from``
+should name a cache only trusted builds write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.confine import open_in_root
+from distill.errors import DistillError, ImageError, UsageError
+from distill.formats.layers import compute_diff_id
+from distill.formats.layout_import import descriptor, load_json_doc
+from distill.oci import mediatypes as mt
+from distill.oci.descriptor import Descriptor
+from distill.oci.digest import Digest
+from distill.oci.reference import normalize_reference
+from distill.registry.pull import Registries, fetch_blob, fetch_manifest
+from distill.registry.push import push_blobs_and_manifest
+from distill.store.names import _atomic_write
+from distill.store.store import LayerFacts, Store
+
+CACHE_CONFIG = "application/vnd.distill.cache.v1+json"
+#: A cache config larger than this is refused.
+MAX_CACHE_CONFIG = 32 << 20
+CACHE_TAG = "cache"     # the ref name of the cache manifest in a local cache layout
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """One ``--cache-to`` or ``--cache-from``."""
+
+    type: str                    # "registry" or "local"
+    ref: str = ""                # type=registry: the normalised reference, with a tag
+    path: Path | None = None     # type=local: dest= or src=
+    mode: str = "min"            # --cache-to: min (the final stage's steps) or max (all)
+
+    @classmethod
+    def parse(cls, text: str, *, export: bool) -> CacheSpec:
+        flag = "--cache-to" if export else "--cache-from"
+        fields: dict[str, str] = {}
+        for part in text.split(","):
+            key, eq, value = part.partition("=")
+            if not eq:
+                if "," not in text and not export:
+                    fields = {"type": "registry", "ref": text}   # --cache-from REF
+                    break
+                raise UsageError(f"{flag} {text!r}: expected key=value fields")
+            fields[key.strip()] = value.strip()
+        kind = fields.pop("type", "registry" if "ref" in fields else "")
+        if not export and "mode" in fields:
+            raise UsageError("--cache-from takes no mode=")
+        mode = fields.pop("mode", "min")
+        if mode not in ("min", "max"):
+            raise UsageError(f"{flag} mode={mode!r}: expected min or max")
+        for ignored in ("oci-mediatypes", "compression", "image-manifest", "ignore-error"):
+            fields.pop(ignored, None)      # buildx options that do not change what we do
+        if kind == "registry":
+            ref = fields.pop("ref", "")
+            if not ref:
+                raise UsageError(f"{flag} type=registry needs ref=REF")
+            spec = cls("registry", ref=str(normalize_reference(ref).with_default_tag()),
+                       mode=mode)
+        elif kind == "local":
+            key = "dest" if export else "src"
+            where = fields.pop(key, "")
+            if not where:
+                raise UsageError(f"{flag} type=local needs {key}=DIR")
+            spec = cls("local", path=Path(where), mode=mode)
+        else:
+            raise UsageError(f"{flag}: unsupported cache type {kind!r}",
+                             hint="distill shares caches with type=registry,ref=REF and "
+                                  "type=local,dest=DIR / src=DIR")
+        if fields:
+            raise UsageError(f"{flag}: unsupported options {', '.join(sorted(fields))}")
+        return spec
+
+
+# -- entries ----------------------------------------------------------------------------------
+
+def _entry_layer(entry: dict[str, Any], what: str) -> Descriptor | None:
+    """The layer blob an entry names (None for "no change"), shape-checked."""
+    if entry.get("empty") is True:
+        return None
+    desc = descriptor(entry.get("blob"), f"{what}: blob")
+    if not isinstance(entry.get("diff_id"), str) or not isinstance(entry.get("size"), int):
+        raise ImageError(f"{what}: an entry needs diff_id and size")
+    Digest(entry["diff_id"])
+    return desc
+
+
+def _checked_entries(doc: dict[str, Any], what: str) -> dict[str, dict[str, Any]]:
+    entries = doc.get("entries")
+    if not isinstance(entries, dict):
+        raise ImageError(f"{what}: no 'entries' object")
+    out = {}
+    for key, entry in entries.items():
+        if not isinstance(entry, dict) or len(key) != 64 or not all(
+                c in "0123456789abcdef" for c in key):
+            raise ImageError(f"{what}: entry {str(key)[:80]!r} is malformed")
+        _entry_layer(entry, f"{what}: entry {key}")
+        created = entry.get("created")
+        if created is not None and not isinstance(created, str):
+            raise ImageError(f"{what}: entry {key}: created must be a string")
+        out[key] = entry
+    return out
+
+
+# -- importing ---------------------------------------------------------------------------------
+
+class ImportedCache:
+    """One ``--cache-from``: its entries, and a way to fetch a layer blob on a hit."""
+
+    def __init__(self, name: str, entries: dict[str, dict[str, Any]],
+                 fetch: Callable[[Descriptor], None]) -> None:
+        self.name = name
+        self.entries = entries
+        self._fetch = fetch
+
+    def materialize(self, store: Store, key: str) -> dict[str, Any] | None:
+        """The entry for ``key`` with its layer blob verified into the store, or None."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        desc = _entry_layer(entry, f"cache {self.name}: entry {key}")
+        if desc is None:
+            return dict(entry)
+        if not store.blobs.has(desc.digest):
+            self._fetch(desc)
+        claimed = Digest(entry["diff_id"])
+        facts = store.layer_facts(desc.digest)
+        if facts is None or facts.diff_id != claimed:
+            with store.blobs.open(desc.digest) as f:
+                computed, size = compute_diff_id(f, desc.media_type, f"layer {desc.digest}")
+            store.record_layer(desc.digest, LayerFacts(computed, size),
+                               replace=facts is not None)
+            if computed != claimed:
+                return None       # a lie about the layer: not a hit
+            facts = LayerFacts(computed, size)
+        return {**entry, "size": facts.uncompressed_size}
+
+
+def import_cache(store: Store, registries: Registries | None, spec: CacheSpec,
+                 log: Callable[[str], None] = lambda s: None) -> ImportedCache | None:
+    """Read a ``--cache-from``. A cache that does not exist yet is no error (the first
+    build of a pipeline has none), as with buildx; a broken one is."""
+    if spec.type == "local":
+        assert spec.path is not None
+        return _import_local(store, spec.path)
+    if registries is None:
+        raise UsageError("--cache-from type=registry needs registry access")
+    ref = normalize_reference(spec.ref)
+    client = registries.client(ref.domain)
+    found = fetch_manifest(store, client, ref, str(ref.tag), missing_ok=True)
+    if found is None:
+        log(f"no cache at {spec.ref} yet")
+        return None
+    _, doc = found
+    config = _config_desc(doc, spec.ref)
+    fetch_blob(store, client, ref.repository, config, f"cache config {config.digest}")
+    entries = _checked_entries(load_json_doc(store.blobs.read(config.digest),
+                                             f"cache {spec.ref}"), f"cache {spec.ref}")
+    return ImportedCache(spec.ref, entries, lambda desc: fetch_blob(
+        store, client, ref.repository, desc, f"cached layer {desc.digest}"))
+
+
+def import_caches(store: Store, registries: Registries | None, specs: Iterable[CacheSpec],
+                  log: Callable[[str], None] = lambda s: None) -> list[ImportedCache]:
+    """Every ``--cache-from`` that can be read; one that cannot is a warning, as in buildx
+    (a cache only saves time)."""
+    out = []
+    for spec in specs:
+        try:
+            cache = import_cache(store, registries, spec, log)
+        except DistillError as e:
+            log(f"warning: cannot use cache {spec.ref or spec.path}: {e.message}")
+            continue
+        if cache is not None:
+            out.append(cache)
+    return out
+
+
+def _config_desc(doc: dict[str, Any], name: str) -> Descriptor:
+    config = descriptor(doc.get("config"), f"cache {name}: config")
+    if config.media_type != CACHE_CONFIG:
+        raise ImageError(f"{name} is not a distill cache (its config is {config.media_type!r})",
+                         hint="--cache-from names what an earlier --cache-to wrote")
+    if config.size > MAX_CACHE_CONFIG:
+        raise ImageError(f"cache {name}: config of {config.size} bytes is too large")
+    return config
+
+
+def _import_local(store: Store, path: Path) -> ImportedCache | None:
+    if not (path / "index.json").exists():
+        return None
+    name = str(path)
+
+    def read_blob(desc: Descriptor) -> None:
+        fd = open_in_root(path, f"blobs/sha256/{desc.digest.hex}", follow=False,
+                          what=f"cache {name}: blob {desc.digest}")
+        if fd is None:
+            raise ImageError(f"cache {name}: blob {desc.digest} is missing")
+        with open(fd, "rb") as f:
+            if os.fstat(f.fileno()).st_size != desc.size:
+                raise ImageError(f"cache {name}: blob {desc.digest} is not {desc.size} bytes")
+            store.blobs.put_stream(f, expected=desc.digest)
+
+    def read_json(rel: str, desc: Descriptor | None) -> dict[str, Any]:
+        fd = open_in_root(path, rel, follow=False, what=f"cache {name}: {rel}")
+        if fd is None:
+            raise ImageError(f"cache {name}: {rel} is missing")
+        with open(fd, "rb") as f:
+            data = f.read(MAX_CACHE_CONFIG + 1)
+        if len(data) > MAX_CACHE_CONFIG:
+            raise ImageError(f"cache {name}: {rel} is too large")
+        if desc is not None and Digest.of_bytes(data) != desc.digest:
+            raise ImageError(f"cache {name}: {rel} does not hash to {desc.digest}")
+        return load_json_doc(data, f"cache {name}: {rel}")
+
+    index = read_json("index.json", None)
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list) or not manifests:
+        raise ImageError(f"cache {name}: index.json lists no manifest")
+    mdesc = descriptor(manifests[0], f"cache {name}: index.json manifests[0]")
+    manifest = read_json(f"blobs/sha256/{mdesc.digest.hex}", mdesc)
+    config = _config_desc(manifest, name)
+    entries = _checked_entries(read_json(f"blobs/sha256/{config.digest.hex}", config),
+                               f"cache {name}")
+    return ImportedCache(name, entries, read_blob)
+
+
+# -- exporting ---------------------------------------------------------------------------------
+
+def cache_document(entries: dict[str, dict[str, Any]]) -> tuple[bytes, bytes, list[Descriptor]]:
+    """(config bytes, manifest bytes, layer descriptors) of a cache holding ``entries``."""
+    config = json.dumps({"version": 1, "entries": entries}, sort_keys=True,
+                        separators=(",", ":")).encode()
+    layers: dict[Digest, Descriptor] = {}
+    for entry in entries.values():
+        desc = _entry_layer(entry, "cache entry")
+        if desc is not None:
+            layers[desc.digest] = Descriptor(desc.media_type, desc.digest, desc.size)
+    ordered = sorted(layers.values(), key=lambda d: str(d.digest))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "artifactType": CACHE_CONFIG,
+        "config": Descriptor(CACHE_CONFIG, Digest.of_bytes(config), len(config)).to_dict(),
+        "layers": [d.to_dict() for d in ordered],
+    }
+    return config, json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode(), ordered
+
+
+def export_cache(store: Store, registries: Registries | None, spec: CacheSpec,
+                 entries: dict[str, dict[str, Any]],
+                 log: Callable[[str], None] = lambda s: None) -> Digest:
+    """Write ``entries`` (their layer blobs are in the store) where ``spec`` says."""
+    config, manifest, layers = cache_document(entries)
+    store.blobs.put_bytes(config)
+    if spec.type == "local":
+        assert spec.path is not None
+        _export_local(store, spec.path, config, manifest, layers)
+    else:
+        if registries is None:
+            raise UsageError("--cache-to type=registry needs registry access")
+        ref = normalize_reference(spec.ref)
+        config_desc = Descriptor(CACHE_CONFIG, Digest.of_bytes(config), len(config))
+        push_blobs_and_manifest(store, registries, ref, [config_desc, *layers], manifest,
+                                mt.OCI_MANIFEST, log=log)
+    log(f"exported {len(entries)} cache entries to {spec.ref or spec.path}")
+    return Digest.of_bytes(manifest)
+
+
+def _export_local(store: Store, dest: Path, config: bytes, manifest: bytes,
+                  layers: Iterable[Descriptor]) -> None:
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"--cache-to dest={dest} exists and is not a directory")
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    if blobs.is_symlink() or (dest / "blobs").is_symlink():
+        raise UsageError(f"--cache-to dest={dest}: blobs/ is a symlink")
+    wanted = {Digest.of_bytes(config).hex: config, Digest.of_bytes(manifest).hex: manifest}
+    for hexname, data in wanted.items():
+        _atomic_write(blobs / hexname, data)
+    keep = set(wanted)
+    for desc in layers:
+        keep.add(desc.digest.hex)
+        target = blobs / desc.digest.hex
+        if target.is_file() and not target.is_symlink() and target.stat().st_size == desc.size:
+            continue
+        tmp = blobs / f".{desc.digest.hex}.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            with store.blobs.open(desc.digest) as src, open(tmp, "xb") as out:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [{
+        "mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of_bytes(manifest)),
+        "size": len(manifest), "artifactType": CACHE_CONFIG,
+        "annotations": {mt.ANNOTATION_REF_NAME: CACHE_TAG}}]}
+    _atomic_write(dest / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+    _atomic_write(dest / "index.json", json.dumps(index, indent=2).encode())
+    # blobs of earlier exports that no entry names any more: a cache dir does not grow
+    # without bound (only names that are digests are ever removed)
+    for old in blobs.iterdir():
+        if len(old.name) == 64 and old.name not in keep and old.is_file():
+            old.unlink()
