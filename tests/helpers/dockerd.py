@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-
 # Debian's docker.io client (20.10) builds with BuildKit built in; a newer client found
 # first on PATH may insist on the buildx plugin, which this machine does not have.
 DOCKER_CLI = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
