@@ -147,7 +147,8 @@ class BuildResults:
     def prepare(cls, *, iidfile: str | None, metadata_file: str | None, load: bool,
                 output: OutputSpec | None) -> BuildResults:
         if load and output is not None:
-            raise UsageError(f"--load and --output type={output.type} cannot be used together",
+            other = "--push" if output.push else f"--output type={output.type}"
+            raise UsageError(f"--load and {other} cannot be used together",
                              hint="--load is --output type=docker into Docker's engine")
         for flag, value in (("--iidfile", iidfile), ("--metadata-file", metadata_file)):
             if value is not None and (not value or Path(value).is_dir()):
