@@ -145,18 +145,23 @@ class RegistryClient:
         else:
             schemes = ["https"]
         last: Exception | None = None
+        retries_spent = False
         for scheme in schemes:
             url = f"{scheme}://{self.api_host}/v2/"
             try:
                 response = self._send_retrying(
                     lambda url=url: self._client.build_request("GET", url),  # type: ignore[misc]
-                    what="contact the registry")
+                    what="contact the registry", attempts=1 if retries_spent else None)
             except RegistryError as e:
                 last = e
                 # plain HTTP only when the server does not speak TLS at all; a certificate
                 # that does not verify is an error, never a reason to drop TLS
                 if scheme != schemes[-1] and isinstance(e.__cause__, httpx.ConnectError) \
                         and not _is_certificate_failure(e.__cause__):
+                    # a connection refused all through the retries: plain HTTP is tried
+                    # once, not for a second round (a registry that is down says so in
+                    # one round); a TLS handshake that failed was not retried
+                    retries_spent = not _is_tls_failure(e.__cause__)
                     continue
                 raise
             self._scheme = scheme
@@ -189,11 +194,22 @@ class RegistryClient:
                 params: dict[str, str] | None = None, what: str,
                 limit: int = MAX_SMALL_BODY) -> httpx.Response:
         """A request whose body is read whole (at most ``limit`` bytes); retried on
-        transient failures."""
-        with self.stream(method, path, scopes=scopes, headers=headers, content=content,
-                         params=params, what=what) as response:
-            read_capped(response, limit)
-            return response
+        transient failures, a read whose body breaks off included."""
+        attempt = 0
+        while True:
+            try:
+                with self.stream(method, path, scopes=scopes, headers=headers,
+                                 content=content, params=params, what=what) as response:
+                    read_capped(response, limit)
+                    return response
+            except httpx.TransportError as e:
+                # the connection broke after the status line: a read is asked again; a
+                # write may have been done, so it is not repeated
+                attempt += 1
+                if method not in ("GET", "HEAD") or attempt >= self.retry.attempts:
+                    raise RegistryError(f"{self.host}: cannot {what}: {_transport_reason(e)}",
+                                        hint=_transport_hint(e, self.host)) from e
+                time.sleep(self.retry.delay(attempt))
 
     @contextmanager
     def stream(self, method: str, path: str, *, scopes: tuple[str, ...],
@@ -228,29 +244,31 @@ class RegistryClient:
             return
 
     def _send_retrying(self, build: Callable[[], httpx.Request], *, what: str,
-                       stream: bool = False, follow: bool = False) -> httpx.Response:
+                       stream: bool = False, follow: bool = False,
+                       attempts: int | None = None) -> httpx.Response:
+        tries = self.retry.attempts if attempts is None else attempts
         attempt = 0
         while True:
             request = build()
             try:
                 response = self._client.send(request, stream=True, follow_redirects=follow)
+                if response.status_code in RETRY_STATUSES and attempt + 1 < tries:
+                    wait = (retry_after(response) if response.status_code in (429, 503)
+                            else None)
+                    response.close()
+                    time.sleep(wait if wait is not None else self.retry.delay(attempt))
+                    attempt += 1
+                    continue
+                if not stream:
+                    read_capped(response)   # in the try: a body cut short is retried too
+                return response
             except httpx.TransportError as e:
-                if attempt + 1 >= self.retry.attempts or _is_tls_failure(e):
+                if attempt + 1 >= tries or _is_tls_failure(e):
                     raise RegistryError(
                         f"{self.host}: cannot {what}: {_transport_reason(e)}",
                         hint=_transport_hint(e, self.host)) from e
                 time.sleep(self.retry.delay(attempt))
                 attempt += 1
-                continue
-            if response.status_code in RETRY_STATUSES and attempt + 1 < self.retry.attempts:
-                wait = retry_after(response) if response.status_code in (429, 503) else None
-                response.close()
-                time.sleep(wait if wait is not None else self.retry.delay(attempt))
-                attempt += 1
-                continue
-            if not stream:
-                read_capped(response)
-            return response
 
     # -- auth ------------------------------------------------------------------------------
     def _authorize(self, request: httpx.Request, scopes: tuple[str, ...]) -> None:
