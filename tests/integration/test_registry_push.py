@@ -108,8 +108,10 @@ def test_distill_push_skips_and_mounts_blobs(distill: RunDistill, app: Path,
 
 
 def test_chunked_upload(distill: RunDistill, app: Path, store_root: Path,
-                        registry_http: RegistryServer, tmp_path: Path) -> None:
-    """Blobs over the monolithic limit go up in PATCH chunks closed by a PUT."""
+                        fresh_registry: RegistryServer, tmp_path: Path) -> None:
+    """Blobs over the monolithic limit go up in PATCH chunks closed by a PUT (an empty
+    registry: nothing to skip or mount)."""
+    registry_http = fresh_registry
     repo = unique_repo("chunked")
     digest = _digest(distill("build", "-t", "chunked:1", str(app)).stdout)
     store = Store(store_root)

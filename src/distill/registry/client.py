@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -263,7 +264,7 @@ class RegistryClient:
                     read_capped(response)   # in the try: a body cut short is retried too
                 return response
             except httpx.TransportError as e:
-                if attempt + 1 >= tries or _is_tls_failure(e):
+                if attempt + 1 >= tries or _is_tls_failure(e) or _is_unknown_host(e):
                     raise RegistryError(
                         f"{self.host}: cannot {what}: {_transport_reason(e)}",
                         hint=_transport_hint(e, self.host)) from e
@@ -422,6 +423,16 @@ def _error_detail(response: httpx.Response) -> str:
         return ""
     text = ": ".join(p for p in (code, message) if p)
     return "".join(c if c.isprintable() else "?" for c in text)[:200]
+
+
+def _is_unknown_host(e: BaseException) -> bool:
+    """A name that does not resolve (or no DNS at all): trying again will not help."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_tls_failure(e: BaseException) -> bool:

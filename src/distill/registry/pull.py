@@ -140,6 +140,7 @@ class _Puller:
         self.scopes = (f"repository:{self.repo}:pull",)
         self.where = f"{client.host}/{self.repo}"
         self._raw: dict[Digest, bytes] = {}      # manifests as they arrived
+        self._blob_digests: list[Digest] = []    # the config's and layers' digests
 
     def run(self) -> Pulled:
         reference = self.ref.digest or self.ref.tag or "latest"
@@ -158,6 +159,9 @@ class _Puller:
         self.store.blobs.put_bytes(self._raw[desc.digest], expected=desc.digest)
         name = str(self.ref.with_default_tag())
         self.store.names.tag(name, desc)
+        # where these blobs live, so a push to another repository there can mount them
+        for digest in (desc.digest, *self._blob_digests):
+            self.store.add_blob_source(digest, f"{self.client.host}/{self.repo}")
         return Pulled(name, desc, load(self.store, desc.digest), index)
 
     # -- manifests -------------------------------------------------------------------------
@@ -232,6 +236,7 @@ class _Puller:
             raise ImageError(f"{self.where}: config {config_desc.digest} is "
                              f"{config_desc.size} bytes; configs over {MAX_CONFIG_BYTES} "
                              "bytes are refused")
+        self._blob_digests = [config_desc.digest, *(layer.digest for layer in layers)]
         self._blob(config_desc, f"config {config_desc.digest}")
         config = config_from_json(
             load_json_doc(self.store.blobs.read(config_desc.digest),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from distill.errors import DistillError, ImageError, SourceLocation
+from distill.errors import DistillError, ImageError, RegistryError, SourceLocation
 from distill.formats.stored import load
 from distill.image.image import Image
 from distill.oci.platform import Platform
@@ -69,7 +69,17 @@ class ImageSource:
                     return image
         if self.registries is None:
             raise ImageError(f"image {name!r} is not in the store and pulling is off")
-        return pull(self.store, self.registries, ref, platform, log=self.log).image
+        try:
+            return pull(self.store, self.registries, ref, platform, log=self.log).image
+        except RegistryError as e:
+            if self.store.lookup(name) is not None:
+                raise            # in the store (for another platform, or --pull): as it is
+            raise RegistryError(
+                f"image {ref.familiar!r} not found: not in the store, and pulling it failed: "
+                f"{e.message}",
+                hint=e.hint or "make a base with 'distill base' (Debian, distroless) or "
+                "'distill import', or name an OCI layout with --build-context "
+                "NAME=oci-layout://PATH") from None
 
     def resolve_all(self, wanted: Iterable[Wanted]) -> None:
         """Find every image at once (in parallel), before a build starts; report every
