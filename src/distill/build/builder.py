@@ -179,7 +179,7 @@ class Builder:
             try:
                 value = cache.materialize(self.store, key)
             except DistillError as e:
-                self.log(f"warning: cache {cache.name}: {e.message}")
+                self.log(f"warning: {e.message}")   # the message names the cache
                 continue
             if value is not None:
                 hit = steps.layer_from_cache(value)

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from distill.confine import open_in_root
 from distill.errors import DistillError, ImageError, UsageError
@@ -37,13 +40,13 @@ from distill.oci.digest import Digest
 from distill.oci.reference import normalize_reference
 from distill.registry.pull import Registries, fetch_blob, fetch_manifest
 from distill.registry.push import push_blobs_and_manifest
-from distill.store.names import _atomic_write
 from distill.store.store import LayerFacts, Store
 
 CACHE_CONFIG = "application/vnd.distill.cache.v1+json"
 #: A cache config larger than this is refused.
 MAX_CACHE_CONFIG = 32 << 20
-CACHE_TAG = "cache"     # the ref name of the cache manifest in a local cache layout
+CACHE_TAG = "cache"
+_RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")     # the ref name of the cache manifest in a local cache layout
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,10 @@ def _checked_entries(doc: dict[str, Any], what: str) -> dict[str, dict[str, Any]
             raise ImageError(f"{what}: entry {str(key)[:80]!r} is malformed")
         _entry_layer(entry, f"{what}: entry {key}")
         created = entry.get("created")
-        if created is not None and not isinstance(created, str):
-            raise ImageError(f"{what}: entry {key}: created must be a string")
+        if created is not None and not (isinstance(created, str)
+                                        and _RFC3339_UTC.fullmatch(created)):
+            raise ImageError(f"{what}: entry {key}: created must be a time such as "
+                             "2024-01-02T03:04:05Z")
         out[key] = entry
     return out
 
@@ -146,7 +151,11 @@ class ImportedCache:
         if desc is None:
             return dict(entry)
         if not store.blobs.has(desc.digest):
-            self._fetch(desc)
+            try:
+                self._fetch(desc)
+            except DistillError as e:
+                raise ImageError(f"cache {self.name}: layer {desc.digest}: {e.message}",
+                                 hint=e.hint) from None
         claimed = Digest(entry["diff_id"])
         facts = store.layer_facts(desc.digest)
         if facts is None or facts.diff_id != claimed:
@@ -171,7 +180,8 @@ def import_cache(store: Store, registries: Registries | None, spec: CacheSpec,
         raise UsageError("--cache-from type=registry needs registry access")
     ref = normalize_reference(spec.ref)
     client = registries.client(ref.domain)
-    found = fetch_manifest(store, client, ref, str(ref.tag), missing_ok=True)
+    # a digest pins the cache: what arrives must hash to it, whoever controls the tag
+    found = fetch_manifest(store, client, ref, ref.digest or str(ref.tag), missing_ok=True)
     if found is None:
         log(f"no cache at {spec.ref} yet")
         return None
@@ -293,37 +303,95 @@ def export_cache(store: Store, registries: Registries | None, spec: CacheSpec,
 
 def _export_local(store: Store, dest: Path, config: bytes, manifest: bytes,
                   layers: Iterable[Descriptor]) -> None:
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(f"--cache-to dest={dest} exists and is not a directory")
-    blobs = dest / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-    if blobs.is_symlink() or (dest / "blobs").is_symlink():
-        raise UsageError(f"--cache-to dest={dest}: blobs/ is a symlink")
+    """Write the cache into the layout ``dest``. Every write, rename and removal happens
+    relative to descriptors of ``dest`` and ``blobs/sha256`` opened without following
+    symlinks, so a ``blobs`` swapped for a symlink (by whoever else can write in a shared
+    cache directory) cannot lead them out of it."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise UsageError(f"--cache-to dest={dest}: {e.strerror or e}",
+                         hint="name a directory (not a symlink) distill may write") from None
+    try:
+        blobs = _subdir(_subdir(root, "blobs", dest), "sha256", dest, close_parent=True)
+        try:
+            _write_cache_layout(store, root, blobs, config, manifest, layers)
+        finally:
+            os.close(blobs)
+    except OSError as e:
+        raise UsageError(f"--cache-to dest={dest}: {e.strerror or e}") from None
+    finally:
+        os.close(root)
+
+
+def _subdir(parent: int, name: str, dest: Path, close_parent: bool = False) -> int:
+    """``parent/name`` (made if missing) opened as a directory, never through a symlink."""
+    try:
+        try:
+            os.mkdir(name, 0o755, dir_fd=parent)
+        except FileExistsError:
+            pass
+        try:
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           dir_fd=parent)
+        except OSError as e:
+            raise UsageError(f"--cache-to dest={dest}: {name} is not a directory "
+                             f"({e.strerror})", hint="a cache directory holds an OCI layout "
+                             "distill wrote; remove what is in the way") from None
+    finally:
+        if close_parent:
+            os.close(parent)
+
+
+def _write_at(directory: int, name: str, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write ``name`` in ``directory`` atomically: a temp file, then a rename."""
+    tmp = f".{name}.tmp-{os.getpid()}-{threading.get_ident()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644, dir_fd=directory)
+    try:
+        with open(fd, "wb") as out:
+            if callable(data):
+                data(out)
+            else:
+                out.write(data)
+        os.rename(tmp, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=directory)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _write_cache_layout(store: Store, root: int, blobs: int, config: bytes, manifest: bytes,
+                        layers: Iterable[Descriptor]) -> None:
     wanted = {Digest.of_bytes(config).hex: config, Digest.of_bytes(manifest).hex: manifest}
     for hexname, data in wanted.items():
-        _atomic_write(blobs / hexname, data)
+        _write_at(blobs, hexname, data)
     keep = set(wanted)
     for desc in layers:
         keep.add(desc.digest.hex)
-        target = blobs / desc.digest.hex
-        if target.is_file() and not target.is_symlink() and target.stat().st_size == desc.size:
-            continue
-        tmp = blobs / f".{desc.digest.hex}.tmp-{os.getpid()}-{threading.get_ident()}"
         try:
-            with store.blobs.open(desc.digest) as src, open(tmp, "xb") as out:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+            st = os.stat(desc.digest.hex, dir_fd=blobs, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_size == desc.size:
+                continue      # written by an earlier export (importers verify it anyway)
+        except FileNotFoundError:
+            pass
+        with store.blobs.open(desc.digest) as src:
+            def copy(out: BinaryIO, src: BinaryIO = src) -> None:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+            _write_at(blobs, desc.digest.hex, copy)
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [{
         "mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of_bytes(manifest)),
         "size": len(manifest), "artifactType": CACHE_CONFIG,
         "annotations": {mt.ANNOTATION_REF_NAME: CACHE_TAG}}]}
-    _atomic_write(dest / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
-    _atomic_write(dest / "index.json", json.dumps(index, indent=2).encode())
+    _write_at(root, "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+    _write_at(root, "index.json", json.dumps(index, indent=2).encode())
     # blobs of earlier exports that no entry names any more: a cache dir does not grow
     # without bound (only names that are digests are ever removed)
-    for old in blobs.iterdir():
-        if len(old.name) == 64 and old.name not in keep and old.is_file():
-            old.unlink()
+    for entry in os.scandir(blobs):
+        if len(entry.name) == 64 and entry.name not in keep and entry.is_file(
+                follow_symlinks=False):
+            os.unlink(entry.name, dir_fd=blobs)

@@ -16,6 +16,7 @@ itself is a loopback or user-marked plain-HTTP one.
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import re
 import socket
@@ -40,6 +41,8 @@ USER_AGENT = f"distill/{__version__}"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: Bodies read whole (errors, tokens) are cut at this size.
 MAX_SMALL_BODY = 1 << 20
+#: A body read whole must arrive within this many seconds.
+BODY_DEADLINE = 120.0
 #: Retry-After is honoured up to this many seconds.
 MAX_RETRY_AFTER = 60.0
 #: Docker Hub's API lives on another host than its name.
@@ -112,7 +115,9 @@ class RegistryClient:
                     raise RegistryError(f"cannot read CA certificate {ca} for {self.host}: "
                                         f"{e}") from None
         return httpx.Client(verify=context, timeout=self._timeout, follow_redirects=False,
-                            headers={"User-Agent": USER_AGENT})
+                            # bodies as sent: a compressed answer could inflate without
+                            # bound before any cap saw it
+                            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
 
     def close(self) -> None:
         self._client.close()
@@ -195,34 +200,27 @@ class RegistryClient:
                 params: dict[str, str] | None = None, what: str,
                 limit: int = MAX_SMALL_BODY) -> httpx.Response:
         """A request whose body is read whole (at most ``limit`` bytes); retried on
-        transient failures, a read whose body breaks off included."""
-        attempt = 0
-        while True:
-            try:
-                with self.stream(method, path, scopes=scopes, headers=headers,
-                                 content=content, params=params, what=what) as response:
-                    read_capped(response, limit)
-                    return response
-            except httpx.TransportError as e:
-                # the connection broke after the status line: a read is asked again; a
-                # write may have been done, so it is not repeated
-                attempt += 1
-                if method not in ("GET", "HEAD") or attempt >= self.retry.attempts:
-                    raise RegistryError(f"{self.host}: cannot {what}: {_transport_reason(e)}",
-                                        hint=_transport_hint(e, self.host)) from e
-                time.sleep(self.retry.delay(attempt))
+        transient failures, a read whose body breaks off included (reads only: a write
+        may have been done)."""
+        with self.stream(method, path, scopes=scopes, headers=headers, content=content,
+                         params=params, what=what, read_limit=limit) as response:
+            return response
 
     @contextmanager
     def stream(self, method: str, path: str, *, scopes: tuple[str, ...],
                headers: dict[str, str] | None = None,
                content: bytes | Callable[[], Any] | None = None,
                params: dict[str, str] | None = None, what: str,
-               follow: bool = False) -> Iterator[httpx.Response]:
+               follow: bool = False, read_limit: int | None = None
+               ) -> Iterator[httpx.Response]:
         """A response whose body is read by the caller. ``path`` is under the API root or
         an absolute URL the registry gave (an upload location). ``content`` may be a
         function giving a fresh body for each try. ``follow`` follows redirects (blob
         downloads go to storage elsewhere)."""
         url = path if "://" in path else self.base_url + path
+        if not self.same_origin(url):
+            raise RegistryError(f"{self.host}: refusing to send a request to {url[:200]}, "
+                                "which is not this registry")
         retried_auth = False
         while True:
             def build() -> httpx.Request:
@@ -232,7 +230,9 @@ class RegistryClient:
                 self._authorize(req, scopes)
                 return req
 
-            response = self._send_retrying(build, what=what, stream=True, follow=follow)
+            response = self._send_retrying(build, what=what, follow=follow,
+                                           read_limit=read_limit,
+                                           idempotent=method in ("GET", "HEAD"))
             if response.status_code == 401 and not retried_auth and self._reauthorize(
                     response, scopes):
                 response.close()
@@ -245,24 +245,18 @@ class RegistryClient:
             return
 
     def _send_retrying(self, build: Callable[[], httpx.Request], *, what: str,
-                       stream: bool = False, follow: bool = False,
-                       attempts: int | None = None) -> httpx.Response:
+                       read_limit: int | None = MAX_SMALL_BODY, follow: bool = False,
+                       attempts: int | None = None, idempotent: bool = True
+                       ) -> httpx.Response:
+        """Send, retrying connection failures and the statuses worth another try, within
+        one budget of attempts; with ``read_limit``, the body is read (capped) as part of
+        the try. Anything a hostile server can make go wrong is a RegistryError."""
         tries = self.retry.attempts if attempts is None else attempts
         attempt = 0
         while True:
-            request = build()
             try:
+                request = build()
                 response = self._client.send(request, stream=True, follow_redirects=follow)
-                if response.status_code in RETRY_STATUSES and attempt + 1 < tries:
-                    wait = (retry_after(response) if response.status_code in (429, 503)
-                            else None)
-                    response.close()
-                    time.sleep(wait if wait is not None else self.retry.delay(attempt))
-                    attempt += 1
-                    continue
-                if not stream:
-                    read_capped(response)   # in the try: a body cut short is retried too
-                return response
             except httpx.TransportError as e:
                 if attempt + 1 >= tries or _is_tls_failure(e) or _is_unknown_host(e):
                     raise RegistryError(
@@ -270,6 +264,38 @@ class RegistryClient:
                         hint=_transport_hint(e, self.host)) from e
                 time.sleep(self.retry.delay(attempt))
                 attempt += 1
+                continue
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError) as e:
+                raise RegistryError(f"{self.host}: cannot {what}: {_transport_reason(e)}") \
+                    from None
+            if response.status_code in RETRY_STATUSES and attempt + 1 < tries:
+                wait = retry_after(response) if response.status_code in (429, 503) else None
+                response.close()
+                time.sleep(wait if wait is not None else self.retry.delay(attempt))
+                attempt += 1
+                continue
+            if read_limit is None:
+                return response
+            try:
+                read_capped(response, read_limit)
+                return response
+            except httpx.TransportError as e:
+                # the connection broke after the status line: a read is asked again
+                if not idempotent or attempt + 1 >= tries:
+                    raise RegistryError(f"{self.host}: cannot {what}: "
+                                        f"{_transport_reason(e)}") from e
+                time.sleep(self.retry.delay(attempt))
+                attempt += 1
+
+    def same_origin(self, url: str) -> bool:
+        """Whether ``url`` is this registry's (scheme, host and port): only there do its
+        credentials and our uploads go."""
+        try:
+            target = httpx.URL(url)
+            base = httpx.URL(self.base_url)
+        except (httpx.InvalidURL, ValueError, UnicodeError):
+            return False
+        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
 
     # -- auth ------------------------------------------------------------------------------
     def _authorize(self, request: httpx.Request, scopes: tuple[str, ...]) -> None:
@@ -307,15 +333,20 @@ class RegistryClient:
             token = self._fetch_token(self._challenge, key)
             self._tokens[tuple(sorted(scopes))] = token
             return bool(token)
-        if challenge.scheme == "basic" and (self._challenge is None
-                                            or self._challenge.scheme != "basic"):
+        if challenge.scheme == "basic" and self._challenge is None:
+            # a registry that let us in anonymously now asks for a login; one that
+            # asked for tokens may not switch to being sent the password itself
             self._challenge = challenge
             return self.credentials is not None
         return False
 
     def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> str:
         realm = challenge.params.get("realm", "")
-        parts = urlsplit(realm)
+        try:
+            parts = urlsplit(realm)
+            httpx.URL(realm)
+        except (ValueError, UnicodeError, httpx.InvalidURL):
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise RegistryError(f"{self.host}: the registry named an unusable token realm "
                                 f"{realm[:200]!r}")
@@ -356,8 +387,8 @@ class RegistryClient:
         if response.status_code != 200:
             raise self.error(response, "get an access token")
         try:
-            doc = response.json()
-        except ValueError:
+            doc = json.loads(response.content)
+        except (ValueError, RecursionError):
             doc = None
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
         if not isinstance(token, str):
@@ -383,17 +414,30 @@ class RegistryClient:
         return RegistryError(message, hint=hint)
 
 
-def read_capped(response: httpx.Response, limit: int = MAX_SMALL_BODY) -> bytes:
-    """Read a body whole, at most ``limit`` bytes (more is an error)."""
+def read_capped(response: httpx.Response, limit: int = MAX_SMALL_BODY,
+                deadline: float = BODY_DEADLINE) -> bytes:
+    """Read a body whole as sent: at most ``limit`` bytes, within ``deadline`` seconds
+    (a server trickling bytes cannot hold a read forever), not content-encoded."""
     if not response.is_stream_consumed:
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            response.close()
+            raise RegistryError(f"{response.request.url.host}: a response was sent "
+                                f"{encoding[:40]}-encoded, which was not asked for")
         data = bytearray()
-        for chunk in response.iter_bytes():
+        ends = time.monotonic() + deadline
+        for chunk in response.iter_raw():
             data += chunk
             if len(data) > limit:
                 response.close()
                 raise RegistryError(f"{response.request.url.host}: a response to "
                                     f"{response.request.method} {response.request.url.path} "
                                     f"is larger than {limit} bytes")
+            if time.monotonic() > ends:
+                response.close()
+                raise RegistryError(f"{response.request.url.host}: a response to "
+                                    f"{response.request.method} {response.request.url.path} "
+                                    f"took more than {deadline:.0f} s")
         response._content = bytes(data)
     return response.content
 
@@ -403,7 +447,7 @@ def retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -415,10 +459,10 @@ def retry_after(response: httpx.Response) -> float | None:
 def _error_detail(response: httpx.Response) -> str:
     """The first error a registry's JSON body names (``MANIFEST_UNKNOWN: …``)."""
     try:
-        doc = response.json()
+        doc = json.loads(response.content)
         first = doc["errors"][0]
         code, message = str(first.get("code", "")), str(first.get("message", ""))
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError,
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
             httpx.ResponseNotRead):
         return ""
     text = ": ".join(p for p in (code, message) if p)
@@ -454,7 +498,7 @@ def _is_certificate_failure(e: BaseException) -> bool:
     return False
 
 
-def _transport_reason(e: httpx.TransportError) -> str:
+def _transport_reason(e: BaseException) -> str:
     cause: BaseException = e
     while cause.__cause__ is not None or cause.__context__ is not None:
         cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]

@@ -12,6 +12,7 @@ used only once the blob has verified.
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -162,11 +163,12 @@ class _Puller:
         self._image_blobs(desc, doc)
         self.store.blobs.put_bytes(self._raw[desc.digest], expected=desc.digest)
         name = str(self.ref.with_default_tag())
+        image = load(self.store, desc.digest)     # readable before any name points at it
         self.store.names.tag(name, desc)
         # where these blobs live, so a push to another repository there can mount them
         for digest in (desc.digest, *self._blob_digests):
             self.store.add_blob_source(digest, f"{self.client.host}/{self.repo}")
-        return Pulled(name, desc, load(self.store, desc.digest), index)
+        return Pulled(name, desc, image, index)
 
     # -- manifests -------------------------------------------------------------------------
     def _manifest(self, reference: str, expected: Digest | None
@@ -316,9 +318,11 @@ class _Puller:
                             raise self.client.error(response, f"download {what}", self.repo)
                         # no chunk size: httpx would hold back up to that much, and a
                         # drop would lose it (the resume would start from less, or 0)
+                        started, got = time.monotonic(), blob.size
                         for chunk in response.iter_raw():
                             blob.write(chunk)
-                except (httpx.TransportError, httpx.StreamError) as e:
+                            _check_rate(blob.size - got, time.monotonic() - started, what)
+                except (httpx.TransportError, httpx.StreamError, _TooSlow) as e:
                     drops += 1
                     if drops >= retry.attempts:
                         raise RegistryError(f"{self.where}: cannot download {what}: the "
@@ -333,6 +337,21 @@ class _Puller:
                                         f"ended after {blob.size} of {desc.size} bytes")
 
 
+#: A blob transfer slower than this on average (after the grace period) is dropped and
+#: resumed, as a stalled connection is: a server trickling bytes cannot hold a pull.
+MIN_RATE = 1024          # bytes per second
+RATE_GRACE = 60.0        # seconds
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _check_rate(received: int, elapsed: float, what: str) -> None:
+    if elapsed > RATE_GRACE and received < MIN_RATE * elapsed:
+        raise _TooSlow(f"{what} arrived at {received / elapsed:.0f} bytes/s")
+
+
 class _StreamedDiffId:
     """A layer's diff_id computed from its bytes as they download: what is written here
     goes through a bounded queue to a thread running :func:`compute_diff_id` over it (the
@@ -344,10 +363,17 @@ class _StreamedDiffId:
     would on a second pass. The result stands only if every byte of the blob went
     through, in order, from the first: a restarted download abandons it."""
 
-    _QUEUED = 64                   # chunks (httpx hands over up to 64 KiB at a time)
+    #: httpx hands over up to 64 KiB at a time; they are queued in batches of about this
+    #: many bytes (a thread switch per chunk, when the decompressor is behind, costs more
+    #: CPU than the decompression saves)
+    _BATCH = 1 << 20
+    _QUEUED = 8                    # batches waiting for the decompressor
 
     def __init__(self, media_type: str, what: str) -> None:
-        self._queue: queue.Queue[bytes | None] = queue.Queue(self._QUEUED)
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(self._QUEUED)
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._chunks: collections.deque[bytes] = collections.deque()
         self._pending = memoryview(b"")
         self._eof = False
         self._taken = 0            # bytes handed to the decompressor (its ``tell()``)
@@ -364,16 +390,27 @@ class _StreamedDiffId:
     def write(self, data: bytes) -> None:
         if not self._abandoned:
             self.fed += len(data)
-            self._queue.put(data)  # blocks while the decompressor is behind
+            self._batch.append(data)
+            self._batched += len(data)
+            if self._batched >= self._BATCH:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._queue.put(self._batch)   # blocks while the decompressor is behind
+            self._batch, self._batched = [], 0
 
     def abandon(self) -> None:
         self._abandoned = True
         self.fed = 0
+        self._batch, self._batched = [], 0
 
     def close(self) -> None:
         """No more bytes: wait for the thread to finish with those it has."""
         if not self._closed:
             self._closed = True
+            if not self._abandoned:
+                self._flush()
             self._queue.put(None)
             self._thread.join()
 
@@ -392,21 +429,20 @@ class _StreamedDiffId:
             self._value = compute_diff_id(self, media_type, what)  # type: ignore[arg-type]
         except BaseException as e:  # noqa: BLE001 - raised by result(), once the blob verified
             self._error = e
+        self._chunks.clear()
         while not self._eof:         # drain, so the download never blocks on a full queue
-            self._next()
-
-    def _next(self) -> bool:
-        chunk = self._queue.get()
-        if chunk is None:
-            self._eof = True
-            return False
-        self._pending = memoryview(chunk)
-        return True
+            self._eof = self._queue.get() is None
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         while not self._pending:
-            if self._eof or not self._next():
+            if self._chunks:
+                self._pending = memoryview(self._chunks.popleft())
+                continue
+            batch = None if self._eof else self._queue.get()
+            if batch is None:
+                self._eof = True
                 return 0
+            self._chunks.extend(batch)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]

@@ -163,18 +163,23 @@ class _Pusher:
         if response.status_code != 202:
             raise self.client.error(response, "start an upload", self.repo)
         minimum = response.headers.get("oci-chunk-min-length", "")
-        return self._location(response), int(minimum) if minimum.isdigit() else 0
+        return self._location(response), int(minimum) if minimum.isascii() and minimum.isdigit() \
+            else 0
 
     def _location(self, response: httpx.Response) -> str:
         location = response.headers.get("location")
         if not location:
             raise RegistryError(f"{self.where}: the registry opened an upload without a "
                                 "Location")
-        url = urljoin(str(response.request.url), location)
-        if httpx.URL(url).host != response.request.url.host:
+        try:
+            url = urljoin(str(response.request.url), location)
+        except ValueError:
+            url = location
+        if not self.client.same_origin(url):
             # credentials and our bytes go only to the registry we were asked to push to
+            # (its scheme, host and port: never plain HTTP for an HTTPS registry)
             raise RegistryError(f"{self.where}: the registry sent the upload elsewhere "
-                                f"({httpx.URL(url).host})")
+                                f"({location[:200]!r})")
         return url
 
     def _upload(self, desc: Descriptor, location: str | None, retry: bool = True) -> None:
