@@ -181,3 +181,14 @@ def test_bad_cache_flags_are_usage_errors(distill: RunDistill, project: Path) ->
         proc = distill("build", *flags, str(project), check=False)
         assert proc.returncode == 2, (flags, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def test_ignore_error_makes_a_failed_export_a_warning(distill: RunDistill, project: Path,
+                                                     tmp_path: Path) -> None:
+    down = "127.0.0.1:9/cache:x"      # the discard port: nothing listens
+    proc = distill("build", "--cache-to", f"type=registry,ref={down}", str(project),
+                   root=tmp_path / "a", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    proc = distill("build", "--cache-to", f"type=registry,ref={down},ignore-error=true",
+                   str(project), root=tmp_path / "a")
+    assert "warning: cache export" in proc.stderr

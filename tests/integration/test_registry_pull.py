@@ -228,3 +228,42 @@ def test_bearer_tokens_are_fetched_once_per_scope(
     scopes = [r.scope for r in reg.token.token_requests]
     assert scopes == [f"repository:{repo}:pull"], reg.token.token_requests
     assert ref in _stored_names(root)
+
+
+def test_a_single_platform_image_of_another_platform_is_refused(
+        distill: RunDistill, pushed_busybox: tuple[str, str], tmp_path: Path) -> None:
+    """busybox here is amd64 only: building --platform linux/arm64 on it would label
+    amd64 binaries arm64 (found by a new user); it is refused before any layer moves."""
+    ref, _ = pushed_busybox
+    ctx = _context(tmp_path, f"FROM {ref}\nRUN busybox true\n")
+    proc = distill("build", "--platform", "linux/arm64", str(ctx), root=tmp_path / "s",
+                   check=False)
+    assert proc.returncode == 1
+    assert "is an image for linux/amd64, not linux/arm64" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # the same image already in the store, asked for another platform
+    root = tmp_path / "s2"
+    distill("pull", ref, root=root)
+    proc = distill("build", "--platform", "linux/arm64", str(ctx), root=root, check=False)
+    assert proc.returncode == 1 and "linux/arm64" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["bogus", "linux/bogus", "plan10/amd64", "linux//v7", ""])
+def test_unknown_platforms_are_usage_errors(distill: RunDistill, value: str,
+                                            tmp_path: Path) -> None:
+    proc = distill("pull", "--platform", value, "busybox", root=tmp_path / "s", check=False)
+    if value == "":
+        assert proc.returncode in (1, 2)      # empty means the default: docker.io fails
+    else:
+        assert proc.returncode == 2 and "invalid platform" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_store_that_cannot_be_made_is_a_clear_error(distill: RunDistill,
+                                                      tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for root in (afile, afile / "sub"):
+        proc = distill("images", root=root, check=False)
+        assert proc.returncode == 1, proc.stderr
+        assert "cannot use" in proc.stderr and "Traceback" not in proc.stderr

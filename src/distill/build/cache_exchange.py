@@ -57,6 +57,7 @@ class CacheSpec:
     ref: str = ""                # type=registry: the normalised reference, with a tag
     path: Path | None = None     # type=local: dest= or src=
     mode: str = "min"            # --cache-to: min (the final stage's steps) or max (all)
+    ignore_error: bool = False   # --cache-to ignore-error=true: a failed export only warns
 
     @classmethod
     def parse(cls, text: str, *, export: bool) -> CacheSpec:
@@ -76,20 +77,21 @@ class CacheSpec:
         mode = fields.pop("mode", "min")
         if mode not in ("min", "max"):
             raise UsageError(f"{flag} mode={mode!r}: expected min or max")
-        for ignored in ("oci-mediatypes", "compression", "image-manifest", "ignore-error"):
+        ignore_error = fields.pop("ignore-error", "false").lower() in ("true", "1")
+        for ignored in ("oci-mediatypes", "compression", "image-manifest"):
             fields.pop(ignored, None)      # buildx options that do not change what we do
         if kind == "registry":
             ref = fields.pop("ref", "")
             if not ref:
                 raise UsageError(f"{flag} type=registry needs ref=REF")
             spec = cls("registry", ref=str(normalize_reference(ref).with_default_tag()),
-                       mode=mode)
+                       mode=mode, ignore_error=ignore_error)
         elif kind == "local":
             key = "dest" if export else "src"
             where = fields.pop(key, "")
             if not where:
                 raise UsageError(f"{flag} type=local needs {key}=DIR")
-            spec = cls("local", path=Path(where), mode=mode)
+            spec = cls("local", path=Path(where), mode=mode, ignore_error=ignore_error)
         else:
             raise UsageError(f"{flag}: unsupported cache type {kind!r}",
                              hint="distill shares caches with type=registry,ref=REF and "
@@ -283,8 +285,21 @@ def cache_document(entries: dict[str, dict[str, Any]]) -> tuple[bytes, bytes, li
 
 def export_cache(store: Store, registries: Registries | None, spec: CacheSpec,
                  entries: dict[str, dict[str, Any]],
-                 log: Callable[[str], None] = lambda s: None) -> Digest:
-    """Write ``entries`` (their layer blobs are in the store) where ``spec`` says."""
+                 log: Callable[[str], None] = lambda s: None) -> Digest | None:
+    """Write ``entries`` (their layer blobs are in the store) where ``spec`` says; with
+    ``ignore-error=true`` a failure is a warning (and None), as in buildx."""
+    try:
+        return _export_cache(store, registries, spec, entries, log)
+    except DistillError as e:
+        if not spec.ignore_error:
+            raise
+        log(f"warning: cache export to {spec.ref or spec.path} failed: {e.message}")
+        return None
+
+
+def _export_cache(store: Store, registries: Registries | None, spec: CacheSpec,
+                  entries: dict[str, dict[str, Any]],
+                  log: Callable[[str], None]) -> Digest:
     config, manifest, layers = cache_document(entries)
     store.blobs.put_bytes(config)
     if spec.type == "local":

@@ -12,6 +12,15 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", 
          "s390x": "s390x", "riscv64": "riscv64"}
 
 
+#: What Go (and so every OCI tool) names operating systems and architectures.
+KNOWN_OS = frozenset({"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris",
+                      "illumos", "aix", "android", "ios", "plan9", "dragonfly", "js",
+                      "wasip1"})
+KNOWN_ARCH = frozenset({"386", "amd64", "arm", "arm64", "ppc64", "ppc64le", "mips", "mipsle",
+                        "mips64", "mips64le", "riscv64", "s390x", "loong64", "wasm",
+                        "sparc64"})
+
+
 @dataclass(frozen=True)
 class Platform:
     os: str = "linux"
@@ -43,7 +52,11 @@ class Platform:
         if not 2 <= len(parts) <= 3 or not all(parts):
             raise UsageError(f"invalid platform {text!r}",
                              hint="expected OS/ARCH[/VARIANT], e.g. linux/arm64")
-        return cls(*parts).normalized()
+        platform = cls(*parts).normalized()
+        if platform.os not in KNOWN_OS or platform.architecture not in KNOWN_ARCH:
+            raise UsageError(f"invalid platform {text!r}: unknown operating system or "
+                             "architecture", hint="e.g. linux/amd64, linux/arm64, linux/arm/v7")
+        return platform
 
     def normalized(self) -> Platform:
         arch = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",

@@ -84,6 +84,15 @@ class Retry:
         return min(self.max_delay, self.base_delay * 2 ** attempt) * random.uniform(0.5, 1.0)
 
 
+class Budget:
+    """The tries one request may make, shared by every retry on its way (a status worth
+    another try, a re-authentication, a blob download resumed after a drop), so that
+    nested retries add up instead of multiplying."""
+
+    def __init__(self, tries: int) -> None:
+        self.left = tries
+
+
 class RegistryClient:
     """Requests to one registry host, authenticated per repository scope."""
 
@@ -211,17 +220,19 @@ class RegistryClient:
                headers: dict[str, str] | None = None,
                content: bytes | Callable[[], Any] | None = None,
                params: dict[str, str] | None = None, what: str,
-               follow: bool = False, read_limit: int | None = None
-               ) -> Iterator[httpx.Response]:
+               follow: bool = False, read_limit: int | None = None,
+               budget: Budget | None = None) -> Iterator[httpx.Response]:
         """A response whose body is read by the caller. ``path`` is under the API root or
         an absolute URL the registry gave (an upload location). ``content`` may be a
         function giving a fresh body for each try. ``follow`` follows redirects (blob
-        downloads go to storage elsewhere)."""
+        downloads go to storage elsewhere). ``budget`` is shared with the caller's own
+        retries (default: one Retry.attempts for this call)."""
         url = path if "://" in path else self.base_url + path
         if not self.same_origin(url):
             raise RegistryError(f"{self.host}: refusing to send a request to {url[:200]}, "
                                 "which is not this registry")
         retried_auth = False
+        budget = budget if budget is not None else Budget(self.retry.attempts)
         while True:
             def build() -> httpx.Request:
                 body = content() if callable(content) else content
@@ -231,7 +242,7 @@ class RegistryClient:
                 return req
 
             response = self._send_retrying(build, what=what, follow=follow,
-                                           read_limit=read_limit,
+                                           read_limit=read_limit, budget=budget,
                                            idempotent=method in ("GET", "HEAD"))
             if response.status_code == 401 and not retried_auth and self._reauthorize(
                     response, scopes):
@@ -246,19 +257,21 @@ class RegistryClient:
 
     def _send_retrying(self, build: Callable[[], httpx.Request], *, what: str,
                        read_limit: int | None = MAX_SMALL_BODY, follow: bool = False,
-                       attempts: int | None = None, idempotent: bool = True
-                       ) -> httpx.Response:
+                       attempts: int | None = None, idempotent: bool = True,
+                       budget: Budget | None = None) -> httpx.Response:
         """Send, retrying connection failures and the statuses worth another try, within
         one budget of attempts; with ``read_limit``, the body is read (capped) as part of
         the try. Anything a hostile server can make go wrong is a RegistryError."""
-        tries = self.retry.attempts if attempts is None else attempts
+        if budget is None:
+            budget = Budget(self.retry.attempts if attempts is None else attempts)
         attempt = 0
         while True:
+            budget.left -= 1
             try:
                 request = build()
                 response = self._client.send(request, stream=True, follow_redirects=follow)
             except httpx.TransportError as e:
-                if attempt + 1 >= tries or _is_tls_failure(e) or _is_unknown_host(e):
+                if budget.left <= 0 or _is_tls_failure(e) or _is_unknown_host(e):
                     raise RegistryError(
                         f"{self.host}: cannot {what}: {_transport_reason(e)}",
                         hint=_transport_hint(e, self.host)) from e
@@ -268,7 +281,7 @@ class RegistryClient:
             except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError) as e:
                 raise RegistryError(f"{self.host}: cannot {what}: {_transport_reason(e)}") \
                     from None
-            if response.status_code in RETRY_STATUSES and attempt + 1 < tries:
+            if response.status_code in RETRY_STATUSES and budget.left > 0:
                 wait = retry_after(response) if response.status_code in (429, 503) else None
                 response.close()
                 time.sleep(wait if wait is not None else self.retry.delay(attempt))
@@ -281,7 +294,7 @@ class RegistryClient:
                 return response
             except httpx.TransportError as e:
                 # the connection broke after the status line: a read is asked again
-                if not idempotent or attempt + 1 >= tries:
+                if not idempotent or budget.left <= 0:
                     raise RegistryError(f"{self.host}: cannot {what}: "
                                         f"{_transport_reason(e)}") from e
                 time.sleep(self.retry.delay(attempt))
@@ -403,7 +416,8 @@ class RegistryClient:
         detail = _error_detail(response)
         message = f"{where}: cannot {what}: HTTP {status}" + (f" ({detail})" if detail else "")
         hint = {
-            401: f"log in with 'distill login {self.host}'",
+            401: f"check the username and password ('distill login {self.host}')"
+                 if self.credentials is not None else f"log in with 'distill login {self.host}'",
             403: f"the credentials for {self.host} are not allowed to do this; check "
                  "the repository name and your access",
             404: "check the repository name and tag",
@@ -415,9 +429,12 @@ class RegistryClient:
 
 
 def read_capped(response: httpx.Response, limit: int = MAX_SMALL_BODY,
-                deadline: float = BODY_DEADLINE) -> bytes:
+                deadline: float | None = None) -> bytes:
     """Read a body whole as sent: at most ``limit`` bytes, within ``deadline`` seconds
-    (a server trickling bytes cannot hold a read forever), not content-encoded."""
+    (default BODY_DEADLINE: a server trickling bytes cannot hold a read forever), not
+    content-encoded."""
+    if deadline is None:
+        deadline = BODY_DEADLINE      # looked up now, not when this function was defined
     if not response.is_stream_consumed:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):

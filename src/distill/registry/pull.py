@@ -34,7 +34,7 @@ from distill.oci.digest import Digest
 from distill.oci.platform import Platform
 from distill.oci.reference import Reference
 from distill.registry.auth_config import Credentials, credentials_for
-from distill.registry.client import RegistryClient
+from distill.registry.client import Budget, RegistryClient
 from distill.registry.hosts import RegistryHosts
 from distill.store.blobs import Incoming
 from distill.store.store import LayerFacts, Store
@@ -121,14 +121,20 @@ def pull(store: Store, registries: Registries, ref: Reference, platform: Platfor
          jobs: int = 4, log: Callable[[str], None] = lambda s: None) -> Pulled:
     """Fetch ``ref`` (a normalised reference) for ``platform`` into the store and tag it."""
     endpoints = registries.endpoints(ref.domain)
+    mirrors: list[str] = []
     for i, client in enumerate(endpoints):
         try:
             return _Puller(store, client, ref, platform, jobs, log).run()
         except RegistryError as e:
-            if i + 1 == len(endpoints):
-                raise
-            # a mirror that fails: the next one, then the registry itself
-            log(f"mirror {client.host} failed ({e.message}); trying the next")
+            if i + 1 < len(endpoints):
+                # a mirror that fails: the next one, then the registry itself
+                log(f"mirror {client.host} failed ({e.message}); trying the next")
+                mirrors.append(e.message)
+                continue
+            if mirrors:   # say what the mirrors said too: else it looks as if none was set
+                raise RegistryError(f"{e.message} (after its mirrors: {'; '.join(mirrors)})",
+                                    hint=e.hint) from None
+            raise
     raise AssertionError("unreachable")
 
 
@@ -164,6 +170,7 @@ class _Puller:
         self.store.blobs.put_bytes(self._raw[desc.digest], expected=desc.digest)
         name = str(self.ref.with_default_tag())
         image = load(self.store, desc.digest)     # readable before any name points at it
+
         self.store.names.tag(name, desc)
         # where these blobs live, so a push to another repository there can mount them
         for digest in (desc.digest, *self._blob_digests):
@@ -247,6 +254,14 @@ class _Puller:
         config = config_from_json(
             load_json_doc(self.store.blobs.read(config_desc.digest),
                           f"config {config_desc.digest}"), f"config {config_desc.digest}")
+        if not self.platform.matches(config.platform):
+            # a single-platform image (or an index entry that lies about its platform):
+            # built upon, it would make an image labelled for one platform holding
+            # another's binaries (checked before any layer is fetched)
+            raise ImageError(f"{self.ref} is an image for {config.platform.normalized()}, "
+                             f"not {self.platform.normalized()}",
+                             hint="build for its platform (--platform, FROM --platform=), or "
+                                  "push an image for this one")
         if len(config.diff_ids) != len(layers):
             raise ImageError(f"{self.where}: {what} lists {len(layers)} layers but its config "
                              f"has {len(config.diff_ids)} diff_ids")
@@ -298,6 +313,10 @@ class _Puller:
             return
         path = f"/v2/{self.repo}/blobs/{desc.digest}"
         retry = self.client.retry
+        # one budget for the whole download: the statuses retried inside each request
+        # and the drops resumed here add up (a server alternating five 503s and a cut
+        # body gets Retry.attempts requests, not their square)
+        budget = Budget(retry.attempts)
         drops = 0
         with self.store.blobs.incoming(desc.digest, desc.size, f"{self.where}: {what}") as into:
             blob = into if streamed is None else _Tee(into, streamed)
@@ -305,7 +324,8 @@ class _Puller:
                 headers = {"Range": f"bytes={blob.size}-"} if blob.size else {}
                 try:
                     with self.client.stream("GET", path, scopes=self.scopes, headers=headers,
-                                            what=f"download {what}", follow=True) as response:
+                                            what=f"download {what}", follow=True,
+                                            budget=budget) as response:
                         if response.status_code == 206 and blob.size:
                             if not response.headers.get("content-range", "").startswith(
                                     f"bytes {blob.size}-"):
@@ -324,15 +344,16 @@ class _Puller:
                             _check_rate(blob.size - got, time.monotonic() - started, what)
                 except (httpx.TransportError, httpx.StreamError, _TooSlow) as e:
                     drops += 1
-                    if drops >= retry.attempts:
+                    if budget.left <= 0:
                         raise RegistryError(f"{self.where}: cannot download {what}: the "
-                                            f"connection failed {drops} times ({e})") from e
+                                            f"connection failed ({e}); {retry.attempts} "
+                                            "tries spent") from e
                     time.sleep(retry.delay(drops))
                     continue
                 if blob.size >= desc.size:
                     return
                 drops += 1     # a body that ended early without an error: resume it
-                if drops >= retry.attempts:
+                if budget.left <= 0:
                     raise RegistryError(f"{self.where}: cannot download {what}: the body "
                                         f"ended after {blob.size} of {desc.size} bytes")
 

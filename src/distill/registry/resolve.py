@@ -16,9 +16,19 @@ from distill.errors import DistillError, ImageError, RegistryError, SourceLocati
 from distill.formats.stored import load
 from distill.image.image import Image
 from distill.oci.platform import Platform
-from distill.oci.reference import normalize_reference
+from distill.oci.reference import DOCKER_HUB, Reference, normalize_reference
 from distill.registry.pull import Registries, pull
 from distill.store.store import Store
+
+
+def _not_found_hint(ref: Reference) -> str:
+    if ref.domain == DOCKER_HUB:
+        return (f"{ref.familiar} means {ref}; without access to Docker Hub, name a mirror "
+                "for docker.io in registries.toml, or make a base with 'distill base' or "
+                "'distill import'")
+    return (f"is the registry {ref.domain} running, and is the name right? A base can also "
+            "be made with 'distill base' or 'distill import', or named with --build-context "
+            "NAME=oci-layout://PATH")
 
 
 @dataclass(frozen=True)
@@ -61,25 +71,29 @@ class ImageSource:
 
     def _find(self, name: str, platform: Platform) -> Image:
         ref = normalize_reference(name)
-        if not self.pull or ref.digest:
-            desc = self.store.lookup(name)
-            if desc is not None:
-                image = load(self.store, desc.digest)
-                if platform.matches(image.config.platform):
-                    return image
+        stored: Image | None = None
+        desc = self.store.lookup(name)
+        if desc is not None:
+            stored = load(self.store, desc.digest)
+            if (not self.pull or ref.digest) and platform.matches(stored.config.platform):
+                return stored
         if self.registries is None:
             raise ImageError(f"image {name!r} is not in the store and pulling is off")
         try:
             return pull(self.store, self.registries, ref, platform, log=self.log).image
         except RegistryError as e:
-            if self.store.lookup(name) is not None:
-                raise            # in the store (for another platform, or --pull): as it is
+            if stored is not None and not platform.matches(stored.config.platform):
+                raise RegistryError(
+                    f"image {ref.familiar!r} in the store is for "
+                    f"{stored.config.platform.normalized()}, not {platform.normalized()}, "
+                    f"and pulling it failed: {e.message}",
+                    hint="build for the image's platform, or make or pull one for "
+                         f"{platform.normalized()}") from None
+            if stored is not None:
+                raise            # --pull of a stored image: the registry's error as it is
             raise RegistryError(
                 f"image {ref.familiar!r} not found: not in the store, and pulling it failed: "
-                f"{e.message}",
-                hint=e.hint or "make a base with 'distill base' (Debian, distroless) or "
-                "'distill import', or name an OCI layout with --build-context "
-                "NAME=oci-layout://PATH") from None
+                f"{e.message}", hint=e.hint or _not_found_hint(ref)) from None
 
     def resolve_all(self, wanted: Iterable[Wanted]) -> None:
         """Find every image at once (in parallel), before a build starts; report every

@@ -43,10 +43,16 @@ MAX_BLOB_SOURCES = 8
 class Store:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or default_root()).resolve()
-        make_private(self.root)
-        # Held shared for this object's life by every store user; ``distill prune`` takes
-        # it exclusively, so it never removes what a running build is using.
-        self._usage = open(self.root / "store.lock", "a")
+        try:
+            make_private(self.root)
+            # Held shared for this object's life by every store user; ``distill prune``
+            # takes it exclusively, so it never removes what a running build is using.
+            self._usage = open(self.root / "store.lock", "a")
+        except OSError as e:
+            raise StoreError(f"cannot use {self.root} as distill's store: "
+                             f"{e.strerror or e}",
+                             hint="DISTILL_ROOT must name a directory distill may create "
+                                  "or write") from None
         fcntl.flock(self._usage, fcntl.LOCK_SH)
         self.blobs = BlobStore(self.root)
         self.names = NameIndex(self.root)
