@@ -193,7 +193,8 @@ def test_missing_context(distill: RunDistill, tmp_path: Path) -> None:
     ("type=oci", "dest"),
     ("type=oci,dest={d},colour=blue", "colour"),
     ("type=oci,dest={d},bogus", "bogus"),
-    ("type=registry,name=x", "registry"),
+    ("type=registry", "needs a name"),                 # a push needs a name (-t or name=)
+    ("type=local,dest={d},push=true", "cannot push"),
 ])
 def test_bad_output_spec(distill: RunDistill, busybox_image: str, tmp_path: Path,
                          spec: str, needle: str) -> None:

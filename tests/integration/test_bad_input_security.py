@@ -251,7 +251,7 @@ def test_the_largest_id_is_set(distill: RunDistill, busybox_image: str, tmp_path
 
 MORE: dict[str, tuple[bytes, int, tuple[str, ...]]] = {
     # a base's name, a stage's name
-    "FROM-nul": (b"FROM busy\0box\n", 1, ("busy\\x00box", "not found")),
+    "FROM-nul": (b"FROM busy\0box\n", 1, ("busy\\x00box", "invalid reference format")),
     "stage-name-nul": (b"FROM busybox AS a\0b\n", 1,
                        ("invalid name for build stage", "'a\\x00b'")),
     "stage-name-letter": (b"FROM busybox AS st\xc3\xa4ge\n", 1,

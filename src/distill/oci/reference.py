@@ -94,7 +94,10 @@ def normalize_reference(text: str) -> Reference:
         domain = DOCKER_HUB
     if domain == DOCKER_HUB and "/" not in rest.split(":", 1)[0].split("@", 1)[0]:
         rest = "library/" + rest
-    ref = parse_reference(f"{domain}/{rest}")
+    try:
+        ref = parse_reference(f"{domain}/{rest}")
+    except UsageError as e:       # name the reference as it was written
+        raise UsageError(f"invalid reference format: {text!r}", hint=e.hint) from None
     if ref.domain != domain:   # e.g. "a:b/c": the remainder held what only a domain may
         raise UsageError(f"invalid reference format: {text!r}")
     return ref

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from distill.errors import DistillError, ImageError, RegistryError, SourceLocation
+from distill.errors import DistillError, ImageError, RegistryError, SourceLocation, UsageError
 from distill.formats.stored import load
 from distill.image.image import Image
 from distill.oci.platform import Platform
@@ -54,7 +54,10 @@ class ImageSource:
 
     def get(self, ref: str, platform: Platform) -> Image:
         """The image ``ref`` names, for ``platform``: from the store, else pulled."""
-        normal = normalize_reference(ref).with_default_tag()
+        try:
+            normal = normalize_reference(ref).with_default_tag()
+        except UsageError as e:    # a name from a Dockerfile: its error, not a flag's
+            raise ImageError(e.message, hint=e.hint) from None
         key = (str(normal), platform.normalized())
         with self._lock:
             if key in self._images:
@@ -64,12 +67,13 @@ class ImageSource:
             with self._lock:
                 if key in self._images:
                     return self._images[key]
-            image = self._find(str(normal), platform)
+            image = self._find(str(normal), platform, ref)
             with self._lock:
                 self._images[key] = image
             return image
 
-    def _find(self, name: str, platform: Platform) -> Image:
+    def _find(self, name: str, platform: Platform, written: str) -> Image:
+        """``name`` normalised; ``written`` as the Dockerfile or command line has it."""
         ref = normalize_reference(name)
         stored: Image | None = None
         desc = self.store.lookup(name)
@@ -84,7 +88,7 @@ class ImageSource:
         except RegistryError as e:
             if stored is not None and not platform.matches(stored.config.platform):
                 raise RegistryError(
-                    f"image {ref.familiar!r} in the store is for "
+                    f"image {written!r} in the store is for "
                     f"{stored.config.platform.normalized()}, not {platform.normalized()}, "
                     f"and pulling it failed: {e.message}",
                     hint="build for the image's platform, or make or pull one for "
@@ -92,7 +96,7 @@ class ImageSource:
             if stored is not None:
                 raise            # --pull of a stored image: the registry's error as it is
             raise RegistryError(
-                f"image {ref.familiar!r} not found: not in the store, and pulling it failed: "
+                f"image {written!r} not found: not in the store, and pulling it failed: "
                 f"{e.message}", hint=e.hint or _not_found_hint(ref)) from None
 
     def resolve_all(self, wanted: Iterable[Wanted]) -> None:
