@@ -8,6 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from distill.oci.reference import normalize_name
@@ -267,3 +268,43 @@ def test_a_store_that_cannot_be_made_is_a_clear_error(distill: RunDistill,
         proc = distill("images", root=root, check=False)
         assert proc.returncode == 1, proc.stderr
         assert "cannot use" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _push_blob(client: httpx.Client, repo: str, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    start = client.post(f"/v2/{repo}/blobs/uploads/")
+    location = start.headers["location"]
+    sep = "&" if "?" in location else "?"
+    done = client.put(f"{location}{sep}digest={digest}", content=data,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert done.status_code == 201, done.text
+    return digest
+
+
+def test_a_layer_that_lies_about_its_diff_id_is_refused_when_unpacked(
+        distill: RunDistill, pushed_busybox: tuple[str, str], registry_http: RegistryServer,
+        tmp_path: Path) -> None:
+    """The pull verifies every blob's digest; the diff_id is computed when the layer is
+    first unpacked (as containerd does), and a config's false claim is refused there."""
+    ref, _ = pushed_busybox
+    repo = ref.split("/", 1)[1].split(":")[0]
+    manifest = json.loads(registry_http.get_manifest(repo, "1")[0])
+    config = json.loads(registry_http.get_blob(repo, manifest["config"]["digest"]))
+    config["rootfs"]["diff_ids"] = ["sha256:" + "e" * 64]
+    liar = unique_repo("liar")
+    with registry_http.client() as client:
+        layer = manifest["layers"][0]
+        _push_blob(client, liar, registry_http.get_blob(repo, layer["digest"]))
+        cdata = json.dumps(config).encode()
+        manifest["config"].update(digest=_push_blob(client, liar, cdata), size=len(cdata))
+        put = client.put(f"/v2/{liar}/manifests/1", content=json.dumps(manifest).encode(),
+                         headers={"Content-Type": manifest["mediaType"]})
+        assert put.status_code == 201, put.text
+    root = tmp_path / "store"
+    ctx = _context(tmp_path, f"FROM {registry_http.ref(liar + ':1')}\nRUN busybox true\n")
+    proc = distill("build", str(ctx), root=root, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "unpacks to" in proc.stderr and "e" * 64 in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list((root / "snapshots").iterdir())     # nothing unpacked under its claim
+    assert_blobs_verified(root)

@@ -21,7 +21,7 @@ from distill.sandbox import (
     write_layer_from_upper,
 )
 from distill.store.blobs import remove_tree
-from distill.store.store import Store
+from distill.store.store import LayerFacts, Store
 
 
 class RootfsManager:
@@ -50,6 +50,8 @@ class RootfsManager:
         except BaseException:
             remove_tree(tmp)
             raise
+        # what was computed (a pulled layer's facts are first known here)
+        self.store.record_layer(layer.blob.digest, LayerFacts(layer.diff_id, stream.count))
         return self.store.commit_snapshot(tmp, layer.diff_id)
 
     @contextmanager

@@ -20,6 +20,7 @@ from distill.cli.render import printable, size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.parse import parse
 from distill.errors import UsageError
+from distill.formats.stored import with_known_sizes
 from distill.oci.platform import Platform
 from distill.oci.reference import normalize_name
 from distill.plan.plan import make_plan
@@ -228,9 +229,9 @@ def run(args: argparse.Namespace) -> int:
     if plan.unused_build_args:
         console.print(f"warning: build args not consumed: {', '.join(plan.unused_build_args)}")
     if not quiet:
-        rows = [size_row(s.name or f"stage {s.index}", s.image, s.base, s.seconds)
-                for s in result.stages]
-        rows.append(size_row("final image", image, None, elapsed))
+        rows = [size_row(s.name or f"stage {s.index}", with_known_sizes(store, s.image),
+                         with_known_sizes(store, s.base), s.seconds) for s in result.stages]
+        rows.append(size_row("final image", with_known_sizes(store, image), None, elapsed))
         console.print(size_table(rows, f"built in {elapsed:.1f}s"))
     print(image.digest)
     return 0

@@ -63,3 +63,16 @@ def pick_platform_manifest(index: dict[str, object]) -> Descriptor:
 
 def record_facts(store: Store, layer: Layer) -> None:
     store.record_layer(layer.blob.digest, LayerFacts(layer.diff_id, layer.uncompressed_size))
+
+
+def with_known_sizes(store: Store, image: Image) -> Image:
+    """``image`` with the uncompressed sizes of its layers that the store has learnt since
+    it was loaded (a pulled layer's are known once it is unpacked)."""
+    layers = []
+    for layer in image.layers:
+        if layer.uncompressed_size < 0:
+            facts = store.layer_facts(layer.blob.digest)
+            if facts is not None and facts.diff_id == layer.diff_id:
+                layer = Layer(layer.blob, layer.diff_id, facts.uncompressed_size)
+        layers.append(layer)
+    return Image(image.config, tuple(layers))

@@ -2,18 +2,16 @@
 
 Every manifest is hashed as it arrives (and must match the digest it was asked by),
 every blob is verified against its descriptor's digest and size while it streams
-(nothing unverified reaches ``blobs/``), every layer's diff_id is computed from its
-bytes and compared with the config, and JSON documents are shape-checked before use
+(nothing unverified reaches ``blobs/``), and JSON documents are shape-checked before use
 (the checks the OCI layout importer applies). Layers download in parallel; a download
 that drops mid-blob resumes where it stopped (HTTP Range). A layer's diff_id is computed
-while it downloads (the bytes go on to a thread that decompresses and hashes them), and
-used only once the blob has verified.
+from its bytes when it is first unpacked (``build/rootfs``), as containerd does: the
+snapshot is named by that, never by the config's claim, and a layer that does not unpack
+to the claim is refused there.
 """
 
 from __future__ import annotations
 
-import collections
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +22,7 @@ from typing import Any, Self
 import httpx
 
 from distill.errors import DigestMismatchError, ImageError, RegistryError
-from distill.formats.layers import check_media_type, compute_diff_id
+from distill.formats.layers import check_media_type
 from distill.formats.layout_import import config_from_json, descriptor, load_json_doc
 from distill.formats.stored import load
 from distill.image.image import Image
@@ -36,8 +34,7 @@ from distill.oci.reference import Reference
 from distill.registry.auth_config import Credentials, credentials_for
 from distill.registry.client import Budget, RegistryClient
 from distill.registry.hosts import RegistryHosts
-from distill.store.blobs import Incoming
-from distill.store.store import LayerFacts, Store
+from distill.store.store import Store
 
 MANIFEST_ACCEPT = f"{mt.OCI_INDEX}, {mt.DOCKER_MANIFEST_LIST}, {mt.OCI_MANIFEST}, " \
     f"{mt.DOCKER_MANIFEST}"
@@ -277,38 +274,15 @@ class _Puller:
                 raise failure
 
     def _layer(self, desc: Descriptor, claimed: Digest) -> None:
-        what = f"layer {desc.digest}"
-        facts = self.store.layer_facts(desc.digest)
-        streamed = None
-        if (facts is None or facts.diff_id != claimed) and not self.store.blobs.has(desc.digest):
-            streamed = _StreamedDiffId(desc.media_type, what)
-        try:
-            self._blob(desc, what, streamed)
-        finally:
-            if streamed is not None:
-                streamed.close()
-        facts = self.store.layer_facts(desc.digest)
-        if facts is not None and facts.diff_id == claimed:
-            return
-        # computed from the very bytes that verified as the blob; a second pass over the
-        # stored blob when they did not all go through (a restarted download, a blob
-        # another download stored)
-        result = streamed.result(desc.size) if streamed is not None else None
-        if result is None:
-            with self.store.blobs.open(desc.digest) as f:
-                result = compute_diff_id(f, desc.media_type, what)
-        computed, size = result
-        if computed != claimed:
-            raise DigestMismatchError(
-                f"{self.where}: {what} unpacks to {computed}, but the config lists {claimed}",
-                hint="the image is corrupt, or passes one layer off as another")
-        self.store.record_layer(desc.digest, LayerFacts(computed, size),
-                                replace=facts is not None)
+        """Download a layer blob, verified against its digest. Its diff_id is not computed
+        here but when the layer is first unpacked (as containerd does): the snapshot is
+        named by the diff_id computed from the bytes then, a layer that does not unpack to
+        ``claimed`` is refused there, and a pull does not decompress every layer twice
+        (once here, once to unpack)."""
+        self._blob(desc, f"layer {desc.digest}")
 
-    def _blob(self, desc: Descriptor, what: str,
-              streamed: _StreamedDiffId | None = None) -> None:
-        """Download one blob into the store, verified; resumes a dropped transfer. The
-        bytes also go to ``streamed`` (a layer's diff_id)."""
+    def _blob(self, desc: Descriptor, what: str) -> None:
+        """Download one blob into the store, verified; resumes a dropped transfer."""
         if self.store.blobs.has(desc.digest):
             return
         path = f"/v2/{self.repo}/blobs/{desc.digest}"
@@ -318,8 +292,7 @@ class _Puller:
         # body gets Retry.attempts requests, not their square)
         budget = Budget(retry.attempts)
         drops = 0
-        with self.store.blobs.incoming(desc.digest, desc.size, f"{self.where}: {what}") as into:
-            blob = into if streamed is None else _Tee(into, streamed)
+        with self.store.blobs.incoming(desc.digest, desc.size, f"{self.where}: {what}") as blob:
             while True:
                 headers = {"Range": f"bytes={blob.size}-"} if blob.size else {}
                 try:
@@ -371,132 +344,3 @@ class _TooSlow(Exception):
 def _check_rate(received: int, elapsed: float, what: str) -> None:
     if elapsed > RATE_GRACE and received < MIN_RATE * elapsed:
         raise _TooSlow(f"{what} arrived at {received / elapsed:.0f} bytes/s")
-
-
-class _StreamedDiffId:
-    """A layer's diff_id computed from its bytes as they download: what is written here
-    goes through a bounded queue to a thread running :func:`compute_diff_id` over it (the
-    same decompression, archive limits and hash as a pass over the stored blob), so the
-    decompression overlaps the transfer instead of following it.
-
-    Its result (or error) is only asked for once the blob has verified, so a blob that
-    does not match its digest still fails as such, and a bomb or bad gzip fails as it
-    would on a second pass. The result stands only if every byte of the blob went
-    through, in order, from the first: a restarted download abandons it."""
-
-    #: httpx hands over up to 64 KiB at a time; they are queued in batches of about this
-    #: many bytes (a thread switch per chunk, when the decompressor is behind, costs more
-    #: CPU than the decompression saves)
-    _BATCH = 1 << 20
-    _QUEUED = 8                    # batches waiting for the decompressor
-
-    def __init__(self, media_type: str, what: str) -> None:
-        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(self._QUEUED)
-        self._batch: list[bytes] = []
-        self._batched = 0
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._pending = memoryview(b"")
-        self._eof = False
-        self._taken = 0            # bytes handed to the decompressor (its ``tell()``)
-        self.fed = 0               # bytes written, 0 again when abandoned
-        self._abandoned = False
-        self._closed = False
-        self._value: tuple[Digest, int] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(media_type, what),
-                                        name="diff-id", daemon=True)
-        self._thread.start()
-
-    # the download's side
-    def write(self, data: bytes) -> None:
-        if not self._abandoned:
-            self.fed += len(data)
-            self._batch.append(data)
-            self._batched += len(data)
-            if self._batched >= self._BATCH:
-                self._flush()
-
-    def _flush(self) -> None:
-        if self._batch:
-            self._queue.put(self._batch)   # blocks while the decompressor is behind
-            self._batch, self._batched = [], 0
-
-    def abandon(self) -> None:
-        self._abandoned = True
-        self.fed = 0
-        self._batch, self._batched = [], 0
-
-    def close(self) -> None:
-        """No more bytes: wait for the thread to finish with those it has."""
-        if not self._closed:
-            self._closed = True
-            if not self._abandoned:
-                self._flush()
-            self._queue.put(None)
-            self._thread.join()
-
-    def result(self, size: int) -> tuple[Digest, int] | None:
-        """(diff_id, uncompressed size) of the ``size`` bytes written, or None if they
-        were not all written; raises what computing it raised."""
-        if self._abandoned or self.fed != size:
-            return None
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-    # the thread's side: a read-only stream of what was written
-    def _run(self, media_type: str, what: str) -> None:
-        try:
-            self._value = compute_diff_id(self, media_type, what)  # type: ignore[arg-type]
-        except BaseException as e:  # noqa: BLE001 - raised by result(), once the blob verified
-            self._error = e
-        self._chunks.clear()
-        while not self._eof:         # drain, so the download never blocks on a full queue
-            self._eof = self._queue.get() is None
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        while not self._pending:
-            if self._chunks:
-                self._pending = memoryview(self._chunks.popleft())
-                continue
-            batch = None if self._eof else self._queue.get()
-            if batch is None:
-                self._eof = True
-                return 0
-            self._chunks.extend(batch)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        self._taken += n
-        return n
-
-    def read(self, n: int = -1) -> bytes:
-        out = bytearray(n if n is not None and n >= 0 else 1 << 20)
-        got = self.readinto(out)
-        return bytes(out[:got])
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._taken
-
-
-class _Tee:
-    """An incoming blob whose bytes also go to a layer's streamed diff_id."""
-
-    def __init__(self, blob: Incoming, streamed: _StreamedDiffId) -> None:
-        self._blob = blob
-        self._streamed = streamed
-
-    @property
-    def size(self) -> int:
-        return self._blob.size
-
-    def write(self, data: bytes) -> None:
-        self._blob.write(data)   # refuses more than the descriptor's size first
-        self._streamed.write(data)
-
-    def restart(self) -> None:
-        self._blob.restart()
-        self._streamed.abandon()
