@@ -314,14 +314,7 @@ class LayoutImporter:
         manifest names (the image's own config is written again, by distill)."""
         manifest = self._json(desc, f"manifest {desc.digest}")
         what = f"manifest {desc.digest}"
-        if "config" not in manifest:
-            raise ImageError(f"{what} has no 'config'")
-        config_desc = descriptor(manifest["config"], f"{what}: 'config'")
-        if config_desc.media_type not in CONFIGS:
-            raise ImageError(f"{what}: config media type {config_desc.media_type!r} is not "
-                             "an image config (is this an artifact, not an image?)")
-        layer_descs = [descriptor(x, f"{what}: layers[{i}]") for i, x in
-                       enumerate(_list(manifest.get("layers", []), f"{what}: 'layers'"))]
+        config_desc, layer_descs = manifest_parts(manifest, what)
         config = config_from_json(self._json(config_desc, f"config {config_desc.digest}"),
                                   f"config {config_desc.digest}")
         if len(layer_descs) != len(config.diff_ids):
@@ -382,6 +375,21 @@ class LayoutImporter:
                              f"{MAX_JSON_BYTES} bytes are refused")
         self._copy(desc)
         return _load(self.staging.path(desc.digest).read_bytes(), what)
+
+
+def manifest_parts(manifest: dict[str, Any], what: str
+                   ) -> tuple[Descriptor, list[Descriptor]]:
+    """An image manifest's config and layer descriptors, shape-checked; ``what`` names
+    the manifest in errors."""
+    if "config" not in manifest:
+        raise ImageError(f"{what} has no 'config'")
+    config_desc = descriptor(manifest["config"], f"{what}: 'config'")
+    if config_desc.media_type not in CONFIGS:
+        raise ImageError(f"{what}: config media type {config_desc.media_type!r} is not "
+                         "an image config (is this an artifact, not an image?)")
+    layers = [descriptor(x, f"{what}: layers[{i}]") for i, x in
+              enumerate(_list(manifest.get("layers", []), f"{what}: 'layers'"))]
+    return config_desc, layers
 
 
 def config_from_json(doc: dict[str, Any], what: str) -> ImageConfig:

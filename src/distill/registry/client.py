@@ -486,33 +486,28 @@ def _error_detail(response: httpx.Response) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
-def _is_unknown_host(e: BaseException) -> bool:
-    """A name that does not resolve (or no DNS at all): trying again will not help."""
+def _caused_by(e: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``e`` or anything in its chain of causes is a ``kind``."""
     seen: BaseException | None = e
     while seen is not None:
-        if isinstance(seen, socket.gaierror):
+        if isinstance(seen, kind):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _is_unknown_host(e: BaseException) -> bool:
+    """A name that does not resolve (or no DNS at all): trying again will not help."""
+    return _caused_by(e, socket.gaierror)
 
 
 def _is_tls_failure(e: BaseException) -> bool:
     """A TLS handshake that failed (a certificate, a plain-HTTP server): not transient."""
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return _caused_by(e, ssl.SSLError)
 
 
 def _is_certificate_failure(e: BaseException) -> bool:
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return _caused_by(e, ssl.SSLCertVerificationError)
 
 
 def _transport_reason(e: BaseException) -> str:

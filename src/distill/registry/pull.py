@@ -23,7 +23,12 @@ import httpx
 
 from distill.errors import DigestMismatchError, ImageError, RegistryError
 from distill.formats.layers import check_media_type
-from distill.formats.layout_import import config_from_json, descriptor, load_json_doc
+from distill.formats.layout_import import (
+    config_from_json,
+    descriptor,
+    load_json_doc,
+    manifest_parts,
+)
 from distill.formats.stored import load
 from distill.image.image import Image
 from distill.oci import mediatypes as mt
@@ -44,7 +49,6 @@ MAX_MANIFEST_BYTES = 4 << 20
 MAX_CONFIG_BYTES = 8 << 20
 SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
            "application/vnd.docker.distribution.manifest.v1+prettyjws")
-CONFIGS = (mt.OCI_CONFIG, mt.DOCKER_CONFIG)
 
 
 class Registries:
@@ -229,17 +233,7 @@ class _Puller:
     # -- blobs -----------------------------------------------------------------------------
     def _image_blobs(self, desc: Descriptor, doc: dict[str, Any]) -> None:
         what = f"manifest {desc.digest}"
-        if "config" not in doc:
-            raise ImageError(f"{self.where}: {what} has no 'config'")
-        config_desc = descriptor(doc["config"], f"{what}: 'config'")
-        if config_desc.media_type not in CONFIGS:
-            raise ImageError(f"{self.where}: {what}: config media type "
-                             f"{config_desc.media_type!r} is not an image config (an "
-                             "artifact, not an image?)")
-        raw_layers = doc.get("layers", [])
-        if not isinstance(raw_layers, list):
-            raise ImageError(f"{self.where}: {what}: 'layers' is not a list")
-        layers = [descriptor(x, f"{what}: layers[{i}]") for i, x in enumerate(raw_layers)]
+        config_desc, layers = manifest_parts(doc, f"{self.where}: {what}")
         for i, layer in enumerate(layers):
             check_media_type(layer.media_type, f"layer {i} ({layer.digest})")
         if config_desc.size > MAX_CONFIG_BYTES:
