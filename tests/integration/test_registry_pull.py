@@ -13,7 +13,7 @@ import pytest
 
 from distill.oci.reference import normalize_name
 from tests.conftest import RunDistill
-from tests.helpers.registry import RegistryServer, unique_repo
+from tests.helpers.registry import RegistryServer, push_two_platform_index, unique_repo
 
 pytestmark = pytest.mark.integration
 
@@ -308,3 +308,25 @@ def test_a_layer_that_lies_about_its_diff_id_is_refused_when_unpacked(
     assert "Traceback" not in proc.stderr
     assert not list((root / "snapshots").iterdir())     # nothing unpacked under its claim
     assert_blobs_verified(root)
+
+
+def test_the_debian_base_as_a_two_platform_index_pushed_by_skopeo(
+        distill: RunDistill, debian_image: str, store_root: Path,
+        registry_http: RegistryServer, tmp_path: Path) -> None:
+    """Interop the other way: skopeo pushes the Debian base (made by `distill base debian`)
+    as a two-platform OCI index; distill builds FROM it, choosing the platform."""
+    image = push_two_platform_index(registry_http, store_root, normalize_name(debian_image),
+                                    f"{unique_repo('debian2p')}:bookworm")
+    root = tmp_path / "store"
+    ctx = _context(tmp_path, f"FROM {image.reference}\n"
+                             "RUN cat /platform > /seen && dpkg --print-architecture >> /seen\n")
+    dest = tmp_path / "out"
+    distill("build", "--output", f"type=local,dest={dest}", str(ctx), root=root)
+    assert (dest / "seen").read_text() == "amd64\namd64\n"
+    assert _stored_names(root)[image.reference] == image.manifests["linux/amd64"]
+    # the arm64 image, for a stage that runs nothing
+    ctx_arm = _context(tmp_path, f"FROM --platform=linux/arm64 {image.reference}\n", "arm")
+    out_arm = tmp_path / "out-arm"
+    distill("build", "--output", f"type=local,dest={out_arm}", str(ctx_arm), root=root)
+    assert (out_arm / "platform").read_text() == "arm64\n"
+    assert (out_arm / "etc/debian_version").is_file()
