@@ -99,3 +99,22 @@ print(before == os.readlink("/proc/self/ns/mnt"))
         text=True,
     ).stdout
     assert out.strip() == "True"
+
+
+def test_a_run_works_where_distill_is_in_a_pid_namespace_of_its_own(
+        busybox_image: str, store_root: Path, tmp_path: Path) -> None:
+    """As in a container: distill in a PID namespace whose /proc has no pid 2. bubblewrap
+    (the first process of a namespace of its own) numbers its child 2 and reads
+    /proc/2/ns; with the outer /proc every RUN failed ("open /proc/2/ns/ns failed"),
+    and on a host it read the kernel's kthreadd. It now gets a /proc of its own."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN busybox echo ran-$((40+2))\n")
+    distill = str(Path(sys.executable).with_name("distill"))
+    proc = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", distill, "build", "--no-cache",
+         "--progress", "plain", str(ctx)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DISTILL_ROOT": str(store_root)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ran-42" in proc.stderr

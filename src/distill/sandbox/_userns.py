@@ -25,6 +25,10 @@ from typing import Any
 from distill.errors import SandboxError
 from distill.sandbox import _libc
 
+# util-linux, in every Debian (the sandbox's other needs: bubblewrap, pasta)
+UNSHARE = "/usr/bin/unshare"
+SETPRIV = "/usr/bin/setpriv"
+
 
 def read_info(fd: int) -> dict[str, int] | None:
     """bwrap's ``--info-fd`` record, read until bwrap closes it; None if it wrote none."""
@@ -44,7 +48,7 @@ def read_info(fd: int) -> dict[str, int] | None:
 
 def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     """``subprocess.Popen(argv, **popen)`` for bubblewrap, started as the first process
-    of a PID namespace of its own.
+    of a PID namespace of its own, with a /proc of that namespace.
 
     bubblewrap's child waits for its parent twice before it binds its own life to
     that parent's (``--die-with-parent``): for the id maps, and on ``--block-fd``. Were
@@ -52,6 +56,15 @@ def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     left blocked forever, or, once ``--block-fd`` reads end-of-file, would run the
     command with no one left to stop it. As the first process of a PID namespace,
     bubblewrap takes every process in it down when it dies, and it dies with us.
+
+    bubblewrap names its child by its pid in that namespace (2) and reads
+    ``/proc/2/ns`` (for ``--info-fd``): with the host's /proc that is another process
+    (the kernel's kthreadd on a host; nothing in a container, where every RUN failed).
+    So it starts in a mount namespace of its own with a /proc of its PID namespace
+    (util-linux ``unshare --mount-proc``, as root), then drops to the ``user``,
+    ``group`` and ``extra_groups`` given (``setpriv``) and execs bubblewrap, which
+    stays that namespace's first process. A fresh /proc is also one no container
+    runtime has masked, which bubblewrap needs to mount the sandbox's own.
     Where a PID namespace cannot be made (no privilege), it starts as it is.
     """
     own = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -61,11 +74,24 @@ def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
         except OSError:
             return subprocess.Popen(argv, **popen)
         try:
-            return subprocess.Popen(argv, **popen)
+            return subprocess.Popen(_with_own_proc(argv, popen), **popen)
         finally:
             _libc.setns(own, _libc.CLONE_NEWPID)
     finally:
         os.close(own)
+
+
+def _with_own_proc(argv: list[str], popen: dict[str, Any]) -> list[str]:
+    """``argv`` behind ``unshare --mount-proc`` and ``setpriv`` (see :func:`start`);
+    takes the identity out of ``popen``, for setpriv to set after the mount."""
+    user, group = popen.pop("user", None), popen.pop("group", None)
+    groups = popen.pop("extra_groups", None) or []
+    if user is None or group is None:
+        raise SandboxError("bubblewrap is started with a user and a group")
+    ids = [f"--reuid={int(user)}", f"--regid={int(group)}",
+           f"--groups={','.join(str(int(g)) for g in groups)}" if groups else "--clear-groups"]
+    return [UNSHARE, "--mount", "--propagation", "private", "--mount-proc", "--",
+            SETPRIV, *ids, "--", *argv]
 
 
 def child_of(bwrap_pid: int) -> int:
