@@ -239,11 +239,10 @@ def test_an_untagged_image_loads_by_id(distill: RunDistill, built: Built,
 
 @pytest.fixture(scope="module")
 def dockerd(tmp_path_factory: pytest.TempPathFactory, built: Built) -> Iterator[Docker]:
-    try:
-        engine = private_dockerd(tmp_path_factory.mktemp("load-dockerd"))
-        docker = engine.__enter__()
-    except RuntimeError as e:
-        pytest.skip(f"Docker's engine cannot start here: {str(e)[:300]}")
+    # Docker's engine is one of the test suite's real parts (docker.io is in make's apt
+    # packages): if it cannot start, these tests fail rather than skip
+    engine = private_dockerd(tmp_path_factory.mktemp("load-dockerd"))
+    docker = engine.__enter__()
     try:
         yield docker
     finally:
