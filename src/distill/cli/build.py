@@ -189,13 +189,14 @@ def run(args: argparse.Namespace) -> int:
     store = Store()
     registries = Registries()
 
-    def cache_log(line: str) -> None:
+    def note(line: str) -> None:          # pulls, cache import and export
         if not quiet:
-            print(f"# {printable(line)}", file=sys.stderr, flush=True)
+            # one write per line: lines from parallel pulls never interleave
+            sys.stderr.write(f"# {printable(line)}\n")
+            sys.stderr.flush()
 
     images = ImageSource(store, registries, pull=args.pull, jobs=max(1, args.jobs),
-                         log=lambda line: None if quiet else print(
-                             f"# {printable(line)}", file=sys.stderr, flush=True))
+                         log=note)
     builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,
                       no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
                       # quiet: only the image id on stdout, as `docker build -q`; a
@@ -203,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
                       output=open(os.devnull, "wb") if quiet else sys.stderr.buffer,  # noqa: SIM115
                       secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh),
                       allow=_entitlements(args.allow), images=images,
-                      cache_from=import_caches(store, registries, cache_from, log=cache_log))
+                      cache_from=import_caches(store, registries, cache_from, log=note))
     started = time.monotonic()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         tag_in_store(store, image, names)
     for spec in cache_to:
         export_cache(store, registries, spec, builder.cache_entries(plan, spec.mode),
-                     log=cache_log)
+                     log=note)
     results.deliver(store, image, names,
                     log=lambda line: None if quiet else console.print(line, markup=False))
     elapsed = time.monotonic() - started
