@@ -27,10 +27,13 @@ server, store and settings) and the tests check one run each.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -137,6 +140,22 @@ class Ran:
     peak_kib: int                   # its peak resident memory
 
 
+# Runs distill as a child of a small process and records distill's own peak memory:
+# a direct child of pytest would inherit pytest's (by then large) memory high-water mark,
+# which the kernel counts in the child's ru_maxrss when it execs.
+_MEASURED = """
+import os, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_batch(jobs: dict[str, tuple[list[str], dict[str, str]]], logs: Path,
               timeout: float = 300) -> dict[str, Ran]:
     """Run ``distill ARGV`` with each job's environment, all at once; wait for every one.
@@ -145,26 +164,31 @@ def run_batch(jobs: dict[str, tuple[list[str], dict[str, str]]], logs: Path,
     for name, (argv, env) in jobs.items():
         with open(logs / f"{name}.stdout", "wb") as out, \
                 open(logs / f"{name}.stderr", "wb") as err:
-            started[name] = subprocess.Popen([DISTILL, *argv], env={**os.environ, **env},
-                                             stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            started[name] = subprocess.Popen(
+                [sys.executable, "-c", _MEASURED, str(logs / f"{name}.maxrss"), DISTILL, *argv],
+                env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                start_new_session=True)
 
     def kill_all() -> None:
         for popen in started.values():
             if popen.returncode is None:
-                popen.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(popen.pid, signal.SIGKILL)     # the launcher and distill
 
     watchdog = threading.Timer(timeout, kill_all)
     watchdog.start()
     try:
         results = {}
         for name, popen in started.items():
-            _, status, usage = os.wait4(popen.pid, 0)
-            popen.returncode = os.waitstatus_to_exitcode(status)
+            popen.wait()
             proc = subprocess.CompletedProcess(
-                popen.args, popen.returncode,
+                popen.args[4:], popen.returncode,
                 (logs / f"{name}.stdout").read_text(errors="replace"),
                 (logs / f"{name}.stderr").read_text(errors="replace"))
-            results[name] = Ran(proc, usage.ru_maxrss)
+            maxrss = logs / f"{name}.maxrss"
+            # no record (killed): no claim that it stayed small
+            results[name] = Ran(proc, int(maxrss.read_text()) if maxrss.exists()
+                                else sys.maxsize)
         return results
     finally:
         watchdog.cancel()
