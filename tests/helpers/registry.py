@@ -220,6 +220,27 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
         self._reply(200, body)
 
 
+class _InThread:
+    """An http.server on a free port of 127.0.0.1, served by a thread of its own until
+    ``stop``; its handlers reach ``owner`` as ``self.server.owner``."""
+
+    def __init__(self, server_class: type[Any], handler: type[Any], owner: object) -> None:
+        self.server = server_class(("127.0.0.1", 0), handler)
+        self.server.owner = owner
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
 class _TokenHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     owner: TokenServer
@@ -250,13 +271,12 @@ class TokenServer:
         self._x5c = base64.b64encode(der).decode()   # standard base64, as RFC 7515 says
         self._lock = threading.Lock()
         self._requests: list[TokenRequest] = []
-        self._server: _TokenHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: _InThread | None = None
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "token server not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        assert self._served is not None, "token server not started"
+        return f"http://127.0.0.1:{self._served.port}/token"
 
     @property
     def token_requests(self) -> list[TokenRequest]:
@@ -303,19 +323,12 @@ class TokenServer:
         return signing_input + "." + _b64url(signature)
 
     def start(self) -> None:
-        self._server = _TokenHTTPServer(("127.0.0.1", 0), _TokenHandler)
-        self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
-        self._thread.start()
+        self._served = _InThread(_TokenHTTPServer, _TokenHandler, self)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
 
 
 # --- the registry -------------------------------------------------------------------------
@@ -771,13 +784,12 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._requests: list[ProxiedRequest] = []
-        self._server: _ProxyHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: _InThread | None = None
 
     @property
     def host(self) -> str:
-        assert self._server is not None, "proxy not started"
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        assert self._served is not None, "proxy not started"
+        return f"127.0.0.1:{self._served.port}"
 
     @property
     def url(self) -> str:
@@ -848,20 +860,13 @@ class FaultProxy:
 
     # lifecycle
     def start(self) -> Self:
-        self._server = _ProxyHTTPServer(("127.0.0.1", 0), _ProxyHandler)
-        self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
-        self._thread.start()
+        self._served = _InThread(_ProxyHTTPServer, _ProxyHandler, self)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
 
     def __enter__(self) -> Self:
         return self.start()
