@@ -20,8 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from distill.build.contenthash import ContentHashes
 from distill.build.context import BuildContext
-from distill.build.runmounts import RunMounts, cache_key, mounts_signature, prepare_mounts
+from distill.build.runmounts import (
+    RunMounts,
+    cache_key,
+    mounts_inputs,
+    mounts_record,
+    prepare_mounts,
+)
 from distill.build.secrets import SecretStore
 from distill.dockerfile.mounts import Mount, parse_mount
 from distill.errors import ContextError, DockerfileError, SandboxError
@@ -386,6 +393,12 @@ def test_cache_key_ignores_nothing_that_matters() -> None:
 
 def test_signature_follows_context_content_but_never_secret_values(work: Path) -> None:
     env = Env(work, SecretStore.parse(["id=tok"], environ={"tok": "value-xyz"}))
+    hashes = ContentHashes()   # one stat cache for the build: a changed file is re-read
+
+    def mounts_signature(mounts: list[Mount], context: BuildContext,
+                         workdir: str = "/") -> list[object]:
+        return [mounts_record(mounts, workdir), mounts_inputs(mounts, context, hashes)]
+
     mounts = [parse_mount(v, same) for v in (
         "source=src,target=/s", "type=secret,id=tok,env=T", "type=cache,target=/c,mode=0")]
     before = mounts_signature(mounts, env.context, "/")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,6 +16,7 @@ from typing import BinaryIO
 
 from distill.build import steps
 from distill.build.cache_exchange import ImportedCache
+from distill.build.contenthash import ContentHashes
 from distill.build.context import BuildContext
 from distill.build.layerstep import CacheHit
 from distill.build.rootfs import RootfsManager
@@ -92,11 +95,18 @@ class StageContext:
     log: Callable[[str], None]
     current: int = -1
 
+    @property
+    def hashes(self) -> ContentHashes:
+        return self.builder.hashes
+
     def cache_lookup(self, key: str) -> CacheHit | None:
         return self.builder.cache_lookup(key, self.planned.stage.index)
 
-    def cache_store(self, key: str, layer: Layer | None) -> None:
-        self.builder.cache_store(key, layer, self.planned.stage.index)
+    def cache_store(self, key: str, layer: Layer | None, also: str | None = None) -> None:
+        self.builder.cache_store(key, layer, self.planned.stage.index, also)
+
+    def cache_alias(self, key: str, existing: str) -> None:
+        self.builder.cache_alias(key, existing, self.planned.stage.index)
 
     def mount_source_image(self, name: str) -> Image:
         src = self.planned.mount_sources[name]
@@ -140,6 +150,9 @@ class Builder:
         # then (when the caller gives registries) a registry
         self.images = images or ImageSource(store, None)
         self.context = context
+        # file digests by stat, kept in the store per context directory
+        self.hashes = ContentHashes(store.root / "contenthash" / (hashlib.sha256(
+            os.fsencode(context.root)).hexdigest() + ".json"))
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
         self.no_cache = no_cache
         self.log = log
@@ -172,6 +185,11 @@ class Builder:
         if hit is None or value is None:
             return None
         self._record(stage, key, value)
+        # the step's other key (by content), so that --cache-to exports it too
+        also = value.get("also")
+        if isinstance(also, str) and _is_key(also) and (
+                other := self.store.cache_get(also)) is not None:
+            self._record(stage, also, other)
         return hit
 
     def _imported(self, key: str) -> tuple[dict[str, object] | None, CacheHit | None]:
@@ -188,10 +206,25 @@ class Builder:
                     return value, hit
         return None, None
 
-    def cache_store(self, key: str, layer: Layer | None, stage: int) -> None:
+    def cache_store(self, key: str, layer: Layer | None, stage: int,
+                    also: str | None = None) -> None:
+        """Store a step's result; ``also``: its key by content, stored with it."""
         value = steps.layer_to_cache(layer, created=_now())
+        if also is not None:
+            self.store.cache_put(also, value)
+            self._record(stage, also, value)
+            value = {**value, "also": also}
         self.store.cache_put(key, value)
         self._record(stage, key, value)
+
+    def cache_alias(self, key: str, existing: str, stage: int) -> None:
+        """Store under ``key`` (a step's first key) the entry its content key
+        ``existing`` has: the next build hits on ``key`` without reading content."""
+        value = self.cache_used.get(stage, {}).get(existing) or self.store.cache_get(existing)
+        if value is not None:
+            value = {**value, "also": existing}
+            self.store.cache_put(key, value)
+            self._record(stage, key, value)
 
     def _record(self, stage: int, key: str, value: dict[str, object]) -> None:
         with self._bases_lock:
@@ -270,19 +303,22 @@ class Builder:
         # every image the target needs, found (or pulled) before the first step runs;
         # all that are missing are reported at once
         self.images.resolve_all(self._wanted_images(plan))
-        done: dict[int, StageResult] = {}
-        pending = list(plan.order)
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
-            running: dict[Future[StageResult], PlannedStage] = {}
-            while pending or running:
-                for planned in list(pending):
-                    if len(running) < jobs and planned.dependencies <= done.keys():
-                        pending.remove(planned)
-                        running[pool.submit(self._build_stage, planned, plan)] = planned
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    planned = running.pop(future)
-                    done[planned.stage.index] = future.result()  # a failure ends the build
+        try:
+            done: dict[int, StageResult] = {}
+            pending = list(plan.order)
+            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+                running: dict[Future[StageResult], PlannedStage] = {}
+                while pending or running:
+                    for planned in list(pending):
+                        if len(running) < jobs and planned.dependencies <= done.keys():
+                            pending.remove(planned)
+                            running[pool.submit(self._build_stage, planned, plan)] = planned
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        planned = running.pop(future)
+                        done[planned.stage.index] = future.result()  # a failure ends the build
+        finally:
+            self.hashes.save()   # what was hashed, also when a step failed
         result = BuildResult(image=self.stage_images[plan.target])
         result.stages = [done[p.stage.index] for p in plan.order]
         return result
@@ -343,6 +379,10 @@ class Builder:
         platform = base.platform or plan.platform
         return replace(image, config=replace(image.config, platform=platform)) \
             if image.config.platform != platform else image
+
+
+def _is_key(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _base_chain(plan: BuildPlan) -> list[int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill.build.copy import CopyOptions
-from distill.build.layerstep import expand, layer_step
+from distill.build.layerstep import expand, layer_step, operation
 from distill.build.state import StageState
 from distill.build.users import resolve_user
 from distill.dockerfile import instructions as ins
@@ -95,7 +95,8 @@ def workdir(ctx: StageContext, state: StageState, inst: ins.Workdir) -> StageSta
         owner = resolve_user(root, usr) if usr else (0, 0)
         _mkdir_p(root, path, owner)
 
-    return layer_step(ctx, state, ["workdir", path, usr], f"WORKDIR {path}", work)
+    op = operation(ctx, state, inst, expanded={"path": path, "user": usr})
+    return layer_step(ctx, state, op, f"WORKDIR {path}", work)
 
 
 def _mkdir_p(root: Path, path: str, owner: tuple[int, int]) -> None:

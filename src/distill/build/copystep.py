@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
-import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,15 +12,16 @@ from typing import TYPE_CHECKING
 
 from distill import owned
 from distill.build import add as addsrc
+from distill.build.contenthash import ContentHashes
 from distill.build.copy import CopyOptions, copy_sources
-from distill.build.layerstep import expand, layer_step
+from distill.build.layerstep import expand, layer_step, operation
+from distill.build.operation import Operation
 from distill.build.sources import Source, has_glob, resolve_parents_glob, resolve_sources
 from distill.build.state import StageState
 from distill.build.users import resolve_chown
-from distill.confine import open_in_root
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.shell import Lexer
-from distill.errors import ContextError, DistillError, DockerfileError
+from distill.errors import DistillError, DockerfileError
 from distill.gopath import clean
 from distill.ignore import PatternMatcher
 from distill.image.image import Image
@@ -40,32 +39,21 @@ class TriggerCopy(ins.Copy):
 
 
 
-def _tree_hash(sources: list[Source], allow: Callable[[Path], bool] | None) -> str:
-    """Content hash of everything a COPY would read (names, types, modes, owners, bytes).
+def _tree_digest(hashes: ContentHashes, sources: list[Source],
+                 allow: Callable[[Path], bool] | None) -> str:
+    """The digest of everything a COPY would read (names, types, modes, owners, bytes),
+    through the build's stat cache.
 
     Not modification times, as BuildKit's content hash leaves them out: a fresh checkout
     on another machine (or a stage unpacked there from a shared cache) has other times
     for the same files, and must hit the same cache entry. The cached layer then keeps
     the times of the build that made it, as with BuildKit."""
-    h = hashlib.sha256()
 
-    def entry(path: str, rel: str) -> None:
-        st = os.lstat(path)
-        h.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0".encode())
-        if stat.S_ISLNK(st.st_mode):
-            h.update(os.readlink(path).encode())
-        elif stat.S_ISREG(st.st_mode):  # opened as it was seen: no symlink swapped in
-            fd = open_in_root(os.path.dirname(path), os.path.basename(path), follow=False,
-                              what=rel)
-            if fd is None:
-                raise ContextError(f"{rel} vanished while it was read")
-            with os.fdopen(fd, "rb") as f:
-                while block := f.read(1 << 20):
-                    h.update(block)
-
-    for src in sources:
-        entry(str(src.host), src.rel)
-        if src.host.is_dir():
+    def entries() -> Iterator[tuple[str, str, os.stat_result]]:
+        for src in sources:
+            yield src.rel, str(src.host), os.lstat(src.host)
+            if not src.host.is_dir() or src.host.is_symlink():
+                continue
             for dirpath, dirnames, filenames in os.walk(src.host):
                 if allow is not None:
                     dirnames[:] = [d for d in dirnames if allow(Path(dirpath, d))]
@@ -73,8 +61,9 @@ def _tree_hash(sources: list[Source], allow: Callable[[Path], bool] | None) -> s
                 dirnames.sort()
                 for name in sorted(dirnames) + sorted(filenames):
                     p = os.path.join(dirpath, name)
-                    entry(p, os.path.relpath(p, src.host))
-    return h.hexdigest()
+                    yield os.path.relpath(p, src.host), p, os.lstat(p)
+
+    return hashes.walk_digest(entries())
 
 
 def _parse_chmod(inst: ins.Copy, value: str) -> int:
@@ -136,6 +125,49 @@ def _heredoc_sources(ctx: StageContext, state: StageState, inst: ins.Copy,
     return out
 
 
+@dataclass(frozen=True)
+class _LocalRoot:
+    """Where a COPY reads from when that is a directory of the host (the context or a
+    local --build-context): its sources are resolved, and hashed, before the key."""
+
+    root: Path
+    what: str
+    allow: Callable[[Path], bool] | None
+
+
+def _local_root(ctx: StageContext, inst: ins.Copy) -> _LocalRoot | None:
+    if inst.from_ is None:
+        return _LocalRoot(ctx.context.root, "the build context",
+                          ctx.context.allows if ctx.context.matcher is not None else None)
+    if not isinstance(inst, TriggerCopy) and (local := ctx.copy_source_dir(inst)):
+        return _LocalRoot(local, f"build context {inst.from_!r}", None)
+    return None
+
+
+def _resolve(root: Path, patterns: list[str], inst: ins.Copy, what: str, escape: bool,
+             allow: Callable[[Path], bool] | None,
+             add_opts: addsrc.AddOptions | None) -> tuple[list[Source], list[Source]]:
+    """The sources the (non-URL) patterns name inside ``root``, and which of them ADD
+    unpacks (with ``add_opts``)."""
+    sources: list[Source] = []
+    archives: list[Source] = []
+    for pattern in patterns:
+        if add_opts is not None and (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
+            continue
+        if inst.parents and has_glob(pattern):  # an include pattern: ** and all
+            found = resolve_parents_glob(root, pattern, forbid_escape=escape, allow=allow)
+        else:
+            found = resolve_sources(root, [pattern], what, forbid_escape=escape, allow=allow)
+        if add_opts is not None and addsrc.wants_unpack(add_opts, False):
+            archives += [s for s in found if addsrc.is_archive(s.host)]
+            found = [s for s in found if not addsrc.is_archive(s.host)]
+        if inst.parents and not has_glob(pattern):
+            pivot, _ = _split_pivot(pattern)
+            found = [replace(src, base=pivot) for src in found]
+        sources += found
+    return sources, archives
+
+
 def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
     patterns = [expand(ctx, state, s) for s in inst.sources]
     excludes = [expand(ctx, state, e) for e in inst.excludes]
@@ -151,91 +183,111 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
                               "must be a directory and end with a /", location=inst.location)
     chown = expand(ctx, state, inst.chown) if inst.chown else None
     chmod = _parse_chmod(inst, expand(ctx, state, inst.chmod)) if inst.chmod else None
+    adding = isinstance(inst, ins.Add)
+    add_opts = addsrc.AddOptions(inst.checksum, inst.keep_git_dir, inst.unpack,
+                                 host_network="network.host" in ctx.builder.allow) \
+        if isinstance(inst, ins.Add) else None
+    if add_opts is not None and add_opts.checksum and any(
+            not (addsrc.is_git(p) or addsrc.is_url(p)) for p in patterns):
+        raise DockerfileError("checksum can't be specified for non-HTTP(S) sources",
+                              location=inst.location)
+    try:
+        exclude = PatternMatcher(excludes) if excludes else None
+    except DistillError as e:
+        raise e.at(inst.location) from None
+    local = _local_root(ctx, inst)
+    image: Image | None = None
+    if local is None:
+        image = inst.source if isinstance(inst, TriggerCopy) and inst.source else \
+            ctx.copy_source_image(inst)
 
     with ExitStack() as stack:
-        allow: Callable[[Path], bool] | None = None
-        if inst.from_ is None:
-            root, what, escape = ctx.context.root, "the build context", True
-            allow = ctx.context.allows if ctx.context.matcher is not None else None
-        elif not isinstance(inst, TriggerCopy) and (local := ctx.copy_source_dir(inst)):
-            root, what, escape = local, f"build context {inst.from_!r}", True
-        else:
-            image = inst.source if isinstance(inst, TriggerCopy) and inst.source else \
-                ctx.copy_source_image(inst)
-            root = stack.enter_context(ctx.rootfs.mounted(image)).merged
-            what, escape = f"--from={inst.from_}", False
-        sources: list[Source] = []
-        adding = isinstance(inst, ins.Add)
-        add_opts = addsrc.AddOptions(inst.checksum, inst.keep_git_dir, inst.unpack,
-                                     host_network="network.host" in ctx.builder.allow) \
-            if isinstance(inst, ins.Add) else addsrc.AddOptions()
         remote: list[Source] = []     # downloads and git checkouts (outside the context)
-        archives: list[Source] = []   # sources ADD unpacks into dest
+        remote_archives: list[Source] = []   # downloads ADD unpacks into dest
         for pattern in patterns:
-            if adding and (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
-                git = addsrc.is_git(pattern)
-                tmp = stack.enter_context(owned.temp_dir("distill-add-"))
-                try:
-                    got = stack.enter_context((addsrc.fetch_git if git else addsrc.fetch_url)(
-                        pattern, tmp, add_opts))
-                except DistillError as e:
-                    raise e.at(inst.location) from None
-                if not git and addsrc.wants_unpack(add_opts, True) and addsrc.is_archive(got):
-                    archives.append(Source(pattern, got))
-                else:
-                    remote.append(Source(pattern if git else addsrc.url_filename(pattern),
-                                         got))
+            if add_opts is None or not (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
                 continue
-            if adding and add_opts.checksum:
-                raise DockerfileError("checksum can't be specified for non-HTTP(S) sources",
-                                      location=inst.location)
-            if inst.parents and has_glob(pattern):  # an include pattern: ** and all
-                found = resolve_parents_glob(root, pattern, forbid_escape=escape, allow=allow)
+            git = addsrc.is_git(pattern)
+            tmp = stack.enter_context(owned.temp_dir("distill-add-"))
+            try:
+                got = stack.enter_context((addsrc.fetch_git if git else addsrc.fetch_url)(
+                    pattern, tmp, add_opts))
+            except DistillError as e:
+                raise e.at(inst.location) from None
+            if not git and addsrc.wants_unpack(add_opts, True) and addsrc.is_archive(got):
+                remote_archives.append(Source(pattern, got))
             else:
-                found = resolve_sources(root, [pattern], what, forbid_escape=escape,
-                                        allow=allow)
-            if adding and addsrc.wants_unpack(add_opts, False):
-                archives += [s for s in found if addsrc.is_archive(s.host)]
-                found = [s for s in found if not addsrc.is_archive(s.host)]
-            if inst.parents and not has_glob(pattern):
-                pivot, _ = _split_pivot(pattern)
-                found = [replace(src, base=pivot) for src in found]
-            sources += found
-        try:
-            exclude = PatternMatcher(excludes) if excludes else None
-        except DistillError as e:
-            raise e.at(inst.location) from None
+                remote.append(Source(pattern if git else addsrc.url_filename(pattern), got))
         heredocs_dir = stack.enter_context(owned.temp_dir("distill-heredoc-"))
         inline = _heredoc_sources(ctx, state, inst, heredocs_dir)
-        signature: list[object] = ["copy", [s.rel for s in sources], _tree_hash(sources, allow),
-                                   dest, chown, chmod, escape]
-        if inline or excludes or inst.parents:  # keys of plain COPYs stay as they were
-            signature += [[[s.rel, s.host.read_bytes().hex()] for s in inline], excludes,
-                          inst.parents, [s.base for s in sources]]
-        if adding:
-            signature += ["add", patterns, _tree_hash(remote, None), _tree_hash(archives, None),
-                          add_opts.keep_git_dir, add_opts.unpack]
-        dest_is_dir = dest.endswith("/") or len(sources) + len(inline) + len(remote) > 1
+        # what the step reads, by content: a local root's sources are resolved and hashed
+        # now; an image's (a stage's, COPY --from) are its layers, read only on a miss
+        inputs: dict[str, object] = {
+            "remote": _tree_digest(ctx.hashes, remote, None),
+            "remote_archives": _tree_digest(ctx.hashes, remote_archives, None),
+            "heredocs": [[s.rel, s.host.read_bytes()] for s in inline]}
+        local_found: tuple[list[Source], list[Source]] | None = None
+        if local is not None:
+            local_found = _resolve(local.root, patterns, inst, local.what, True, local.allow,
+                                   add_opts)
+            inputs["local"] = [[[s.rel, s.base] for s in part] for part in local_found]
+            inputs["local_content"] = [_tree_digest(ctx.hashes, part, local.allow)
+                                       for part in local_found]
+        else:
+            assert image is not None
+            inputs["image"] = [str(d) for d in image.config.diff_ids]
+        expanded = {"sources": patterns, "excludes": excludes, "dest": dest, "chown": chown,
+                    "chmod": chmod}
+        op = operation(ctx, state, inst, expanded=expanded, inputs=inputs,
+                       leave_out=frozenset({"source"}))
+
+        def by_content() -> Operation:
+            """The image's case on a miss: what the sources hold, not which layers."""
+            assert image is not None
+            with ctx.rootfs.mounted(image) as mount:
+                found = _resolve(mount.merged, patterns, inst, f"--from={inst.from_}", False,
+                                 None, add_opts)
+                # overlay inodes are the mount's own: a throwaway stat cache
+                scratch = ContentHashes()
+                content = [_tree_digest(scratch, part, None) for part in found]
+            return operation(ctx, state, inst, expanded=expanded, leave_out=frozenset(
+                {"source"}), inputs={**{k: v for k, v in inputs.items() if k != "image"},
+                                     "image_files": [[[s.rel, s.base] for s in part]
+                                                     for part in found],
+                                     "image_content": content})
 
         def work(dest_root: Path) -> None:
-            owner = resolve_chown(dest_root, chown) if chown else (
-                (0, 0) if escape else None)  # local files are root's; a stage's keep theirs
-            follow = not inst.link
-            copy_sources(dest_root, sources, dest,
-                         CopyOptions(owner=owner, mode=chmod, allow=allow, exclude=exclude,
-                                     parents=inst.parents, follow_dest_link=follow),
-                         dest_is_dir=dest_is_dir)
-            if remote:  # not in the context: no .dockerignore filter
-                copy_sources(dest_root, remote, dest, CopyOptions(
-                    owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
+            with ExitStack() as mounts:
+                if local_found is not None and local is not None:
+                    (sources, archives), allow, escape = local_found, local.allow, True
+                else:
+                    assert image is not None
+                    root = mounts.enter_context(ctx.rootfs.mounted(image)).merged
+                    sources, archives = _resolve(root, patterns, inst, f"--from={inst.from_}",
+                                                 False, None, add_opts)
+                    allow, escape = None, False
+                archives = archives + remote_archives
+                dest_is_dir = dest.endswith("/") or \
+                    len(sources) + len(inline) + len(remote) > 1
+                owner = resolve_chown(dest_root, chown) if chown else (
+                    (0, 0) if escape else None)  # local files are root's; a stage's keep theirs
+                follow = not inst.link
+                copy_sources(dest_root, sources, dest,
+                             CopyOptions(owner=owner, mode=chmod, allow=allow, exclude=exclude,
+                                         parents=inst.parents, follow_dest_link=follow),
                              dest_is_dir=dest_is_dir)
-            for archive in archives:  # members keep their owners; --chown: created dirs only
-                addsrc.extract_archive_into(archive.host, dest_root, dest,
-                                            resolve_chown(dest_root, chown) if chown else None)
-            if inline:  # inline files are root's (or --chown's), like BuildKit's Mkfile
-                copy_sources(dest_root, inline, dest, CopyOptions(
-                    owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
-                             dest_is_dir=dest_is_dir)
+                if remote:  # not in the context: no .dockerignore filter
+                    copy_sources(dest_root, remote, dest, CopyOptions(
+                        owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
+                                 dest_is_dir=dest_is_dir)
+                for archive in archives:  # members keep their owners; --chown: created dirs
+                    addsrc.extract_archive_into(archive.host, dest_root, dest,
+                                                resolve_chown(dest_root, chown) if chown else
+                                                None)
+                if inline:  # inline files are root's (or --chown's), like BuildKit's Mkfile
+                    copy_sources(dest_root, inline, dest, CopyOptions(
+                        owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
+                                 dest_is_dir=dest_is_dir)
 
         flags = "".join(f" --{k}={v}" for k, v in (("from", inst.from_), ("chown", chown),
                                                      ("chmod", inst.chmod)) if v)
@@ -243,4 +295,5 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             flags = " --parents" + flags
         shown = " ".join([*patterns, *(f"<<{doc.name}" for doc in inst.contents)])
         verb = "ADD" if adding else "COPY"
-        return layer_step(ctx, state, signature, f"{verb}{flags} {shown} {dest}", work)
+        return layer_step(ctx, state, op, f"{verb}{flags} {shown} {dest}", work,
+                          by_content=by_content if image is not None else None)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distill.build.operation import Operation
 from distill.build.state import StageState
+from distill.dockerfile import instructions as ins
 from distill.errors import DistillError
 from distill.image.image import Layer
 from distill.oci.descriptor import Descriptor
@@ -23,18 +23,39 @@ def expand(ctx: StageContext, state: StageState, word: str) -> str:
     return ctx.lexer.process_word(word, state.expansion_env())
 
 
-def layer_step(ctx: StageContext, state: StageState, signature: list[object],
-                created_by: str, work: Callable[[Path], None], *,
-                sandbox: bool = False) -> StageState:
-    """Run ``work`` on a writable rootfs, turning its changes into a layer; cached by signature.
+def operation(ctx: StageContext, state: StageState, inst: ins.Instruction, *,
+              expanded: Mapping[str, object], inputs: Mapping[str, object] | None = None,
+              leave_out: frozenset[str] = frozenset()) -> Operation:
+    """The record of ``inst`` on the stage's current image, with the build's settings
+    that change what a step writes (the SOURCE_DATE_EPOCH clamp of file times)."""
+    return Operation.of(inst, tuple(str(d) for d in state.image.config.diff_ids),
+                        expanded=expanded, inputs=inputs, leave_out=leave_out,
+                        settings={"mtime_clamp": ctx.rootfs.mtime_clamp})
+
+
+def layer_step(ctx: StageContext, state: StageState, op: Operation,
+               created_by: str, work: Callable[[Path], None], *,
+               sandbox: bool = False,
+               by_content: Callable[[], Operation] | None = None) -> StageState:
+    """Run ``work`` on a writable rootfs, turning its changes into a layer; cached by the
+    operation's key (a step that changes no file is cached as such).
+
+    ``by_content``: a second record, keyed on the content of what the step reads rather
+    than on its inputs' identities, asked for only when the first key misses (BuildKit's
+    "slow" content key): a stage rebuilt elsewhere into other layers with the same files
+    still hits. A result is stored under both keys.
 
     ``sandbox``: the rootfs is the idmapped view a RUN step works in."""
     image = state.image
-    key = hashlib.sha256(json.dumps(
-        [[str(d) for d in image.config.diff_ids], signature, ctx.rootfs.mtime_clamp],
-        sort_keys=True).encode()).hexdigest()
-    layer: Layer | None = None
+    key = op.key
     hit = ctx.cache_lookup(key)
+    content_key = None
+    if hit is None and by_content is not None:
+        content_key = by_content().key
+        hit = ctx.cache_lookup(content_key)
+        if hit is not None:
+            ctx.cache_alias(key, content_key)
+    layer: Layer | None = None
     if hit is not None:
         ctx.log("CACHED")
         layer = hit.layer
@@ -42,7 +63,7 @@ def layer_step(ctx: StageContext, state: StageState, signature: list[object],
         with ctx.rootfs.changes(image, sandbox=sandbox) as changes:
             work(changes.mount.merged)
         layer = changes.layer
-        ctx.cache_store(key, layer)
+        ctx.cache_store(key, layer, also=content_key)
     if layer is None:
         return state.with_image(image.add_history(created_by, empty_layer=True))
     return state.with_image(image.append_layer(layer, created_by))

@@ -31,9 +31,10 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
+from distill.build.contenthash import ContentHashes
 from distill.build.context import BuildContext
 from distill.build.secrets import AgentRelay, SecretStore, owned_private_dir
 from distill.confine import open_dir_in_root, resolve_in_root
@@ -350,43 +351,37 @@ def _secret(m: Mount, target: str, stack: ExitStack, secrets: SecretStore,
 
 # -- cache keys ---------------------------------------------------------------------------
 
-def mounts_signature(mounts: Sequence[Mount], context: BuildContext,
-                     workdir: str = "/") -> list[object]:
-    """What a RUN's mounts add to its cache key: BuildKit's inputs, never a secret value.
-
-    Context binds count by their (filtered) content; cache, tmpfs, secret and ssh
-    mounts by their options only. A ``from=`` stage's content is the caller's to add.
-    """
+def mounts_record(mounts: Sequence[Mount], workdir: str = "/") -> list[object]:
+    """A RUN's mounts as its cache record holds them: every option (a secret's id,
+    never its value), with the mount point resolved against the working directory."""
     out: list[object] = []
-    for i, m in enumerate(mounts):
-        fields = {k: v for k, v in vars(m).items() if v is not None and v != ""}
-        if m.target or m.type in ("bind", "cache", "tmpfs"):  # "" is the workdir for these
-            fields["target"] = m.resolved_target(workdir)
-        if m.type == "bind" and m.from_ is None:
-            fields["content"] = context_digest(context, m.source)
-        out.append([i, sorted(fields.items())])
+    for m in mounts:
+        target = m.resolved_target(workdir) if m.target or m.type in (
+            "bind", "cache", "tmpfs") else m.target      # "" is the workdir for these
+        out.append({**{f.name: getattr(m, f.name) for f in fields(m)}, "target": target})
     return out
 
 
-def context_digest(context: BuildContext, source: str) -> str:
-    """sha256 over a context path as a bind mount shows it: names, types, modes, bytes."""
-    h = hashlib.sha256()
+def mounts_inputs(mounts: Sequence[Mount], context: BuildContext,
+                  hashes: ContentHashes) -> list[object]:
+    """The content a RUN's context binds show (filtered by .dockerignore); a ``from=``
+    image's layers and a cache mount's changing content are not keyed here."""
+    return [[i, context_digest(context, m.source, hashes)] for i, m in enumerate(mounts)
+            if m.type == "bind" and m.from_ is None]
+
+
+def context_digest(context: BuildContext, source: str, hashes: ContentHashes) -> str:
+    """The digest of a context path as a bind mount shows it: names, types, modes,
+    owners and bytes of what .dockerignore leaves in; "missing" if there is none."""
     host = resolve_in_root(context.root, source)
     if not os.path.lexists(host) or not context.allows(host):
         return "missing"
     rel = os.path.relpath(host, context.root)
     start = "" if rel == "." else rel.replace(os.sep, "/")
-    for path, st in walk_context(context.root, context.matcher, start):
-        h.update(f"{path[len(start):]}\0{st.st_mode:o}\0".encode("utf-8", "surrogateescape"))
-        full = context.root / path
-        if stat.S_ISLNK(st.st_mode):
-            h.update(os.fsencode(os.readlink(full)))
-        elif stat.S_ISREG(st.st_mode):
-            with open(full, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-        h.update(b"\n")
-    return h.hexdigest()
+    return hashes.walk_digest((path[len(start):], str(context.root / path), st)
+                              for path, st in walk_context(context.root, context.matcher,
+                                                           start))
 
 
-__all__ = ["RunMounts", "cache_key", "context_digest", "mounts_signature", "prepare_mounts"]
+__all__ = ["RunMounts", "cache_key", "context_digest", "mounts_inputs", "mounts_record",
+           "prepare_mounts"]

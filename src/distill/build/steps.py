@@ -29,8 +29,14 @@ from distill.build.configsteps import (
     workdir,
 )
 from distill.build.copystep import TriggerCopy, _split_pivot, copy, heredoc_file_name
-from distill.build.layerstep import expand, layer_from_cache, layer_step, layer_to_cache
-from distill.build.runmounts import mounts_signature, prepare_mounts
+from distill.build.layerstep import (
+    expand,
+    layer_from_cache,
+    layer_step,
+    layer_to_cache,
+    operation,
+)
+from distill.build.runmounts import mounts_inputs, mounts_record, prepare_mounts
 from distill.build.state import StageState
 from distill.build.triggers import onbuild_triggers
 from distill.build.users import home_of, resolve_user, supplementary_groups
@@ -129,20 +135,23 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     cwd = state.workdir
     user = state.runtime.user
     shown = " ".join(argv) if not inst.json else json.dumps(argv)
-    signature: list[object] = ["run", argv, sorted(env.items()), user, cwd]
     mounts = [parse_mount(v, lambda word: expand(ctx, state, word)) for v in inst.mounts]
     if inst.network == "host" and "network.host" not in ctx.builder.allow:
         raise DockerfileError("RUN --network=host needs the network.host entitlement",
                               hint="pass --allow network.host (as with docker buildx build) "
                                    "to let this RUN share the host's network",
                               location=inst.location)
-    if mounts or inst.network != "default":  # keys of plain RUNs stay as they were
-        signature += [inst.network, mounts_signature(mounts, ctx.context, cwd),
-                      sorted({m.from_: [str(d) for d in
-                                        ctx.mount_source_image(m.from_).config.diff_ids]
-                              for m in mounts if m.type == "bind" and m.from_}.items())]
-    if script is not None:
-        signature += ["heredoc-script", list(script)]
+    # the proxy variables a RUN gets from --build-arg are left out, as BuildKit leaves
+    # them out of its cache keys: a build behind another proxy is the same build
+    op = operation(ctx, state, inst, expanded={
+        "argv": argv, "env": sorted(env.items()), "user": user, "cwd": cwd,
+        "mounts": mounts_record(mounts, cwd), "script": script,
+    }, inputs={
+        "mounts": mounts_inputs(mounts, ctx.context, ctx.hashes),
+        "mount_images": sorted({m.from_: [str(d) for d in
+                                          ctx.mount_source_image(m.from_).config.diff_ids]
+                                for m in mounts if m.type == "bind" and m.from_}.items()),
+    })
 
     def work(root: Path) -> None:
         uid, gid = resolve_user(root, user) if user else (0, 0)
@@ -173,7 +182,7 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
         if code != 0:
             raise RunError(shown, code, location=inst.location)
 
-    return layer_step(ctx, state, signature, f"RUN {shown}", work, sandbox=True)
+    return layer_step(ctx, state, op, f"RUN {shown}", work, sandbox=True)
 
 
 
@@ -187,6 +196,13 @@ HANDLERS: dict[type, Callable[..., StageState]] = {
     ins.Add: copy,
 }
 
-__all__ = ["HANDLERS", "layer_from_cache", "layer_to_cache", "onbuild_triggers", "check_signal",
-           "_heredoc_command", "_split_pivot"]
+__all__ = [
+    "HANDLERS",
+    "_heredoc_command",
+    "_split_pivot",
+    "check_signal",
+    "layer_from_cache",
+    "layer_to_cache",
+    "onbuild_triggers",
+]
 
