@@ -210,3 +210,35 @@ def open_tar(stream: BinaryIO, what: str, *, raw: BinaryIO | None = None,
             raise
     tar._guard = guard
     return tar
+
+
+#: file times are kept within what every filesystem and ``utimensat`` accept
+MAX_TIME_NS = 1 << 62
+
+
+def member_time_ns(member: tarfile.TarInfo, field: str = "mtime") -> int:
+    """A member's ``mtime`` (or ``atime``) in nanoseconds, within ±MAX_TIME_NS. A PAX
+    time is read from its text, exactly ("1577934245.123456789"; digits past
+    nanoseconds are cut, as Go's archive/tar cuts them): tarfile's float loses the
+    last digits. A time that is no number ('nan', 'inf') is 0; an absent or broken
+    atime is the mtime."""
+    return max(-MAX_TIME_NS, min(_time_ns(member, field), MAX_TIME_NS))
+
+
+def _time_ns(member: tarfile.TarInfo, field: str) -> int:
+    text = member.pax_headers.get(field)
+    if text is not None:
+        negative = text[:1] == "-"
+        whole, dot, fraction = text[negative:].partition(".")
+        if whole.isascii() and whole.isdigit() and len(whole) <= 19 and (
+                not dot or (fraction.isascii() and fraction.isdigit())):
+            ns = int(whole) * 1_000_000_000 + int((fraction[:9] or "0").ljust(9, "0"))
+            return -ns if negative else ns
+        if field == "mtime":
+            return 0
+    if field != "mtime":
+        return _time_ns(member, "mtime")
+    try:
+        return int(member.mtime * 1_000_000_000)
+    except (ValueError, OverflowError, TypeError):
+        return 0

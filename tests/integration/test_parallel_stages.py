@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunDistill
+from tests.conftest import DISTILL, RunDistill
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +48,28 @@ def test_jobs_must_be_positive(distill: RunDistill, busybox_image: str, tmp_path
     (tmp_path / "Dockerfile").write_text("FROM busybox\n")
     proc = distill("build", "--jobs", "0", str(tmp_path), check=False)
     assert proc.returncode == 2 and "--jobs" in proc.stderr
+
+
+def test_a_failed_stage_cancels_the_others(busybox_image: str, store_root: Path,
+                                           tmp_path: Path) -> None:
+    """As BuildKit: when one stage fails, the stages running beside it are cancelled and
+    their RUN processes killed; the build ends with the first failure, not after the
+    others' work. Stage "slow" is surely running (it met "fails" on a port) when
+    "fails" exits 3; its hour-long sleep must not hold the build."""
+    port = _free_port()
+    (tmp_path / "Dockerfile").write_text(f"""\
+FROM {busybox_image} AS slow
+RUN --network=host sh -c 'nc -l -p {port} > /dev/null; sleep 3600'
+FROM {busybox_image} AS fails
+RUN --network=host timeout 60 sh -c 'until echo hi | nc 127.0.0.1 {port}; do :; done; exit 3'
+FROM {busybox_image}
+COPY --from=slow /etc/passwd /a
+COPY --from=fails /etc/passwd /b
+""")
+    env = {**os.environ, "DISTILL_ROOT": str(store_root)}
+    proc = subprocess.run([DISTILL, "build", "--no-cache", "--jobs", "2", "--allow",
+                           "network.host", str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=600, check=False)   # a hang guard: sleep 3600
+    assert proc.returncode == 1, proc.stderr
+    assert "exit code: 3" in proc.stderr or "exit code 3" in proc.stderr, proc.stderr
+    assert "cancelled" not in proc.stderr and "Traceback" not in proc.stderr

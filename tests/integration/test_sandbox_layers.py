@@ -234,15 +234,30 @@ def test_write_layer_from_upper(tmp_path: Path) -> None:
 
 
 def test_write_is_deterministic_and_clamps_mtime(tmp_path: Path) -> None:
-    make_upper(tmp_path)
+    up = tmp_path / "up"
+    up.mkdir()
+    make_upper(up)
+    unclamped = io.BytesIO()
+    write_layer_from_upper(up, unclamped, mtime_clamp=1_800_000_000)
+    assert {m.mtime for m in read_tar(unclamped.getvalue())} == {1_700_000_000}
     first, second = io.BytesIO(), io.BytesIO()
-    write_layer_from_upper(tmp_path, first, mtime_clamp=1_650_000_000)
-    write_layer_from_upper(tmp_path, second, mtime_clamp=1_650_000_000)
+    write_layer_from_upper(up, first, mtime_clamp=1_650_000_000)
+    write_layer_from_upper(up, second, mtime_clamp=1_650_000_000)
     assert first.getvalue() == second.getvalue()
     assert {m.mtime for m in read_tar(first.getvalue())} == {1_650_000_000}
-    unclamped = io.BytesIO()
-    write_layer_from_upper(tmp_path, unclamped, mtime_clamp=1_800_000_000)
-    assert {m.mtime for m in read_tar(unclamped.getvalue())} == {1_700_000_000}
+    # the clamp holds in the directory too (it becomes the snapshot later steps see)
+    # (sockets are no part of a layer)
+    assert {os.lstat(p).st_mtime_ns for p in up.rglob("*") if not p.is_socket()} == \
+        {1_650_000_000 * 10**9}
+
+
+def test_sub_second_times_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    os.utime(tmp_path / "f", ns=(1, 1_700_000_000_123456789))
+    out = io.BytesIO()
+    write_layer_from_upper(tmp_path, out)
+    (member,) = read_tar(out.getvalue())
+    assert member.pax_headers["mtime"] == "1700000000.123456789"
 
 
 def snapshot(root: Path) -> dict[str, tuple[object, ...]]:

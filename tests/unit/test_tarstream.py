@@ -8,6 +8,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from distill.limits import MAX_TIME_NS, member_time_ns
 from distill.sandbox._tarstream import DIR, REG, SYM, TarStream
 
 LONG_DIR = "/".join(["d" * 60] * 4)
@@ -49,3 +50,35 @@ def test_gnu_tar_lists_the_same(tmp_path: Path) -> None:
     assert listing == ["a/", "a/hello", LONG_NAME, "ünïcode", "link", "cap"]
     subprocess.run(["tar", "-xf", str(path), "-C", str(tmp_path)], check=True)
     assert (tmp_path / "a" / "hello").read_bytes() == b"hello"
+
+
+def test_sub_second_times_are_a_pax_record_and_whole_seconds_are_not() -> None:
+    out = io.BytesIO()
+    tar = TarStream(out)
+    tar.add("frac", REG, mtime=1577934245, mtime_ns=1577934245_123456789)
+    tar.add("tenth", REG, mtime=1577934245, mtime_ns=1577934245_100000000)
+    tar.add("whole", REG, mtime=1577934245, mtime_ns=1577934245_000000000)
+    tar.close()
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as t:
+        members = {m.name: m for m in t}
+    assert members["frac"].pax_headers == {"mtime": "1577934245.123456789"}
+    assert members["tenth"].pax_headers == {"mtime": "1577934245.1"}  # as Go writes it
+    assert members["whole"].pax_headers == {} and members["whole"].mtime == 1577934245
+    # read back exactly (tarfile's float alone would lose the last digits)
+    assert member_time_ns(members["frac"]) == 1577934245_123456789
+    assert int(members["frac"].mtime * 1_000_000_000) != 1577934245_123456789
+
+
+def test_member_times_from_hostile_pax_records() -> None:
+    def member(**pax: str) -> tarfile.TarInfo:
+        m = tarfile.TarInfo("x")
+        m.mtime = 7
+        m.pax_headers = pax
+        return m
+
+    assert member_time_ns(member(mtime="-1.5")) == -1_500_000_000
+    assert member_time_ns(member(mtime="1.1234567899")) == 1_123456789
+    assert member_time_ns(member(mtime="nan")) == 0
+    assert member_time_ns(member(mtime="9" * 19)) == MAX_TIME_NS
+    assert member_time_ns(member(mtime="2", atime="nan"), "atime") == 2_000_000_000
+    assert member_time_ns(member(), "atime") == 7_000_000_000

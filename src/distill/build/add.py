@@ -45,7 +45,7 @@ import httpx
 
 from distill.confine import open_in_root, resolve_in_root
 from distill.errors import ContextError, DistillError
-from distill.limits import open_tar
+from distill.limits import member_time_ns, open_tar
 from distill.sandbox.git import GitError, clone
 
 
@@ -548,10 +548,8 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, base: Path,
     _set_xattrs(path, member)
     if not member.issym():
         os.chmod(path, member.mode & 0o7777)
-    mtime = int(member.mtime * 1_000_000_000)
-    atime_raw = member.pax_headers.get("atime")
-    atime = int(float(atime_raw) * 1_000_000_000) if atime_raw else mtime
-    atime = max(atime, mtime)
+    mtime = member_time_ns(member)
+    atime = max(member_time_ns(member, "atime"), mtime)
     if member.isdir():
         dir_times.append((path, atime, mtime))
     else:

@@ -32,6 +32,7 @@ from distill.oci.config import ImageConfig, RuntimeConfig
 from distill.oci.platform import Platform
 from distill.plan.plan import BuildPlan, PlannedStage, platform_args
 from distill.registry.resolve import ImageSource, Wanted
+from distill.sandbox import ProcessGroup
 from distill.store.store import Store
 
 
@@ -162,6 +163,7 @@ class Builder:
         self.secrets = secrets or SecretStore()
         self.ssh = dict(ssh or {})
         self.allow = allow  # entitlements granted (--allow), e.g. network.host
+        self.processes = ProcessGroup()     # every RUN's, killed when a stage fails
         self.stage_images: dict[int, Image] = {}
         self.stage_args: dict[int, dict[str, str]] = {}   # ARG values at each stage's end
         self._bases: dict[tuple[str, Platform], Image] = {}
@@ -316,7 +318,12 @@ class Builder:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
                         planned = running.pop(future)
-                        done[planned.stage.index] = future.result()  # a failure ends the build
+                        if future.exception() is not None:
+                            # as BuildKit: the other stages are cancelled, their RUNs
+                            # killed; the first failure is the build's error
+                            self.processes.kill_all()
+                            wait(running)
+                        done[planned.stage.index] = future.result()
         finally:
             self.hashes.save()   # what was hashed, also when a step failed
         result = BuildResult(image=self.stage_images[plan.target])

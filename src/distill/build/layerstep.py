@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +61,13 @@ def layer_step(ctx: StageContext, state: StageState, op: Operation,
         ctx.log("CACHED")
         layer = hit.layer
     else:
+        ctx.builder.processes.check()       # another stage failed: start no more work
+        started = time.monotonic()
         with ctx.rootfs.changes(image, sandbox=sandbox) as changes:
             work(changes.mount.merged)
         layer = changes.layer
         ctx.cache_store(key, layer, also=content_key)
+        ctx.log(f"DONE {time.monotonic() - started:.1f}s")
     if layer is None:
         return state.with_image(image.add_history(created_by, empty_layer=True))
     return state.with_image(image.append_layer(layer, created_by))

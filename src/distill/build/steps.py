@@ -178,7 +178,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                            network=inst.network, mounts=sandbox_mounts,
                            secret_env=prepared.secret_env, keep_dirs=RUNC_MOUNT_POINTS)
             check_process(spec.argv, {**spec.env, **spec.secret_env}, spec.cwd)
-            code = run_in_rootfs(root, spec, stdout=ctx.output, idmapped=True)
+            code = run_in_rootfs(root, spec, stdout=ctx.output, idmapped=True,
+                                 group=ctx.builder.processes)
         if code != 0:
             raise RunError(shown, code, location=inst.location)
 

@@ -23,7 +23,8 @@ from distill.errors import UsageError
 from distill.formats.stored import with_known_sizes
 from distill.oci.platform import Platform
 from distill.oci.reference import normalize_name
-from distill.plan.plan import make_plan
+from distill.plan.plan import SOURCE_DATE_EPOCH as SDE
+from distill.plan.plan import BuildPlan, make_plan
 from distill.registry.pull import Registries
 from distill.registry.push import push_names
 from distill.registry.resolve import ImageSource
@@ -115,20 +116,23 @@ def target_platform(value: str | None) -> Platform | None:
     return Platform.parse(value)
 
 
-def _source_date_epoch() -> int | None:
-    """SOURCE_DATE_EPOCH (reproducible-builds.org): image times and layer mtimes clamp to it."""
-    sde = os.environ.get("SOURCE_DATE_EPOCH", "")
+def source_date_epoch(plan: BuildPlan) -> int | None:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org) as BuildKit reads it: the build arg
+    (which, as buildx does, the caller's environment variable sets when no --build-arg
+    does), else a default the Dockerfile gives it as a global ARG. It sets the image's
+    times and caps the file times of every layer the build makes."""
+    sde = plan.build_args.get(SDE, plan.global_args.get(SDE, ""))
     if not sde:
         return None
-    if not sde.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH={sde!r} is not a number of seconds")
+    if not sde.isascii() or not sde.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH={sde!r} is not a number of seconds",
+                         hint="e.g. SOURCE_DATE_EPOCH=$(git log -1 --pretty=%ct)")
     return int(sde)
 
 
-def _epoch_created(from_cache: str | None = None) -> str:
+def _created(sde: int | None, from_cache: str | None = None) -> str:
     """SOURCE_DATE_EPOCH; else when the cached steps first ran (a rebuild is the same
     image); else now."""
-    sde = _source_date_epoch()
     if sde is None and from_cache:
         return from_cache
     ts = datetime.fromtimestamp(sde, UTC) if sde is not None \
@@ -156,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if output is not None and output.push and not (output.names or names):
         raise UsageError("pushing needs a name for the image", hint="-t REGISTRY/REPO:TAG")
     build_args = _pairs(args.build_arg, "--build-arg")
+    if os.environ.get(SDE) and SDE not in build_args:   # as buildx passes it on
+        build_args[SDE] = os.environ[SDE]
     named = {}
     for spec in args.build_context:
         key, eq, value = spec.partition("=")
@@ -174,8 +180,8 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         if quiet:
             return
-        if line == "CACHED":
-            print("   CACHED", file=sys.stderr, flush=True)
+        if line == "CACHED" or line.startswith("DONE "):   # BuildKit's plain progress
+            print(f"   {line}", file=sys.stderr, flush=True)
         else:
             # printable: a Dockerfile's control characters never reach the terminal
             print(f"#{next(steps)} {printable(line)}", file=sys.stderr, flush=True)
@@ -184,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(df, target=args.target, build_args=build_args,
                      named_contexts=frozenset(k.lower() for k in named),
                      platform=target_platform(args.platform))
+    sde = source_date_epoch(plan)
     cache_from = [CacheSpec.parse(c, export=False) for c in args.cache_from]
     cache_to = [CacheSpec.parse(c, export=True) for c in args.cache_to]
     store = Store()
@@ -198,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     images = ImageSource(store, registries, pull=args.pull, jobs=max(1, args.jobs),
                          log=note)
     builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,
-                      no_cache=args.no_cache, log=log, mtime_clamp=_source_date_epoch(),
+                      no_cache=args.no_cache, log=log, mtime_clamp=sde,
                       # quiet: only the image id on stdout, as `docker build -q`; a
                       # failed RUN's last lines still show in its error
                       output=open(os.devnull, "wb") if quiet else sys.stderr.buffer,  # noqa: SIM115
@@ -209,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     result = builder.build(plan, jobs=args.jobs)
-    image = result.image.with_created(_epoch_created(builder.created_from_cache(plan)))
+    image = result.image.with_created(_created(sde, builder.created_from_cache(plan)))
     if output is not None:
         for warning in export(store, image, output, names):
             console.print(f"warning: {warning}", markup=False)

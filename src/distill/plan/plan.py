@@ -56,6 +56,9 @@ class BuildPlan:
 
 
 # Predefined: usable in RUN without an ARG line, kept out of the image and the cache key.
+#: the build arg BuildKit's frontend reads itself (image and file times): never "unused"
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+
 PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
                         "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
 
@@ -195,5 +198,5 @@ def make_plan(dockerfile: Dockerfile, *, target: str | None = None,
         for inst in p.stage.instructions:
             if isinstance(inst, Arg):
                 declared.update(n for n, _ in inst.pairs)
-    unused = tuple(sorted(set(build_args) - declared - PROXY_ARGS))
+    unused = tuple(sorted(set(build_args) - declared - PROXY_ARGS - {SOURCE_DATE_EPOCH}))
     return BuildPlan(tuple(order), target_idx, global_args, build_args, platform, unused)

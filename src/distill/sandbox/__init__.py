@@ -12,10 +12,11 @@ from distill.sandbox._rootfs import make_dirs
 from distill.sandbox.layers import extract_layer, write_layer_from_upper
 from distill.sandbox.namespace import ensure_private_mount_namespace
 from distill.sandbox.overlay import OverlayMount, overlay_mount
-from distill.sandbox.run import RunSpec, run_in_rootfs, sandbox_ids
+from distill.sandbox.run import ProcessGroup, RunSpec, run_in_rootfs, sandbox_ids
 
 __all__ = [
     "OverlayMount",
+    "ProcessGroup",
     "RunSpec",
     "ensure_private_mount_namespace",
     "extract_layer",

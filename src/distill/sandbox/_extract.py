@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from distill.errors import ImageError
-from distill.limits import ArchiveLimits, open_tar
+from distill.limits import ArchiveLimits, member_time_ns, open_tar
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -100,16 +100,10 @@ def _set_xattrs(target: int | Path, attrs: dict[str, bytes], *, follow: bool = T
                 raise
 
 
-#: mtimes are clamped to what every filesystem and ``utimensat`` accept.
-_MAX_MTIME_NS = (1 << 62)
-
-
 def _times(member: tarfile.TarInfo) -> tuple[int, int]:
-    try:
-        ns = int(member.mtime * 1_000_000_000)
-    except (ValueError, OverflowError):  # a PAX mtime of 'nan' or 'inf'
-        ns = 0
-    ns = max(-_MAX_MTIME_NS, min(ns, _MAX_MTIME_NS))
+    """(atime, mtime) in nanoseconds: the mtime, read exactly (a PAX time's every digit)
+    and kept within what utimensat accepts."""
+    ns = member_time_ns(member, "mtime")
     return ns, ns
 
 

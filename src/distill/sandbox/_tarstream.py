@@ -60,8 +60,13 @@ class TarStream:
 
     def add(self, name: str, kind: bytes, *, mode: int = 0o644, uid: int = 0, gid: int = 0,
             size: int = 0, mtime: int = 0, linkname: str = "", devmajor: int = 0,
-            devminor: int = 0, xattrs: dict[str, bytes] | None = None) -> None:
-        """Write one header (PAX-extended where ustar cannot hold a field)."""
+            devminor: int = 0, xattrs: dict[str, bytes] | None = None,
+            mtime_ns: int | None = None) -> None:
+        """Write one header (PAX-extended where ustar cannot hold a field).
+
+        ``mtime_ns``: the time in nanoseconds; a time that is not whole seconds gets a
+        PAX ``mtime`` record with its fraction (as Go's archive/tar writes one, trailing
+        zeros dropped), the ustar field its whole seconds."""
         bname = os.fsencode(name)
         blink = os.fsencode(linkname)
         pax: list[bytes] = []
@@ -80,7 +85,12 @@ class TarStream:
             gid = 0
         if size > _MAX_OCTAL_11:
             pax.append(_pax_record("size", str(size).encode()))
-        if not 0 <= mtime <= _MAX_OCTAL_11:
+        if mtime_ns is not None and mtime_ns % 1_000_000_000 and \
+                0 <= mtime_ns // 1_000_000_000 <= _MAX_OCTAL_11:
+            seconds, fraction = divmod(mtime_ns, 1_000_000_000)
+            pax.append(_pax_record("mtime", f"{seconds}.{fraction:09d}".rstrip("0").encode()))
+            mtime = seconds
+        elif not 0 <= mtime <= _MAX_OCTAL_11:
             pax.append(_pax_record("mtime", str(mtime).encode()))
             mtime = 0 if mtime < 0 else _MAX_OCTAL_11
         for key in sorted(xattrs or {}):

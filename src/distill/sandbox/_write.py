@@ -87,15 +87,21 @@ class _LayerWriter:
 
     def __init__(self, tar: TarStream, mtime_clamp: int | None) -> None:
         self.tar = tar
-        self.clamp = mtime_clamp
+        self.clamp_ns = None if mtime_clamp is None else mtime_clamp * 1_000_000_000
         self.inodes: dict[tuple[int, int], str] = {}
 
-    def fields(self, st: os.stat_result) -> dict[str, int]:
-        mtime = st.st_mtime_ns // 1_000_000_000
-        if self.clamp is not None:
-            mtime = min(mtime, self.clamp)
+    def fields(self, path: str, st: os.stat_result) -> dict[str, int]:
+        """Mode, owner and time of an entry. The time keeps its nanoseconds (a PAX
+        record), so that what later steps saw is what the image holds. A clamp applies
+        to the directory too, not only to the tar: the upper directory becomes the
+        layer's snapshot, and later steps (a ``uv sync`` recording file times) must see
+        the times the image will have."""
+        ns = st.st_mtime_ns
+        if self.clamp_ns is not None and ns > self.clamp_ns:
+            ns = self.clamp_ns
+            os.utime(path, ns=(min(st.st_atime_ns, ns), ns), follow_symlinks=False)
         return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
-                "mtime": mtime}
+                "mtime": ns // 1_000_000_000, "mtime_ns": ns}
 
     def add(self, path: str, rel: str, st: os.stat_result) -> None:
         mode = st.st_mode
@@ -104,47 +110,48 @@ class _LayerWriter:
         if _is_whiteout(path, st):
             parent, _, base = rel.rpartition("/")
             name = f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base
-            self.tar.add(name, REG, **self.fields(st))
+            self.tar.add(name, REG, **self.fields(path, st))
             return
         if stat.S_ISDIR(mode):
-            self.tar.add(rel + "/", DIR, xattrs=_emitted_xattrs(path), **self.fields(st))
+            self.tar.add(rel + "/", DIR, xattrs=_emitted_xattrs(path), **self.fields(path, st))
             if _has_xattr(path, OPAQUE_XATTR) == b"y":
-                self.tar.add(f"{rel}/{OPAQUE_MARKER}", REG, **self.fields(st))
+                self.tar.add(f"{rel}/{OPAQUE_MARKER}", REG, **self.fields(path, st))
             return
         if st.st_nlink > 1:
             first = self.inodes.setdefault((st.st_dev, st.st_ino), rel)
             if first != rel:
-                self.tar.add(rel, LNK, linkname=first, **self.fields(st))
+                self.tar.add(rel, LNK, linkname=first, **self.fields(path, st))
                 return
         if stat.S_ISREG(mode):
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
                 st = os.fstat(fd)
                 self.tar.add_file(rel, fd, st.st_size, xattrs=_emitted_xattrs(path),
-                                  **self.fields(st))
+                                  **self.fields(path, st))
             finally:
                 os.close(fd)
         elif stat.S_ISLNK(mode):
             self.tar.add(rel, SYM, linkname=os.readlink(path), xattrs=_emitted_xattrs(path),
-                         **self.fields(st))
+                         **self.fields(path, st))
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             self.tar.add(rel, CHR if stat.S_ISCHR(mode) else BLK,
                          devmajor=os.major(st.st_rdev), devminor=os.minor(st.st_rdev),
-                         xattrs=_emitted_xattrs(path), **self.fields(st))
+                         xattrs=_emitted_xattrs(path), **self.fields(path, st))
         elif stat.S_ISFIFO(mode):
-            self.tar.add(rel, FIFO, xattrs=_emitted_xattrs(path), **self.fields(st))
+            self.tar.add(rel, FIFO, xattrs=_emitted_xattrs(path), **self.fields(path, st))
 
 
 def write_layer_from_upper(upper: Path, out: BinaryIO, *, mtime_clamp: int | None = None) -> None:
     """Write the overlay upper directory ``upper`` as an uncompressed OCI layer tar to ``out``.
 
-    Deterministic (sorted walk, ustar/PAX, empty uname/gname, whole-second
-    mtimes) and streaming (``out`` is only written to, never sought). Entry
+    Deterministic (sorted walk, ustar/PAX, empty uname/gname; mtimes with their
+    nanoseconds as a PAX record when not whole seconds) and streaming (``out`` is only written to, never sought). Entry
     names are relative, without "./"; directories end with "/". Whiteouts
     and opaque directories are translated to OCI form; ``trusted.*`` xattrs
     are dropped, others (e.g. ``security.capability``) become
     ``SCHILY.xattr.*`` records. Files sharing an inode become hardlinks to the
-    first path written; sockets are skipped. ``mtime_clamp`` caps every mtime.
+    first path written; sockets are skipped. ``mtime_clamp`` caps every mtime, in
+    the tar and in ``upper`` itself.
     """
     tar = TarStream(out)
     writer = _LayerWriter(tar, mtime_clamp)

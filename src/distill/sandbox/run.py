@@ -42,6 +42,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -304,8 +305,41 @@ def _sandbox_view(rootfs: Path, ids: IdRange, idmapped: bool) -> Iterator[Path]:
                 os.rmdir(leftover)
 
 
+class ProcessGroup:
+    """The sandboxed processes of one build. ``kill_all`` ends every one that runs and
+    refuses new ones: when a stage fails, the others stop at once, as BuildKit
+    cancels them (each process is the first of its own PID namespace, so killing it
+    ends everything the RUN started)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self.cancelled = False
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.add(proc)
+            if self.cancelled:
+                proc.kill()
+
+    def discard(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise SandboxError("cancelled: another stage of the build failed")
+
+    def kill_all(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            for proc in self._running:
+                if proc.poll() is None:
+                    proc.kill()
+
+
 def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None,
-                  idmapped: bool = False) -> int:
+                  idmapped: bool = False, group: ProcessGroup | None = None) -> int:
     """Run ``spec`` inside bubblewrap with ``rootfs`` as "/" and return its exit code.
 
     A non-zero exit is returned, not raised. Combined stdout and stderr go to
@@ -315,9 +349,12 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
     directory is created (0755, root) if missing, before ``spec.mounts`` are
     mounted. Mount points the run needs are created for it and removed
     afterwards if still empty, so they do not leak into the layer. Raises
-    SandboxError if bwrap is missing or cannot set up the sandbox.
+    SandboxError if bwrap is missing or cannot set up the sandbox. ``group``: the
+    build's processes (a cancelled group starts nothing, and kills this one).
     """
     _validate(spec)
+    if group is not None:
+        group.check()
     bwrap = _bwrap()
     if spec.network == "default":
         _network.check_available()
@@ -333,7 +370,8 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
         extra = [("/dev", True), ("/proc", True), (HOSTS, False),
                  *((path, False) for path in _BOUND_HOST_FILES if os.path.exists(path))]
         with mounted(view, spec.mounts, ids, cwd=spec.cwd, extra=extra) as prepared:
-            return _spawn(bwrap, view, spec, prepared.points, stdout, ids, prepared.cwd)
+            return _spawn(bwrap, view, spec, prepared.points, stdout, ids, prepared.cwd,
+                          group)
 
 
 def _identity(spec: RunSpec, ids: IdRange) -> dict[str, Any]:
@@ -355,6 +393,7 @@ def _spawn(
     stdout: BinaryIO | None,
     ids: IdRange,
     cwd: str,
+    group: ProcessGroup | None = None,
 ) -> int:
     """Start bwrap, relay its output, and return the command's exit code."""
     with Fds() as fds:
@@ -392,6 +431,8 @@ def _spawn(
         finally:
             fds.close(*child_fds)  # only bwrap may hold them, or our reads never end
         assert proc.stdout is not None
+        if group is not None:
+            group.add(proc)
         try:
             pid = _map_ids(info_r, block_w, ids, proc.pid)
             with ExitStack() as network:
@@ -404,10 +445,14 @@ def _spawn(
                 tail = relay(proc.stdout.fileno(), stdout)
                 returncode = proc.wait()
         finally:
+            if group is not None:
+                group.discard(proc)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             proc.stdout.close()
+        if group is not None:
+            group.check()     # killed because another stage failed: not this RUN's fault
         status = b""
         while chunk := os.read(status_r, 4096):
             status += chunk
