@@ -46,7 +46,7 @@ import httpx
 from distill.confine import open_in_root, resolve_in_root
 from distill.errors import ContextError, DistillError
 from distill.limits import member_time_ns, open_tar
-from distill.sandbox.git import GitError, clone
+from distill.sandbox.git import GitError, clone, resolve_commit
 
 
 @dataclass(frozen=True)
@@ -273,12 +273,40 @@ def _parse_checksum(value: str, what: str) -> tuple[str, str]:
     return algo, hexdigest
 
 
+@dataclass(frozen=True)
+class UrlValidators:
+    """What a server said of a download, to ask it later whether it changed (RFC 9110
+    conditional requests), and the sha256 of what it sent."""
+
+    sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def unchanged_since(url: str, seen: UrlValidators, opts: AddOptions) -> bool:
+    """Whether the server answers 304 Not Modified to a conditional GET with what it
+    said last time (the body of any other answer is not read)."""
+    headers = {k: v for k, v in (("If-None-Match", seen.etag),
+                                 ("If-Modified-Since", seen.last_modified)) if v}
+    if not headers:
+        return False
+    extensions = {} if opts.host_network else {"trace": _connect_guard(url)}
+    try:
+        with httpx.Client(follow_redirects=True, timeout=60) as http, \
+                http.stream("GET", url, headers=headers, extensions=extensions) as resp:
+            return resp.status_code == 304
+    except (httpx.HTTPError, httpx.InvalidURL):
+        return False            # the download that follows reports what is wrong
+
+
 @contextmanager
 def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
-              client: httpx.Client | None = None) -> Iterator[Path]:
+              client: httpx.Client | None = None,
+              seen: Callable[[UrlValidators], None] | None = None) -> Iterator[Path]:
     """Download ``url`` to ``dest_dir/download`` and yield that path; removed on exit.
     ``dest_dir`` must be distill's own (empty) directory; the file's name in the image
-    is :func:`url_filename`, checked here before anything is fetched."""
+    is :func:`url_filename`, checked here before anything is fetched. ``seen`` is told
+    the download's sha256 and the server's validators."""
     want = _parse_checksum(opts.checksum, url) if opts.checksum else None
     url_filename(url)
     h = hashlib.new(want[0] if want else "sha256")
@@ -300,6 +328,7 @@ def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
                         out.write(chunk)
                 os.chmod(target, 0o600)
                 last_modified = resp.headers.get("last-modified")
+                etag = resp.headers.get("etag")
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ContextError(f"failed to fetch {url}: {exc}") from exc
         if want and h.hexdigest() != want[1]:
@@ -309,12 +338,23 @@ def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
             with suppress(TypeError, ValueError):
                 when = email.utils.parsedate_to_datetime(last_modified).timestamp()
                 os.utime(target, (when, when))
+        if seen is not None:
+            sha256 = h.hexdigest() if h.name == "sha256" else file_sha256(target)
+            seen(UrlValidators(sha256, etag, last_modified))
         yield target
     finally:
         if own_client:
             http.close()
         with suppress(FileNotFoundError):
             os.unlink(target)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 # -- git ------------------------------------------------------------------------------
@@ -328,8 +368,25 @@ def _git_hint(exc: GitError, opts: AddOptions) -> str | None:
             "reach; pass --allow network.host to let the build reach them")
 
 
+def git_commit(url: str, dest_dir: Path, opts: AddOptions) -> str | None:
+    """The commit a git source names now (asked of the remote, nothing fetched), or
+    None when only a fetch can tell (an abbreviated commit hash). ``dest_dir``: an
+    empty directory of distill's own, as for :func:`fetch_git`."""
+    ref = parse_git_ref(url, allow_file=True)
+    if ref is None:
+        raise ContextError(f"not a git repository URL: {url}")
+    os.chmod(dest_dir, 0o711)   # the jailed git, unprivileged, must reach its directory
+    try:
+        return resolve_commit(ref.remote, ref.ref, dest_dir / "ls-remote",
+                              host_network=opts.host_network)
+    except GitError as exc:
+        raise ContextError(f"failed to fetch {url}: {exc.message}",
+                           hint=_git_hint(exc, opts)) from exc
+
+
 @contextmanager
-def fetch_git(url: str, dest_dir: Path, opts: AddOptions) -> Iterator[Path]:
+def fetch_git(url: str, dest_dir: Path, opts: AddOptions,
+              expect: str | None = None) -> Iterator[Path]:
     """Check out a git source into ``dest_dir/checkout`` and yield the directory to add
     (the ``#ref:subdir`` subdirectory, resolved inside the checkout); removed on exit.
 
@@ -362,6 +419,9 @@ def fetch_git(url: str, dest_dir: Path, opts: AddOptions) -> Iterator[Path]:
         if checksum and not commit.startswith(checksum.lower()):
             raise ContextError(f"checksum mismatch for {url}: expected commit "
                                f"{checksum}, got {commit}")
+        if expect is not None and commit != expect:   # keyed on one commit, got another
+            raise ContextError(f"{url} moved to commit {commit} while the build ran "
+                               f"(it was {expect})", hint="build again")
         result = checkout
         if ref.subdir:
             result = resolve_in_root(checkout, ref.subdir)

@@ -19,6 +19,7 @@ from distill.build.cache_exchange import ImportedCache
 from distill.build.contenthash import ContentHashes
 from distill.build.context import BuildContext
 from distill.build.layerstep import CacheHit
+from distill.build.remote import UrlRecords
 from distill.build.rootfs import RootfsManager
 from distill.build.secrets import SecretStore, sweep_stale_secrets
 from distill.build.state import DEFAULT_PATH, StageState
@@ -100,6 +101,10 @@ class StageContext:
     def hashes(self) -> ContentHashes:
         return self.builder.hashes
 
+    @property
+    def url_records(self) -> UrlRecords:
+        return self.builder.url_records
+
     def cache_lookup(self, key: str) -> CacheHit | None:
         return self.builder.cache_lookup(key, self.planned.stage.index)
 
@@ -154,6 +159,7 @@ class Builder:
         # file digests by stat, kept in the store per context directory
         self.hashes = ContentHashes(store.root / "contenthash" / (hashlib.sha256(
             os.fsencode(context.root)).hexdigest() + ".json"))
+        self.url_records = UrlRecords(store.root / "url-validators")   # ADD's downloads
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
         self.no_cache = no_cache
         self.log = log

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from distill import owned
 from distill.build import add as addsrc
+from distill.build import remote
 from distill.build.contenthash import ContentHashes
 from distill.build.copy import CopyOptions, copy_sources
 from distill.build.layerstep import expand, layer_step, operation
@@ -21,7 +22,7 @@ from distill.build.state import StageState
 from distill.build.users import resolve_chown
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.shell import Lexer
-from distill.errors import DistillError, DockerfileError
+from distill.errors import ContextError, DistillError, DockerfileError
 from distill.gopath import clean
 from distill.ignore import PatternMatcher
 from distill.image.image import Image
@@ -168,6 +169,45 @@ def _resolve(root: Path, patterns: list[str], inst: ins.Copy, what: str, escape:
     return sources, archives
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """A git checkout or a download, as ADD adds it: unpacked (``archive``) or copied."""
+
+    source: Source
+    archive: bool
+    validators: addsrc.UrlValidators | None
+
+    def identity(self, hashes: ContentHashes) -> dict[str, str]:
+        """What the key says of it: a download's sha256 and Last-Modified (as a 304 says
+        of it later), a checkout's content."""
+        if self.validators is not None:
+            return {"sha256": self.validators.sha256,
+                    "last_modified": self.validators.last_modified or ""}
+        return {"tree": _tree_digest(hashes, [self.source], None)}
+
+
+def _fetch_remote(stack: ExitStack, pattern: str, opts: addsrc.AddOptions,
+                  records: remote.UrlRecords, ident: object = None) -> _Fetched:
+    """Fetch a git or URL source for the rest of ``stack``. ``ident``: what its key
+    said of it; a fetch that finds other content fails (it changed during the build)."""
+    git = addsrc.is_git(pattern)
+    tmp = stack.enter_context(owned.temp_dir("distill-add-"))
+    seen: list[addsrc.UrlValidators] = []
+    expect = ident.get("git_commit") if isinstance(ident, dict) else None
+    got = stack.enter_context(addsrc.fetch_git(pattern, tmp, opts, expect) if git else
+                              addsrc.fetch_url(pattern, tmp, opts, seen=seen.append))
+    validators = seen[0] if seen else None
+    if validators is not None:
+        records.put(pattern, validators)
+        if isinstance(ident, dict) and ident.get("sha256", validators.sha256) != \
+                validators.sha256:
+            raise ContextError(f"{pattern} changed while the build ran (its server said it "
+                               "had not)", hint="build again")
+    archive = not git and addsrc.wants_unpack(opts, True) and addsrc.is_archive(got)
+    name = pattern if git or archive else addsrc.url_filename(pattern)
+    return _Fetched(Source(name, got), archive, validators)
+
+
 def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
     patterns = [expand(ctx, state, s) for s in inst.sources]
     excludes = [expand(ctx, state, e) for e in inst.excludes]
@@ -202,29 +242,24 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             ctx.copy_source_image(inst)
 
     with ExitStack() as stack:
-        remote: list[Source] = []     # downloads and git checkouts (outside the context)
-        remote_archives: list[Source] = []   # downloads ADD unpacks into dest
-        for pattern in patterns:
+        # sources outside the context (git, URLs): named by what identifies their
+        # content without a fetch where that can be known, else fetched now
+        remote_ids: list[tuple[int, dict[str, str]]] = []
+        fetched: dict[int, _Fetched] = {}
+        for i, pattern in enumerate(patterns):
             if add_opts is None or not (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
                 continue
-            git = addsrc.is_git(pattern)
-            tmp = stack.enter_context(owned.temp_dir("distill-add-"))
-            try:
-                got = stack.enter_context((addsrc.fetch_git if git else addsrc.fetch_url)(
-                    pattern, tmp, add_opts))
-            except DistillError as e:
-                raise e.at(inst.location) from None
-            if not git and addsrc.wants_unpack(add_opts, True) and addsrc.is_archive(got):
-                remote_archives.append(Source(pattern, got))
-            else:
-                remote.append(Source(pattern if git else addsrc.url_filename(pattern), got))
+            ident = remote.identify(pattern, add_opts, ctx.url_records)
+            if ident is None:
+                got = fetched[i] = _fetch_remote(stack, pattern, add_opts, ctx.url_records)
+                ident = got.identity(ctx.hashes)
+            remote_ids.append((i, ident))
         heredocs_dir = stack.enter_context(owned.temp_dir("distill-heredoc-"))
         inline = _heredoc_sources(ctx, state, inst, heredocs_dir)
         # what the step reads, by content: a local root's sources are resolved and hashed
         # now; an image's (a stage's, COPY --from) are its layers, read only on a miss
         inputs: dict[str, object] = {
-            "remote": _tree_digest(ctx.hashes, remote, None),
-            "remote_archives": _tree_digest(ctx.hashes, remote_archives, None),
+            "remote": [[i, ident] for i, ident in remote_ids],
             "heredocs": [[s.rel, s.host.read_bytes()] for s in inline]}
         local_found: tuple[list[Source], list[Source]] | None = None
         if local is not None:
@@ -266,9 +301,14 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
                     sources, archives = _resolve(root, patterns, inst, f"--from={inst.from_}",
                                                  False, None, add_opts)
                     allow, escape = None, False
-                archives = archives + remote_archives
+                remote_files: list[Source] = []
+                for i, ident in remote_ids:
+                    assert add_opts is not None          # only ADD has remote sources
+                    got = fetched.get(i) or _fetch_remote(mounts, patterns[i], add_opts,
+                                                          ctx.url_records, ident)
+                    (archives if got.archive else remote_files).append(got.source)
                 dest_is_dir = dest.endswith("/") or \
-                    len(sources) + len(inline) + len(remote) > 1
+                    len(sources) + len(inline) + len(remote_files) > 1
                 owner = resolve_chown(dest_root, chown) if chown else (
                     (0, 0) if escape else None)  # local files are root's; a stage's keep theirs
                 follow = not inst.link
@@ -276,8 +316,8 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
                              CopyOptions(owner=owner, mode=chmod, allow=allow, exclude=exclude,
                                          parents=inst.parents, follow_dest_link=follow),
                              dest_is_dir=dest_is_dir)
-                if remote:  # not in the context: no .dockerignore filter
-                    copy_sources(dest_root, remote, dest, CopyOptions(
+                if remote_files:  # not in the context: no .dockerignore filter
+                    copy_sources(dest_root, remote_files, dest, CopyOptions(
                         owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
                                  dest_is_dir=dest_is_dir)
                 for archive in archives:  # members keep their owners; --chown: created dirs

@@ -132,6 +132,45 @@ def clone(url: str, ref: str | None, dest: Path, keep_git_dir: bool, *,
     return commit
 
 
+_FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def resolve_commit(url: str, ref: str | None, scratch: Path, *,
+                   host_network: bool = False) -> str | None:
+    """The commit ``ref`` (branch, tag, full commit hash; None = the remote's HEAD) of
+    ``url`` names now, asked of the remote with ``git ls-remote`` (nothing fetched), or
+    None when the remote lists no such name (an abbreviated commit: only a fetch can
+    tell). An annotated tag gives the commit it points to. ``scratch`` is an empty
+    directory of distill's own for the jail (as for :func:`clone`)."""
+    if ref is not None and _FULL_COMMIT.fullmatch(ref.lower()):
+        return ref.lower()
+    jailed = not url.startswith("file://")
+    if jailed:
+        _gitjail.prepare(scratch)
+    else:
+        scratch.mkdir(parents=True, exist_ok=True)
+    git = _Git(scratch, ("host" if host_network else "default") if jailed else None)
+    git("init", "-q")
+    want = ref or "HEAD"
+    out = git("ls-remote", url, want, *(() if ref is None else (f"{want}^{{}}",)),
+              online=True)
+    names = {}
+    for line in out.splitlines():     # "<hash>\t<name>"; a server's words: hashes checked
+        commit, _, name = line.partition("\t")
+        if _FULL_COMMIT.fullmatch(commit.strip().lower()):
+            names[name] = commit.strip().lower()
+    if ref is None:
+        return names.get("HEAD")
+    # git's order for a short name (ref_rev_parse_rules): as given, tags, then branches
+    candidates = [want, f"refs/tags/{want}", f"refs/heads/{want}"]
+    for name in candidates:      # an annotated tag's peeled commit first
+        if f"{name}^{{}}" in names:
+            return names[f"{name}^{{}}"]
+        if name in names:
+            return names[name]
+    return None
+
+
 def _is_tag(git: _Git, ref: str) -> bool:
     try:
         out = git("ls-remote", "--tags", "origin", ref, online=True)
