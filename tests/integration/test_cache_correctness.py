@@ -106,3 +106,18 @@ def test_a_fully_cached_rebuild_is_the_same_image(distill: RunDistill, busybox_i
     meta = tmp_path / "meta.json"
     _build(distill, ctx, "--metadata-file", str(meta))
     assert json.loads(meta.read_text())["containerimage.digest"] == first
+
+
+def test_an_image_holding_one_layer_twice_builds_on(distill: RunDistill, busybox_image: str,
+                                                    tmp_path: Path) -> None:
+    """COPY . /app/ twice makes the same layer twice (and pulled images often hold one
+    empty layer several times); overlayfs refuses a lower directory given twice, so the
+    third step once failed with "Too many levels of symbolic links". Found by
+    test_cache_properties."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text(f"{tmp_path.name}\n")
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nCOPY . /app/\nCOPY . /app/\n"
+                                    "RUN busybox cat /app/a.txt > /seen\n")
+    _build(distill, ctx, "--output", f"type=local,dest={tmp_path / 'out'}")
+    assert (tmp_path / "out/seen").read_text() == f"{tmp_path.name}\n"

@@ -67,7 +67,7 @@ class RootfsManager:
 
         With ``sandbox``, the mount is the idmapped view a RUN step works in (only
         the sandbox may write to it; see ``distill.sandbox.run``)."""
-        lowers = [self.snapshot(layer) for layer in reversed(image.layers)]
+        lowers = _topmost_once([self.snapshot(layer) for layer in reversed(image.layers)])
         with self.store.blobs.temp_dir("mnt-") as scratch:
             os.chmod(scratch, 0o711)
             ch = Changes()
@@ -89,6 +89,22 @@ class RootfsManager:
         if not self.store.snapshot_path(diff_id).exists():
             self.store.commit_snapshot(upper, diff_id)
         return layer
+
+
+def _topmost_once(lowers: list[Path]) -> list[Path]:
+    """Overlay lowers (top first) with each snapshot kept only where it is topmost.
+
+    An image may hold one layer twice (``COPY . /app/`` twice writes the same layer),
+    and overlayfs refuses a directory given twice as a lower (ELOOP). Leaving out the
+    lower copy changes nothing: a path is decided by the topmost layer that has it (or
+    hides it), and a layer that holds the path, or hides it, also does so higher up."""
+    seen: set[Path] = set()
+    out = []
+    for lower in lowers:
+        if lower not in seen:
+            seen.add(lower)
+            out.append(lower)
+    return out
 
 
 class Changes:
