@@ -32,6 +32,9 @@ def store(distill: RunDistill, busybox_tar: Path, tmp_path: Path) -> Path:
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(DOCKERFILE)
     distill("build", "--progress", "quiet", "-t", "app:1", str(ctx), root=root)
+    # the builder stage on its own: its layer, lazy in the multi-stage build, becomes a
+    # blob (an image of it was made), which no tag reaches
+    distill("build", "--progress", "quiet", "--target", "builder", str(ctx), root=root)
     return root
 
 
@@ -50,6 +53,29 @@ def _tagged_blobs(root: Path) -> set[str]:
         out.add(manifest["config"]["digest"].split(":")[1])
         out.update(layer["digest"].split(":")[1] for layer in manifest["layers"])
     return out
+
+
+def test_a_stage_no_output_ships_is_never_compressed(distill: RunDistill, busybox_tar: Path,
+                                                     tmp_path: Path) -> None:
+    """As BuildKit's lazy blobs: the builder stage's layer is hashed (its diff_id) and kept
+    as a snapshot, but never written as a blob; only the shipped image's layers are."""
+    root = tmp_path / "store"
+    distill("import", str(busybox_tar), "busybox:latest", root=root)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    distill("build", "--progress", "quiet", "-t", "app:1", str(ctx), root=root)
+    assert _blobs(root) == _tagged_blobs(root)
+    lazy = [json.loads(e.read_text()) for e in (root / "cache").iterdir()]
+    assert any(v.get("snapshot") is True and "blob" not in v for v in lazy)
+    # asked for in a cache export, it is compressed then
+    cache = tmp_path / "cache"
+    distill("build", "--progress", "quiet", "--cache-to", f"type=local,dest={cache},mode=max",
+            str(ctx), root=root)
+    index = json.loads((cache / "index.json").read_text())
+    manifest = json.loads((cache / "blobs/sha256" / index["manifests"][0]["digest"]
+                           .split(":")[1]).read_text())
+    assert len(manifest["layers"]) == 3          # the builder's RUN, COPY, the final RUN
 
 
 def test_prune_keeps_tagged_images_and_removes_the_rest(distill: RunDistill, store: Path,

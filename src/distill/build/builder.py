@@ -96,6 +96,9 @@ class StageContext:
     output: BinaryIO | None
     log: Callable[[str], None]
     current: int = -1
+    #: an output ships this stage's layers (the target, or a stage it is built FROM):
+    #: they are compressed as they are made; other stages' stay lazy
+    shipped: bool = True
 
     @property
     def hashes(self) -> ContentHashes:
@@ -177,6 +180,7 @@ class Builder:
         self.platform = Platform.host()     # the target platform, set by build()
         self.cache_from = tuple(cache_from)
         self.cache_used: dict[int, dict[str, dict[str, object]]] = {}  # stage -> key -> entry
+        self._shipped: set[int] = set()     # stages whose layers an output ships
 
     # -- cache ------------------------------------------------------------------------
     def cache_lookup(self, key: str, stage: int) -> CacheHit | None:
@@ -185,8 +189,7 @@ class Builder:
             return None
         value = self.store.cache_get(key)
         hit = steps.layer_from_cache(value) if value is not None else None
-        if hit is not None and hit.layer is not None and not self.store.blobs.has(
-                hit.layer.blob.digest):
+        if hit is not None and hit.layer is not None and not self._still_there(hit.layer):
             hit = None
         if hit is None:
             value, hit = self._imported(key)
@@ -199,6 +202,14 @@ class Builder:
                 other := self.store.cache_get(also)) is not None:
             self._record(stage, also, other)
         return hit
+
+    def _still_there(self, layer: Layer) -> bool:
+        """Whether the store still holds a cached layer: its blob, or for a lazy one its
+        snapshot (pruning removes every snapshot) or a blob made from it."""
+        if layer.blob is not None:
+            return self.store.blobs.has(layer.blob.digest)
+        return self.store.snapshot_path(layer.diff_id).is_dir() or \
+            self.store.made_blob(layer.diff_id) is not None
 
     def _imported(self, key: str) -> tuple[dict[str, object] | None, CacheHit | None]:
         for cache in self.cache_from:
@@ -246,7 +257,17 @@ class Builder:
         out: dict[str, dict[str, object]] = {}
         for index in stages:
             out.update(self.cache_used.get(index, {}))
-        return out
+        return {key: self._with_blob(value) for key, value in out.items()}
+
+    def _with_blob(self, value: dict[str, object]) -> dict[str, object]:
+        """A cache entry as another machine can use it: a lazy layer compressed now."""
+        hit = steps.layer_from_cache(value)
+        if hit is None or hit.layer is None or hit.layer.blob is not None:
+            return value
+        layer = self.rootfs.materialize_layer(hit.layer)
+        assert layer.blob is not None
+        out = {k: v for k, v in value.items() if k != "snapshot"}
+        return {**out, "blob": layer.blob.to_dict()}
 
     def created_from_cache(self, plan: BuildPlan) -> str | None:
         """When the newest step of the target's chain first ran, if each of its steps has
@@ -311,6 +332,7 @@ class Builder:
         # every image the target needs, found (or pulled) before the first step runs;
         # all that are missing are reported at once
         self.images.resolve_all(self._wanted_images(plan))
+        self._shipped = set(_base_chain(plan))
         try:
             done: dict[int, StageResult] = {}
             pending = list(plan.order)
@@ -332,7 +354,9 @@ class Builder:
                         done[planned.stage.index] = future.result()
         finally:
             self.hashes.save()   # what was hashed, also when a step failed
-        result = BuildResult(image=self.stage_images[plan.target])
+        # the target ships: a layer it got lazily (from a stage it is built on, found
+        # in the cache) is compressed now
+        result = BuildResult(image=self.rootfs.materialize(self.stage_images[plan.target]))
         result.stages = [done[p.stage.index] for p in plan.order]
         return result
 
@@ -343,7 +367,8 @@ class Builder:
         base = self._stage_base(planned, plan)
         ctx = StageContext(self, planned, self.context, self.lexer, plan.build_args,
                            plan.global_args, platform_args(plan.platform), self.rootfs,
-                           self.output, self.log)
+                           self.output, self.log,
+                           shipped=stage.index in self._shipped)
         # ONBUILD triggers of the base run first, as the stage's first instructions.
         state, triggers = steps.onbuild_triggers(
             ctx, StageState(image=base, args=self._inherited_args(planned, base)), plan)

@@ -63,7 +63,7 @@ def layer_step(ctx: StageContext, state: StageState, op: Operation,
     else:
         ctx.builder.processes.check()       # another stage failed: start no more work
         started = time.monotonic()
-        with ctx.rootfs.changes(image, sandbox=sandbox) as changes:
+        with ctx.rootfs.changes(image, sandbox=sandbox, lazy=not ctx.shipped) as changes:
             work(changes.mount.merged)
         layer = changes.layer
         ctx.cache_store(key, layer, also=content_key)
@@ -81,9 +81,15 @@ class CacheHit:
 
 
 def layer_to_cache(layer: Layer | None, created: str | None = None) -> dict[str, object]:
-    value: dict[str, object] = {"empty": True} if layer is None else {
-        "blob": layer.blob.to_dict(), "diff_id": str(layer.diff_id),
-        "size": layer.uncompressed_size}
+    value: dict[str, object]
+    if layer is None:
+        value = {"empty": True}
+    elif layer.blob is None:     # lazy: the store's snapshot holds it (see RootfsManager)
+        value = {"snapshot": True, "diff_id": str(layer.diff_id),
+                 "size": layer.uncompressed_size}
+    else:
+        value = {"blob": layer.blob.to_dict(), "diff_id": str(layer.diff_id),
+                 "size": layer.uncompressed_size}
     if created:
         value["created"] = created   # when the step first ran (the image's time on a rebuild)
     return value
@@ -94,8 +100,9 @@ def layer_from_cache(value: dict[str, object]) -> CacheHit | None:
     if value.get("empty") is True:
         return CacheHit(None)
     try:
-        return CacheHit(Layer(Descriptor.from_dict(value["blob"]),  # type: ignore[arg-type]
-                              Digest(str(value["diff_id"])),
+        blob = None if "blob" not in value and value.get("snapshot") is True else \
+            Descriptor.from_dict(value["blob"])  # type: ignore[arg-type]
+        return CacheHit(Layer(blob, Digest(str(value["diff_id"])),
                               int(value["size"])))  # type: ignore[call-overload]
     except (KeyError, TypeError, ValueError, DistillError):
         return None

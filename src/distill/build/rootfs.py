@@ -10,9 +10,11 @@ from pathlib import Path
 
 from distill.formats.layers import open_layer_stream, verify_diff_id
 from distill.formats.stored import record_facts
+from distill.errors import ImageError
 from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
+from distill.oci.digest import HashingWriter
 from distill.sandbox import (
     OverlayMount,
     extract_layer,
@@ -39,6 +41,13 @@ class RootfsManager:
         path = self.store.snapshot_path(layer.diff_id)
         if path.is_dir():
             return path
+        if layer.blob is None:   # lazy: its snapshot was made with it; or a blob since
+            made = self.store.made_blob(layer.diff_id)
+            if made is None:
+                raise ImageError(f"layer {layer.diff_id} is no longer in the store (pruned "
+                                 "while the build ran?)", hint="build again")
+            layer = Layer(made, layer.diff_id, layer.uncompressed_size)
+        assert layer.blob is not None
         what = f"layer {layer.blob.digest}"
         tmp = Path(tempfile.mkdtemp(dir=self.store.blobs.tmp_dir, prefix="snap-"))
         try:
@@ -61,12 +70,13 @@ class RootfsManager:
             yield ch.mount
 
     @contextmanager
-    def changes(self, image: Image, keep: bool = True,
-                sandbox: bool = False) -> Iterator[Changes]:
+    def changes(self, image: Image, keep: bool = True, sandbox: bool = False,
+                lazy: bool = False) -> Iterator[Changes]:
         """Mount the image; after the block, ``.layer`` holds what changed (or None).
 
         With ``sandbox``, the mount is the idmapped view a RUN step works in (only
-        the sandbox may write to it; see ``distill.sandbox.run``)."""
+        the sandbox may write to it; see ``distill.sandbox.run``). ``lazy``: see
+        :meth:`commit`."""
         lowers = _topmost_once([self.snapshot(layer) for layer in reversed(image.layers)])
         with self.store.blobs.temp_dir("mnt-") as scratch:
             os.chmod(scratch, 0o711)
@@ -76,19 +86,58 @@ class RootfsManager:
                 ch.mount = mount
                 yield ch
             if keep:
-                ch.layer = self.commit(mount.upper)
+                ch.layer = self.commit(mount.upper, lazy=lazy)
 
-    def commit(self, upper: Path) -> Layer | None:
-        """Turn an upper dir into a layer in the store (None if nothing changed)."""
+    def commit(self, upper: Path, lazy: bool = False) -> Layer | None:
+        """Turn an upper dir into a layer in the store (None if nothing changed).
+
+        ``lazy``: only hash the layer's tar (its diff_id) and keep the directory as its
+        snapshot; no blob is written until an output or a cache asks for one
+        (:meth:`materialize`). A stage whose layers no output ships (a build stage that
+        only COPY --from reads) is then never compressed, as with BuildKit's lazy blobs."""
         if not any(os.scandir(upper)):
             return None
-        digest, size, diff_id, usize = self.store.blobs.write_gzip_layer(
-            lambda out: write_layer_from_upper(upper, out, mtime_clamp=self.mtime_clamp))
-        layer = Layer(Descriptor(mt.OCI_LAYER_GZIP, digest, size), diff_id, usize)
-        record_facts(self.store, layer)
-        if not self.store.snapshot_path(diff_id).exists():
-            self.store.commit_snapshot(upper, diff_id)
+        if lazy:
+            sink = HashingWriter(None)
+            write_layer_from_upper(upper, sink, mtime_clamp=self.mtime_clamp)  # type: ignore[arg-type]
+            layer = Layer(None, sink.digest(), sink.size)
+        else:
+            digest, size, diff_id, usize = self.store.blobs.write_gzip_layer(
+                lambda out: write_layer_from_upper(upper, out, mtime_clamp=self.mtime_clamp))
+            layer = Layer(Descriptor(mt.OCI_LAYER_GZIP, digest, size), diff_id, usize)
+            record_facts(self.store, layer)
+            self.store.record_made_blob(diff_id, layer.compressed)
+        if not self.store.snapshot_path(layer.diff_id).exists():
+            self.store.commit_snapshot(upper, layer.diff_id)
         return layer
+
+    def materialize(self, image: Image) -> Image:
+        """``image`` with a blob for every layer: a lazy layer gets the blob distill
+        made for it before, or one compressed from its snapshot now (which must still
+        hash to its diff_id)."""
+        if all(layer.blob is not None for layer in image.layers):
+            return image
+        return Image(image.config, tuple(self.materialize_layer(layer) for layer in image.layers))
+
+    def materialize_layer(self, layer: Layer) -> Layer:
+        if layer.blob is not None:
+            return layer
+        made = self.store.made_blob(layer.diff_id)
+        if made is not None:
+            return Layer(made, layer.diff_id, layer.uncompressed_size)
+        snapshot = self.store.snapshot_path(layer.diff_id)
+        if not snapshot.is_dir():
+            raise ImageError(f"layer {layer.diff_id} is no longer in the store (pruned "
+                             "while the build ran?)", hint="build again")
+        digest, size, diff_id, usize = self.store.blobs.write_gzip_layer(
+            lambda out: write_layer_from_upper(snapshot, out))
+        if diff_id != layer.diff_id:
+            raise ImageError(f"the snapshot of layer {layer.diff_id} changed: it now hashes "
+                             f"to {diff_id}", hint="distill prune, then build again")
+        made_layer = Layer(Descriptor(mt.OCI_LAYER_GZIP, digest, size), diff_id, usize)
+        record_facts(self.store, made_layer)
+        self.store.record_made_blob(diff_id, made_layer.compressed)
+        return made_layer
 
 
 def _topmost_once(lowers: list[Path]) -> list[Path]:

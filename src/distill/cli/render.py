@@ -54,9 +54,11 @@ def size_table(rows: Sequence[SizeRow], title: str) -> Table:
     table.add_column("added", justify="right")
     table.add_column("time", justify="right")
     for r in rows:
+        # a stage no output ships is never compressed: its uncompressed size is shown
         table.add_row(
-            r.label, str(r.layers), human(r.compressed), human(r.uncompressed),
-            f"+{r.added_layers} ({human(r.added_compressed)})",
+            r.label, str(r.layers), "-" if r.lazy else human(r.compressed),
+            human(r.uncompressed),
+            f"+{r.added_layers} ({human(r.added_uncompressed if r.lazy else r.added_compressed)})",
             f"{r.seconds:.1f}s" if r.seconds is not None else "",
         )
     return table

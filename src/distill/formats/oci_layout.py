@@ -33,7 +33,7 @@ def _blob_entries(store: Store, images: Sequence[Tagged]) -> Iterator[tuple[Dige
     for tagged in images:
         img = tagged.image
         items: list[tuple[Digest, Path | bytes]] = [
-            (layer.blob.digest, store.blobs.path(layer.blob.digest)) for layer in img.layers
+            (layer.compressed.digest, store.blobs.path(layer.compressed.digest)) for layer in img.layers
         ]
         items.append((img.config_descriptor().digest, img.config_bytes()))
         items.append((img.manifest_descriptor().digest, img.manifest_bytes()))
@@ -139,7 +139,7 @@ def write_layout_tar(store: Store, images: Sequence[Tagged], out: BinaryIO,
             entries.append({
                 "Config": f"blobs/sha256/{img.config_descriptor().digest.hex}",
                 "RepoTags": [docker_tag(n) for n in tagged.names],
-                "Layers": [f"blobs/sha256/{layer.blob.digest.hex}" for layer in img.layers],
+                "Layers": [f"blobs/sha256/{layer.compressed.digest.hex}" for layer in img.layers],
             })
         tw.add_bytes("manifest.json", json.dumps(entries).encode())
     tw.close()

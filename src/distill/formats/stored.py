@@ -14,8 +14,8 @@ from distill.store.store import LayerFacts, Store
 def save(store: Store, image: Image) -> Descriptor:
     """Write config and manifest blobs (layers are already in the store)."""
     for layer in image.layers:
-        if not store.blobs.has(layer.blob.digest):
-            raise ImageError(f"layer {layer.blob.digest} is not in the store")
+        if not store.blobs.has(layer.compressed.digest):
+            raise ImageError(f"layer {layer.compressed.digest} is not in the store")
     store.blobs.put_bytes(image.config_bytes())
     store.blobs.put_bytes(image.manifest_bytes())
     return image.manifest_descriptor()
@@ -62,7 +62,8 @@ def pick_platform_manifest(index: dict[str, object]) -> Descriptor:
 
 
 def record_facts(store: Store, layer: Layer) -> None:
-    store.record_layer(layer.blob.digest, LayerFacts(layer.diff_id, layer.uncompressed_size))
+    store.record_layer(layer.compressed.digest,
+                       LayerFacts(layer.diff_id, layer.uncompressed_size))
 
 
 def with_known_sizes(store: Store, image: Image) -> Image:
@@ -70,7 +71,7 @@ def with_known_sizes(store: Store, image: Image) -> Image:
     it was loaded (a pulled layer's are known once it is unpacked)."""
     layers = []
     for layer in image.layers:
-        if layer.uncompressed_size < 0:
+        if layer.uncompressed_size < 0 and layer.blob is not None:
             facts = store.layer_facts(layer.blob.digest)
             if facts is not None and facts.diff_id == layer.diff_id:
                 layer = Layer(layer.blob, layer.diff_id, facts.uncompressed_size)

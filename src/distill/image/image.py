@@ -13,9 +13,19 @@ from distill.oci.digest import Digest
 
 @dataclass(frozen=True)
 class Layer:
-    blob: Descriptor          # the compressed blob as a manifest lists it
+    #: the compressed blob as a manifest lists it; None for a layer this build made
+    #: and has not compressed yet ("lazy": its snapshot holds it, and
+    #: ``RootfsManager.materialize`` makes the blob when an output or a cache needs one)
+    blob: Descriptor | None
     diff_id: Digest           # sha256 of the uncompressed tar
     uncompressed_size: int
+
+    @property
+    def compressed(self) -> Descriptor:
+        """The blob; a lazy layer here is a bug (outputs materialize images first)."""
+        if self.blob is None:
+            raise ValueError(f"layer {self.diff_id} has no blob yet (materialize the image)")
+        return self.blob
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class Image:
             "schemaVersion": 2,
             "mediaType": mt.OCI_MANIFEST,
             "config": self.config_descriptor().to_dict(),
-            "layers": [layer.blob.to_dict() for layer in self.layers],
+            "layers": [layer.compressed.to_dict() for layer in self.layers],
         }
         if annotations:
             d["annotations"] = dict(sorted(annotations.items()))
@@ -81,7 +91,9 @@ class Image:
         return self.manifest_descriptor().digest
 
     def compressed_size(self) -> int:
-        return sum(layer.blob.size for layer in self.layers)
+        """The blobs' sizes (a lazy layer, not compressed yet, counts as 0)."""
+        return sum(layer.blob.size for layer in self.layers if layer.blob is not None)
 
     def uncompressed_size(self) -> int:
         return sum(layer.uncompressed_size for layer in self.layers)
+

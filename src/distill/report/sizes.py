@@ -17,6 +17,8 @@ class SizeRow:
     added_compressed: int
     added_uncompressed: int
     seconds: float | None = None
+    #: some layers were never compressed (a stage no output ships): no compressed size
+    lazy: bool = False
 
 
 def size_row(label: str, image: Image, base: Image | None = None,
@@ -29,9 +31,10 @@ def size_row(label: str, image: Image, base: Image | None = None,
         compressed=image.compressed_size(),
         uncompressed=image.uncompressed_size(),
         added_layers=len(added),
-        added_compressed=sum(layer.blob.size for layer in added),
+        added_compressed=sum(layer.blob.size for layer in added if layer.blob is not None),
         added_uncompressed=sum(max(layer.uncompressed_size, 0) for layer in added),
         seconds=seconds,
+        lazy=any(layer.blob is None for layer in image.layers),
     )
 
 

@@ -28,7 +28,11 @@ from distill.store.blobs import remove_tree
 from distill.store.store import Store
 
 # Build-cache directories that ``--all`` empties, under the store root.
-CACHE_DIRS = ("cache-mounts", "debs", "indexes")
+CACHE_DIRS = ("cache-mounts", "debs", "indexes", "contenthash", "url-validators")
+
+
+def _is_hex(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 @dataclass
@@ -102,11 +106,17 @@ def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
             entry.unlink()
             for notes in (store.facts_dir / entry.name, store.sources_dir / entry.name):
                 notes.unlink(missing_ok=True)
+    for entry in sorted(store.made_dir.iterdir()):   # blobs made from lazy layers
+        made = store.made_blob(Digest.from_hex(entry.name)) if _is_hex(entry.name) else None
+        if made is None or made.digest.hex not in keep:
+            entry.unlink()
     for entry in sorted(store.cache_dir.iterdir()):
         value = store.cache_get(entry.name)
         blob = (value or {}).get("blob")
         digest = blob.get("digest") if isinstance(blob, dict) else None
         stale = isinstance(digest, str) and digest.split(":")[-1] not in keep
+        # a lazy layer lived in its snapshot, and every snapshot is gone
+        stale = stale or (value or {}).get("snapshot") is True
         if all_cache or value is None or stale:
             report.add("cache entries", entry)
             entry.unlink()

@@ -60,7 +60,9 @@ class Store:
         self.facts_dir = self.root / "layers"
         self.cache_dir = self.root / "cache"
         self.sources_dir = self.root / "sources"
-        for d in (self.snapshot_dir, self.facts_dir, self.cache_dir, self.sources_dir):
+        self.made_dir = self.root / "made-blobs"
+        for d in (self.snapshot_dir, self.facts_dir, self.cache_dir, self.sources_dir,
+                  self.made_dir):
             make_private(d)
 
     def lock_exclusive(self) -> None:
@@ -89,6 +91,18 @@ class Store:
             return None
         except (ValueError, KeyError, TypeError, DistillError):
             return None  # a torn or foreign file: the blob is simply hashed again
+
+    # -- the blob distill made for a layer it built (compressed on demand) --
+    def made_blob(self, diff_id: Digest) -> Descriptor | None:
+        """The blob distill compressed from its own layer ``diff_id``, if it still has it."""
+        try:
+            desc = Descriptor.from_dict(json.loads((self.made_dir / diff_id.hex).read_bytes()))
+        except (FileNotFoundError, ValueError, KeyError, TypeError, DistillError):
+            return None
+        return desc if self.blobs.has(desc.digest) else None
+
+    def record_made_blob(self, diff_id: Digest, blob: Descriptor) -> None:
+        _atomic_write(self.made_dir / diff_id.hex, json.dumps(blob.to_dict()).encode())
 
     # -- where blobs are known to live (for cross-repository mounts on push) --
     def blob_sources(self, blob: Digest) -> list[str]:
