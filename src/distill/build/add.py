@@ -39,14 +39,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, BinaryIO
-
-import httpx
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from distill.confine import open_in_root, resolve_in_root
 from distill.errors import ContextError, DistillError
 from distill.limits import member_time_ns, open_tar
 from distill.sandbox.git import GitError, clone, resolve_commit
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,8 @@ class UrlValidators:
 def unchanged_since(url: str, seen: UrlValidators, opts: AddOptions) -> bool:
     """Whether the server answers 304 Not Modified to a conditional GET with what it
     said last time (the body of any other answer is not read)."""
+    import httpx     # only when a URL is fetched: not on every build's start
+
     headers = {k: v for k, v in (("If-None-Match", seen.etag),
                                  ("If-Modified-Since", seen.last_modified)) if v}
     if not headers:
@@ -307,6 +310,8 @@ def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
     ``dest_dir`` must be distill's own (empty) directory; the file's name in the image
     is :func:`url_filename`, checked here before anything is fetched. ``seen`` is told
     the download's sha256 and the server's validators."""
+    import httpx     # only when a URL is fetched: not on every build's start
+
     want = _parse_checksum(opts.checksum, url) if opts.checksum else None
     url_filename(url)
     h = hashlib.new(want[0] if want else "sha256")

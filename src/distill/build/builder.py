@@ -12,10 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from distill.build import steps
-from distill.build.cache_exchange import ImportedCache
 from distill.build.contenthash import ContentHashes
 from distill.build.context import BuildContext
 from distill.build.layerstep import CacheHit
@@ -35,6 +34,9 @@ from distill.plan.plan import BuildPlan, PlannedStage, platform_args
 from distill.registry.resolve import ImageSource, Wanted
 from distill.sandbox import ProcessGroup
 from distill.store.store import Store
+
+if TYPE_CHECKING:
+    from distill.build.cache_exchange import ImportedCache
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from distill.build import memo
 from distill.build.builder import Builder
-from distill.build.cache_exchange import CacheSpec, export_cache, import_caches
 from distill.build.context import DOCKERFILE, BuildContext, read_dockerfile
 from distill.build.export import OutputSpec, export, tag_in_store
 from distill.build.results import BuildResults
@@ -25,57 +26,13 @@ from distill.oci.platform import Platform
 from distill.oci.reference import normalize_name
 from distill.plan.plan import SOURCE_DATE_EPOCH as SDE
 from distill.plan.plan import BuildPlan, make_plan
-from distill.registry.pull import Registries
-from distill.registry.push import push_names
+from distill.registry.registries import Registries
 from distill.registry.resolve import ImageSource
 from distill.report.sizes import size_row
 from distill.store.store import Store
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("build", help="build an image from a Dockerfile")
-    p.add_argument("context", help="build context directory")
-    p.add_argument("-f", "--file", help="Dockerfile (default: CONTEXT/Dockerfile)")
-    p.add_argument("-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
-    p.add_argument("--target", help="stage to build")
-    p.add_argument("--build-arg", action="append", default=[], metavar="K=V")
-    p.add_argument("--build-context", action="append", default=[],
-                   metavar="NAME=oci-layout://PATH[:TAG]")
-    p.add_argument("-o", "--output", action="append", default=[], metavar="SPEC")
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--push", action="store_true",
-                   help="push the image to the registry its -t names name "
-                        "(--output type=registry)")
-    p.add_argument("--cache-from", action="append", default=[], metavar="SPEC",
-                   help="use a shared build cache: type=registry,ref=REF or "
-                        "type=local,src=DIR (repeatable)")
-    p.add_argument("--cache-to", action="append", default=[], metavar="SPEC",
-                   help="export the build cache: type=registry,ref=REF[,mode=min|max] or "
-                        "type=local,dest=DIR[,mode=min|max]")
-    p.add_argument("--pull", action="store_true",
-                   help="always look up the images the Dockerfile names at their registry "
-                        "(without it, an image already in the store is used)")
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
-                   help="the platform to build for (default: this machine's)")
-    p.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=PATH|,env=VAR]",
-                   help="a secret RUN --mount=type=secret can use (never stored in the image)")
-    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]",
-                   help="an ssh-agent socket RUN --mount=type=ssh can use "
-                        "('default' = $SSH_AUTH_SOCK)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="independent stages run in parallel, up to N at once (default: cores)")
-    p.add_argument("--progress", choices=["auto", "plain", "tty", "quiet"], default="auto")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress output, only the image digest on stdout (--progress quiet)")
-    p.add_argument("--iidfile", metavar="FILE", help="write the image ID (config digest) to FILE")
-    p.add_argument("--metadata-file", metavar="FILE",
-                   help="write the build result's digests and names to FILE (JSON)")
-    p.add_argument("--load", action="store_true",
-                   help="load the image into Docker's engine (--output type=docker | docker load)")
-    p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
-                   help="grant an entitlement: network.host (RUN --network=host, ADD "
-                        "from the build host's own services)")
-    p.set_defaults(run=run)
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 #: Entitlements ``--allow`` grants, as buildx spells them.
@@ -140,7 +97,24 @@ def _created(sde: int | None, from_cache: str | None = None) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class _LazyConsole:
+    """rich's console for stderr, made at the first line printed (a quiet build that
+    prints only its digest never loads rich)."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    def print(self, *objects: object, markup: bool | None = None) -> None:
+        if self._console is None:
+            self._console = stderr_console()
+        self._console.print(*objects, markup=markup)
+
+
 def run(args: argparse.Namespace) -> int:
+    try:        # what the build reads, before it reads it (build/memo.py)
+        before = memo.Inputs(args) if memo.replayable(args) else None
+    except OSError:
+        before = None
     context = Path(args.context)
     if not context.is_dir():
         raise UsageError(f"build context {args.context!r} is not a directory")
@@ -173,24 +147,28 @@ def run(args: argparse.Namespace) -> int:
     results = BuildResults.prepare(iidfile=args.iidfile, metadata_file=args.metadata_file,
                                    load=args.load, output=output)
     quiet = args.quiet or args.progress == "quiet"
-    console = stderr_console()
+    console = _LazyConsole()
 
     steps = iter(range(1, 1 << 30))
+    titles: list[str] = []          # the steps' lines, for the build's record
 
     def log(line: str) -> None:
-        if quiet:
-            return
         if line == "CACHED" or line.startswith("DONE "):   # BuildKit's plain progress
-            print(f"   {line}", file=sys.stderr, flush=True)
+            if not quiet:
+                print(f"   {line}", file=sys.stderr, flush=True)
         else:
             # printable: a Dockerfile's control characters never reach the terminal
-            print(f"#{next(steps)} {printable(line)}", file=sys.stderr, flush=True)
+            titles.append(printable(line))
+            if not quiet:
+                print(f"#{next(steps)} {titles[-1]}", file=sys.stderr, flush=True)
 
     df = build_dockerfile(parse(text, str(dockerfile)))
     plan = make_plan(df, target=args.target, build_args=build_args,
                      named_contexts=frozenset(k.lower() for k in named),
                      platform=target_platform(args.platform))
     sde = source_date_epoch(plan)
+    if args.cache_from or args.cache_to:
+        from distill.build.cache_exchange import CacheSpec, export_cache, import_caches
     cache_from = [CacheSpec.parse(c, export=False) for c in args.cache_from]
     cache_to = [CacheSpec.parse(c, export=True) for c in args.cache_to]
     store = Store()
@@ -211,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
                       output=open(os.devnull, "wb") if quiet else sys.stderr.buffer,  # noqa: SIM115
                       secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh),
                       allow=_entitlements(args.allow), images=images,
-                      cache_from=import_caches(store, registries, cache_from, log=note))
+                      cache_from=import_caches(store, registries, cache_from, log=note)
+                      if cache_from else ())
     started = time.monotonic()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -221,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
         for warning in export(store, image, output, names):
             console.print(f"warning: {warning}", markup=False)
         if output.push:
+            from distill.registry.push import push_names
+
             for pushed in push_names(store, registries, image.digest, output.names or names,
                                      jobs=max(1, args.jobs)):
                 if not quiet:
@@ -234,12 +215,20 @@ def run(args: argparse.Namespace) -> int:
     results.deliver(store, image, names,
                     log=lambda line: None if quiet else console.print(line, markup=False))
     elapsed = time.monotonic() - started
-    if plan.unused_build_args:
-        console.print(f"warning: build args not consumed: {', '.join(plan.unused_build_args)}")
+    warnings = [f"warning: build args not consumed: {', '.join(plan.unused_build_args)}"
+                ] if plan.unused_build_args else []
+    for warning in warnings:
+        console.print(warning)
+    rows = [size_row(s.name or f"stage {s.index}", with_known_sizes(store, s.image),
+                     with_known_sizes(store, s.base), s.seconds) for s in result.stages]
+    rows.append(size_row("final image", with_known_sizes(store, image), None, elapsed))
     if not quiet:
-        rows = [size_row(s.name or f"stage {s.index}", with_known_sizes(store, s.image),
-                         with_known_sizes(store, s.base), s.seconds) for s in result.stages]
-        rows.append(size_row("final image", with_known_sizes(store, image), None, elapsed))
         console.print(size_table(rows, f"built in {elapsed:.1f}s"))
+    if before is not None:
+        memo.record(store.root, before, args, digest=str(image.digest),
+                    blobs=[str(image.digest), str(image.config_descriptor().digest),
+                           *(str(layer.compressed.digest) for layer in image.layers)],
+                    names=names, lines=titles, table=[asdict(r) for r in rows],
+                    warnings=warnings)
     print(image.digest)
     return 0

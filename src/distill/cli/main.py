@@ -15,17 +15,25 @@ from distill.sandbox.namespace import ensure_private_mount_namespace
 MOUNTING_COMMANDS = {"build", "base"}
 
 
-def parser() -> argparse.ArgumentParser:
-    from distill.cli import base, build, images, load, registry
+#: which module defines each command (importing all of them costs a start-up: a
+#: command's module, and what it imports, is loaded only when it runs)
+COMMANDS = {"build": "build_flags", "base": "base", "images": "images", "prune": "images",
+            "import": "images", "pull": "registry", "push": "registry", "login": "registry",
+            "logout": "registry", "load": "load"}
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command's, or only ``command``'s when it is known."""
+    import importlib
 
     p = argparse.ArgumentParser(prog="distill", description=__doc__)
     p.add_argument("--version", action="version", version=f"distill {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    build.add_parser(sub)
-    base.add_parser(sub)
-    images.add_parsers(sub)
-    registry.add_parsers(sub)
-    load.add_parser(sub)
+    wanted = [COMMANDS[command]] if command in COMMANDS else \
+        list(dict.fromkeys(COMMANDS.values()))
+    for name in wanted:
+        module = importlib.import_module(f"distill.cli.{name}")
+        (getattr(module, "add_parsers", None) or module.add_parser)(sub)
     return p
 
 
@@ -36,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if MOUNTING_COMMANDS & set(words[:1]):
             ensure_private_mount_namespace()
-        args = parser().parse_args(words)
+        args = parser(words[0] if words else None).parse_args(words)
         return int(args.run(args))
     except UsageError as e:
         print_error(e)

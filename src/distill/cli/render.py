@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from distill.errors import DistillError
 from distill.report.sizes import SizeRow, human
 
+if TYPE_CHECKING:      # rich is imported when a table is drawn, not on every start
+    from rich.console import Console
+    from rich.table import Table
+
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
@@ -46,6 +50,8 @@ def print_error(err: DistillError) -> None:
 
 
 def size_table(rows: Sequence[SizeRow], title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     table.add_column("stage")
     table.add_column("layers", justify="right")

@@ -12,12 +12,11 @@ to the claim is refused there.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
@@ -36,9 +35,8 @@ from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.oci.platform import Platform
 from distill.oci.reference import Reference
-from distill.registry.auth_config import Credentials, credentials_for
 from distill.registry.client import Budget, RegistryClient
-from distill.registry.hosts import RegistryHosts
+from distill.registry.registries import Registries
 from distill.store.store import Store
 
 MANIFEST_ACCEPT = f"{mt.OCI_INDEX}, {mt.DOCKER_MANIFEST_LIST}, {mt.OCI_MANIFEST}, " \
@@ -49,40 +47,6 @@ MAX_MANIFEST_BYTES = 4 << 20
 MAX_CONFIG_BYTES = 8 << 20
 SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
            "application/vnd.docker.distribution.manifest.v1+prettyjws")
-
-
-class Registries:
-    """The registry clients of one command: one per host, so tokens are reused."""
-
-    def __init__(self, hosts: RegistryHosts | None = None,
-                 credentials: Callable[[str], Credentials | None] = credentials_for) -> None:
-        self.hosts = hosts if hosts is not None else RegistryHosts.load()
-        self._credentials = credentials
-        self._clients: dict[str, RegistryClient] = {}
-        self._lock = threading.Lock()
-
-    def client(self, host: str) -> RegistryClient:
-        with self._lock:
-            if host not in self._clients:
-                self._clients[host] = RegistryClient(self.hosts.get(host),
-                                                     credentials=self._credentials)
-            return self._clients[host]
-
-    def endpoints(self, host: str) -> list[RegistryClient]:
-        """Clients to try for ``host``'s images: its mirrors, then itself."""
-        return [self.client(s.host) for s in self.hosts.endpoints(host)]
-
-    def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ManifestNotFound(RegistryError):

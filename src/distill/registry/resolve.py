@@ -11,14 +11,17 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from distill.errors import DistillError, ImageError, RegistryError, SourceLocation, UsageError
 from distill.formats.stored import load
 from distill.image.image import Image
 from distill.oci.platform import Platform
 from distill.oci.reference import DOCKER_HUB, Reference, normalize_reference
-from distill.registry.pull import Registries, pull
 from distill.store.store import Store
+
+if TYPE_CHECKING:
+    from distill.registry.pull import Registries
 
 
 def _not_found_hint(ref: Reference) -> str:
@@ -84,6 +87,8 @@ class ImageSource:
         if self.registries is None:
             raise ImageError(f"image {name!r} is not in the store and pulling is off")
         try:
+            from distill.registry.pull import pull  # the HTTP stack, only to pull
+
             return pull(self.store, self.registries, ref, platform, log=self.log).image
         except RegistryError as e:
             if stored is not None and not platform.matches(stored.config.platform):
