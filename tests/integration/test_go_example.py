@@ -3,6 +3,7 @@ loaded into Docker's engine, run, and answering HTTP."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 import urllib.request
@@ -77,3 +78,32 @@ def test_docker_engine_runs_it(distill: RunDistill, go_hello: str, tmp_path: Pat
             docker("rm", "-f", cid, check=False)
         assert answer.startswith("hello from distill"), logs
         assert "uid 65532" in answer
+
+
+def test_two_machines_at_two_times_make_the_same_image(
+        distill: RunDistill, debian_image: str, distroless_static: str,
+        tmp_path: Path) -> None:
+    """Reproducible (issue 10): the example in two directories (files with other times),
+    built on two fresh stores at two times with SOURCE_DATE_EPOCH, is one image. The
+    build stage (apt, the Go toolchain) differs between the two; what ships does not.
+    The bases are the same images on both "machines" (loaded from one export)."""
+    bases = []
+    for name in (debian_image, distroless_static):
+        ctx = tmp_path / f"export-{len(bases)}"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(f"FROM {name}\n")
+        bases.append(tmp_path / f"base-{len(bases)}.tar")
+        distill("build", "--progress", "quiet", "-t", name, "--output",
+                f"type=oci,dest={bases[-1]}", str(ctx))
+    digests = []
+    for machine in ("a", "b"):
+        root = tmp_path / f"store-{machine}"
+        for archive in bases:
+            distill("load", "-q", "-i", str(archive), root=root)
+        project = tmp_path / f"checkout-{machine}"
+        shutil.copytree(EXAMPLE, project)          # copied now: other file times
+        proc = distill("build", "--progress", "quiet", "-t", "go-hello:repro", str(project),
+                       root=root, env={"SOURCE_DATE_EPOCH": "1700000000"})
+        digests.append(proc.stdout.strip().splitlines()[-1])
+        time.sleep(1.1)
+    assert digests[0] == digests[1]
