@@ -287,7 +287,7 @@ class UrlValidators:
 def unchanged_since(url: str, seen: UrlValidators, opts: AddOptions) -> bool:
     """Whether the server answers 304 Not Modified to a conditional GET with what it
     said last time (the body of any other answer is not read)."""
-    import httpx     # only when a URL is fetched: not on every build's start
+    import httpx  # only when a URL is fetched: not on every build's start
 
     headers = {k: v for k, v in (("If-None-Match", seen.etag),
                                  ("If-Modified-Since", seen.last_modified)) if v}
@@ -310,7 +310,7 @@ def fetch_url(url: str, dest_dir: Path, opts: AddOptions,
     ``dest_dir`` must be distill's own (empty) directory; the file's name in the image
     is :func:`url_filename`, checked here before anything is fetched. ``seen`` is told
     the download's sha256 and the server's validators."""
-    import httpx     # only when a URL is fetched: not on every build's start
+    import httpx  # only when a URL is fetched: not on every build's start
 
     want = _parse_checksum(opts.checksum, url) if opts.checksum else None
     url_filename(url)

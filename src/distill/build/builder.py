@@ -29,10 +29,12 @@ from distill.errors import DistillError, SourceLocation, UsageError
 from distill.formats.oci_layout import import_layout
 from distill.image.image import Image, Layer
 from distill.oci.config import ImageConfig, RuntimeConfig
+from distill.oci.digest import Digest
 from distill.oci.platform import Platform
 from distill.plan.plan import BuildPlan, PlannedStage, platform_args
 from distill.registry.resolve import ImageSource, Wanted
 from distill.sandbox import ProcessGroup
+from distill.store.blobs import DEFAULT_COMPRESSION, Compression
 from distill.store.store import Store
 
 if TYPE_CHECKING:
@@ -155,7 +157,9 @@ class Builder:
                  ssh: Mapping[str, str] | None = None,
                  allow: frozenset[str] = frozenset(),
                  images: ImageSource | None = None,
-                 cache_from: Sequence[ImportedCache] = ()) -> None:
+                 cache_from: Sequence[ImportedCache] = (),
+                 compression: Compression | None = None,
+                 force_compression: bool = False) -> None:
         self.store = store
         # where FROM, COPY --from and RUN --mount from= images come from: the store,
         # then (when the caller gives registries) a registry
@@ -170,7 +174,11 @@ class Builder:
         self.log = log
         self.output = output
         self.lexer = lexer or Lexer()
-        self.rootfs = RootfsManager(store, mtime_clamp)
+        self.rootfs = RootfsManager(store, mtime_clamp, compression or DEFAULT_COMPRESSION)
+        # an output's compression= applies to the layers the build made (every layer
+        # with force-compression); without one, blobs are kept as they are
+        self._convert = compression is not None
+        self._force_compression = force_compression
         self.secrets = secrets or SecretStore()
         self.ssh = dict(ssh or {})
         self.allow = allow  # entitlements granted (--allow), e.g. network.host
@@ -357,8 +365,15 @@ class Builder:
         finally:
             self.hashes.save()   # what was hashed, also when a step failed
         # the target ships: a layer it got lazily (from a stage it is built on, found
-        # in the cache) is compressed now
-        result = BuildResult(image=self.rootfs.materialize(self.stage_images[plan.target]))
+        # in the cache) is compressed now, and with compression= so is each of its own
+        target = self.stage_images[plan.target]
+        convert: frozenset[Digest] = frozenset()
+        if self._convert:
+            base = done[_base_chain(plan)[-1]].base
+            convert = frozenset(layer.diff_id for layer in target.layers) - (
+                frozenset() if self._force_compression else
+                frozenset(layer.diff_id for layer in base.layers))
+        result = BuildResult(image=self.rootfs.materialize(target, convert))
         result.stages = [done[p.stage.index] for p in plan.order]
         return result
 

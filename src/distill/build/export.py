@@ -15,6 +15,7 @@ from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_ta
 from distill.formats.stored import save
 from distill.image.image import Image
 from distill.oci.reference import normalize_name
+from distill.store.blobs import Compression
 from distill.store.store import Store
 
 #: What --output type= takes (registry = image with push=true, as in buildx).
@@ -30,6 +31,10 @@ class OutputSpec:
     setuid: bool = False     # type=local: keep setuid/setgid bits
     names: tuple[str, ...] = ()   # name=: the image's names (else -t's)
     push: bool = False            # type=image,push=true (type=registry)
+    #: compression= / compression-level= (None: distill's default, gzip level 1);
+    #: force-compression=true: base layers too, not only those the build made
+    compression: Compression | None = None
+    force_compression: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> OutputSpec:
@@ -53,11 +58,13 @@ class OutputSpec:
         names = tuple(normalize_name(n.strip()) for n in fields.pop("name", "").split(",")
                       if n.strip())
         push = kind == "registry" or _bool(fields.pop("push", "false"), "push")
+        compression, force = _compression(fields, kind)
         if kind in ("image", "registry"):
             if fields:
                 raise UsageError(f"unsupported --output options for type={kind}: "
                                  f"{', '.join(sorted(fields))}")
-            return cls("image", names=names, push=push)
+            return cls("image", names=names, push=push, compression=compression,
+                       force_compression=force)
         if push:
             raise UsageError(f"--output type={kind} cannot push",
                              hint="use type=image,push=true or type=registry")
@@ -73,7 +80,8 @@ class OutputSpec:
             raise UsageError("--output type=local has no name=")
         if fields:
             raise UsageError(f"unsupported --output options: {', '.join(sorted(fields))}")
-        return cls(kind, dest, tar, names=names, **local)
+        return cls(kind, dest, tar, names=names, compression=compression,
+                   force_compression=force, **local)
 
     @property
     def is_tar(self) -> bool:
@@ -93,6 +101,28 @@ class OutputSpec:
                              f"type={self.type} writes a tar file")
         if not self.is_tar and dest.exists() and not dest.is_dir():
             raise UsageError(f"--output dest={self.dest} exists and is not a directory")
+
+
+def _compression(fields: dict[str, str], kind: str) -> tuple[Compression | None, bool]:
+    """compression=, compression-level=, force-compression= (and oci-mediatypes=, which
+    changes nothing here: distill's layers are always OCI's), as buildx takes them."""
+    name = fields.pop("compression", None)
+    level_text = fields.pop("compression-level", None)
+    force = _bool(fields.pop("force-compression", "false"), "force-compression")
+    if "oci-mediatypes" in fields:
+        _bool(fields.pop("oci-mediatypes"), "oci-mediatypes")
+    if name is None and level_text is None and not force:
+        return None, False
+    if kind == "local":
+        raise UsageError("--output type=local writes files, not compressed layers")
+    level = None
+    if level_text is not None:
+        try:
+            level = int(level_text)
+        except ValueError:
+            raise UsageError(f"--output compression-level={level_text!r}: expected a "
+                             "number") from None
+    return Compression(name or "gzip", level), force
 
 
 def _bool(value: str, key: str) -> bool:

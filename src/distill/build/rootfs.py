@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
+from distill.errors import ImageError
 from distill.formats.layers import open_layer_stream, verify_diff_id
 from distill.formats.stored import record_facts
-from distill.errors import ImageError
 from distill.image.image import Image, Layer
-from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
-from distill.oci.digest import HashingWriter
+from distill.oci.digest import Digest, HashingWriter
 from distill.sandbox import (
     OverlayMount,
     extract_layer,
@@ -22,14 +23,16 @@ from distill.sandbox import (
     sandbox_ids,
     write_layer_from_upper,
 )
-from distill.store.blobs import remove_tree
+from distill.store.blobs import DEFAULT_COMPRESSION, Compression, remove_tree
 from distill.store.store import LayerFacts, Store
 
 
 class RootfsManager:
-    def __init__(self, store: Store, mtime_clamp: int | None = None) -> None:
+    def __init__(self, store: Store, mtime_clamp: int | None = None,
+                 compression: Compression = DEFAULT_COMPRESSION) -> None:
         self.store = store
         self.mtime_clamp = mtime_clamp
+        self.compression = compression      # of the blobs this build makes
 
     def snapshot(self, layer: Layer) -> Path:
         """The layer unpacked in overlayfs format, extracting it on first use.
@@ -102,41 +105,65 @@ class RootfsManager:
             write_layer_from_upper(upper, sink, mtime_clamp=self.mtime_clamp)  # type: ignore[arg-type]
             layer = Layer(None, sink.digest(), sink.size)
         else:
-            digest, size, diff_id, usize = self.store.blobs.write_gzip_layer(
-                lambda out: write_layer_from_upper(upper, out, mtime_clamp=self.mtime_clamp))
-            layer = Layer(Descriptor(mt.OCI_LAYER_GZIP, digest, size), diff_id, usize)
+            c = self.compression
+            digest, size, diff_id, usize = self.store.blobs.write_layer(
+                lambda out: write_layer_from_upper(upper, out, mtime_clamp=self.mtime_clamp),
+                c)
+            layer = Layer(Descriptor(c.media_type, digest, size), diff_id, usize)
             record_facts(self.store, layer)
-            self.store.record_made_blob(diff_id, layer.compressed)
+            self.store.record_made_blob(diff_id, layer.compressed, c.tag)
         if not self.store.snapshot_path(layer.diff_id).exists():
             self.store.commit_snapshot(upper, layer.diff_id)
         return layer
 
-    def materialize(self, image: Image) -> Image:
-        """``image`` with a blob for every layer: a lazy layer gets the blob distill
-        made for it before, or one compressed from its snapshot now (which must still
-        hash to its diff_id)."""
-        if all(layer.blob is not None for layer in image.layers):
+    def materialize(self, image: Image, convert: frozenset[Digest] = frozenset()) -> Image:
+        """``image`` with a blob for every layer: a lazy layer gets the blob distill made
+        for it before, or one compressed from its snapshot now (which must still hash
+        to its diff_id). Layers in ``convert`` (the build's own, or all with
+        force-compression) whose blob is compressed otherwise than this build's
+        compression are compressed again, from the same tar."""
+        if all(layer.blob is not None and layer.diff_id not in convert
+               for layer in image.layers):
             return image
-        return Image(image.config, tuple(self.materialize_layer(layer) for layer in image.layers))
+        return Image(image.config, tuple(
+            self._recompressed(layer) if layer.blob is not None and layer.diff_id in convert
+            else self.materialize_layer(layer) for layer in image.layers))
 
     def materialize_layer(self, layer: Layer) -> Layer:
         if layer.blob is not None:
             return layer
-        made = self.store.made_blob(layer.diff_id)
+        snapshot = self.store.snapshot_path(layer.diff_id)
+        return self._made(layer, lambda out: write_layer_from_upper(snapshot, out),
+                          missing=not snapshot.is_dir())
+
+    def _recompressed(self, layer: Layer) -> Layer:
+        blob = layer.compressed
+        if blob.media_type == self.compression.media_type:   # as BuildKit: kept as it is
+            return layer
+
+        def tar(out: BinaryIO) -> None:
+            with self.store.blobs.open(blob.digest) as raw, \
+                    open_layer_stream(raw, blob.media_type, f"layer {blob.digest}") as stream:
+                shutil.copyfileobj(stream, out, 1 << 20)  # type: ignore[misc]
+
+        return self._made(layer, tar, missing=False)
+
+    def _made(self, layer: Layer, tar: Callable[[BinaryIO], None], *, missing: bool) -> Layer:
+        """The blob of ``layer`` in this build's compression: made before, or now."""
+        c = self.compression
+        made = self.store.made_blob(layer.diff_id, c.tag)
         if made is not None:
             return Layer(made, layer.diff_id, layer.uncompressed_size)
-        snapshot = self.store.snapshot_path(layer.diff_id)
-        if not snapshot.is_dir():
+        if missing:
             raise ImageError(f"layer {layer.diff_id} is no longer in the store (pruned "
                              "while the build ran?)", hint="build again")
-        digest, size, diff_id, usize = self.store.blobs.write_gzip_layer(
-            lambda out: write_layer_from_upper(snapshot, out))
+        digest, size, diff_id, usize = self.store.blobs.write_layer(tar, c)
         if diff_id != layer.diff_id:
-            raise ImageError(f"the snapshot of layer {layer.diff_id} changed: it now hashes "
-                             f"to {diff_id}", hint="distill prune, then build again")
-        made_layer = Layer(Descriptor(mt.OCI_LAYER_GZIP, digest, size), diff_id, usize)
+            raise ImageError(f"layer {layer.diff_id} now hashes to {diff_id}: its snapshot "
+                             "or blob changed", hint="distill prune, then build again")
+        made_layer = Layer(Descriptor(c.media_type, digest, size), diff_id, usize)
         record_facts(self.store, made_layer)
-        self.store.record_made_blob(diff_id, made_layer.compressed)
+        self.store.record_made_blob(diff_id, made_layer.compressed, c.tag)
         return made_layer
 
 

@@ -190,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
                       secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh),
                       allow=_entitlements(args.allow), images=images,
                       cache_from=import_caches(store, registries, cache_from, log=note)
-                      if cache_from else ())
+                      if cache_from else (),
+                      compression=output.compression if output else None,
+                      force_compression=output.force_compression if output else False)
     started = time.monotonic()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")

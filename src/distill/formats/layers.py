@@ -18,7 +18,7 @@ from distill.limits import ArchiveLimits, LimitedReader, limited_reader
 from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest
 
-SUPPORTED_LAYERS = mt.GZIP_LAYERS + (mt.OCI_LAYER_TAR,)
+SUPPORTED_LAYERS = mt.GZIP_LAYERS + (mt.OCI_LAYER_TAR, mt.OCI_LAYER_ZSTD)
 #: What a gzip reader raises for data that is not gzip (isal's error is untyped).
 GZIP_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, IsalError)  # type: ignore[assignment]
 
@@ -41,10 +41,32 @@ class _CheckedGzip:
         self._gz.close()
 
 
+class _CheckedZstd:
+    """A zstd reader (all frames, windows up to 128 MiB) whose errors are ImageErrors."""
+
+    def __init__(self, raw: BinaryIO, what: str) -> None:
+        import zstandard
+
+        self._errors = (zstandard.ZstdError,)
+        self._reader = zstandard.ZstdDecompressor(max_window_size=1 << 27).stream_reader(
+            raw, read_across_frames=True)
+        self._what = what
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._reader.read(n)
+        except self._errors as exc:
+            raise ImageError(f"{self._what} is labelled zstd but is not valid zstd data: "
+                             f"{exc}") from None
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 def check_media_type(media_type: str, what: str) -> None:
     if media_type not in SUPPORTED_LAYERS:
         raise ImageError(f"{what}: layer media type {media_type!r} is not supported",
-                         hint="distill reads gzip and uncompressed tar layers")
+                         hint="distill reads gzip, zstd and uncompressed tar layers")
 
 
 @contextmanager
@@ -61,6 +83,12 @@ def open_layer_stream(raw: BinaryIO, media_type: str, what: str,
             yield limited_reader(gz, what, raw=raw, limits=limits)  # type: ignore[arg-type]
         finally:
             gz.close()
+    elif media_type == mt.OCI_LAYER_ZSTD:
+        zst = _CheckedZstd(raw, what)
+        try:
+            yield limited_reader(zst, what, raw=raw, limits=limits)  # type: ignore[arg-type]
+        finally:
+            zst.close()
     else:
         yield limited_reader(raw, what, limits=limits)
 

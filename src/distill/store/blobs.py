@@ -20,9 +20,74 @@ from typing import BinaryIO
 
 from isal import igzip
 
-from distill.errors import DigestMismatchError, ImageError
+from distill.errors import DigestMismatchError, ImageError, UsageError
+from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest, HashingWriter
 from distill.owned import is_alive, process_tag
+
+
+class Compression:
+    """How the layer blobs a build makes are compressed: buildx's ``compression=`` and
+    ``compression-level=``. gzip at levels 0-3 is isal's (distill's default, level 1: the
+    fastest), 4-9 zlib's; zstd's default level is 3. Headers carry no time and no name,
+    so a tar always gives the same blob."""
+
+    KINDS = ("gzip", "zstd", "uncompressed")
+
+    def __init__(self, kind: str = "gzip", level: int | None = None) -> None:
+        if kind not in self.KINDS:
+            raise UsageError(f"unsupported compression {kind!r}",
+                             hint="compression=gzip, zstd or uncompressed")
+        limits = {"gzip": (0, 9), "zstd": (-7, 22), "uncompressed": (0, 0)}[kind]
+        if level is not None and not limits[0] <= level <= limits[1]:
+            raise UsageError(f"compression-level={level} is out of range for {kind} "
+                             f"({limits[0]} to {limits[1]})")
+        self.kind = kind
+        self.level = level
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Compression) and (self.kind, self.level) == (
+            other.kind, other.level)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.level))
+
+    @property
+    def tag(self) -> str:
+        """A name for this choice in the store's notes ("gzip" for the default)."""
+        return self.kind if self.level is None else f"{self.kind}-{self.level}"
+
+    @property
+    def media_type(self) -> str:
+        return {"gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD,
+                "uncompressed": mt.OCI_LAYER_TAR}[self.kind]
+
+    @contextmanager
+    def writer(self, out: BinaryIO) -> Iterator[BinaryIO]:
+        """A stream compressing into ``out`` (``out`` stays open)."""
+        if self.kind == "uncompressed":
+            yield out
+        elif self.kind == "zstd":
+            import zstandard
+
+            level = 3 if self.level is None else self.level
+            with zstandard.ZstdCompressor(level=level).stream_writer(
+                    out, closefd=False) as z:  # type: ignore[arg-type]
+                yield z  # type: ignore[misc]
+        elif self.level is None or self.level <= 3:
+            with igzip.IGzipFile(fileobj=out, mode="wb",  # type: ignore[arg-type]
+                                 compresslevel=1 if self.level is None else self.level,
+                                 mtime=0) as gz:
+                yield gz  # type: ignore[misc]
+        else:
+            import gzip
+
+            with gzip.GzipFile(filename="", fileobj=out, mode="wb",  # type: ignore[arg-type]
+                               compresslevel=self.level, mtime=0) as gz:
+                yield gz  # type: ignore[misc]
+
+
+DEFAULT_COMPRESSION = Compression()
 
 
 class BlobStore:
@@ -123,11 +188,18 @@ class BlobStore:
     def write_gzip_layer(
         self, produce_tar: Callable[[BinaryIO], None]
     ) -> tuple[Digest, int, Digest, int]:
-        """Stream an uncompressed tar through gzip into the store.
+        """:meth:`write_layer` with distill's default compression (gzip, isal level 1)."""
+        return self.write_layer(produce_tar, DEFAULT_COMPRESSION)
+
+    def write_layer(
+        self, produce_tar: Callable[[BinaryIO], None], compression: Compression
+    ) -> tuple[Digest, int, Digest, int]:
+        """Stream an uncompressed tar through ``compression`` into the store.
 
         The tar is produced on this thread; hashing and compression run on a
-        worker thread (isal and hashlib release the GIL), so the two overlap.
-        Returns (blob digest, blob size, diff_id, uncompressed size).
+        worker thread (isal, zlib, zstd and hashlib release the GIL), so the two
+        overlap. The same tar always gives the same blob (no times or names in
+        headers). Returns (blob digest, blob size, diff_id, uncompressed size).
         """
         with self._temp() as (f, tmp):
             blob = HashingWriter(f)
@@ -135,11 +207,10 @@ class BlobStore:
             pipe = _ChunkPipe()
 
             def consume() -> None:
-                with igzip.IGzipFile(fileobj=blob, mode="wb",  # type: ignore[arg-type]
-                                     compresslevel=1, mtime=0) as gz:
+                with compression.writer(blob) as out:  # type: ignore[arg-type]
                     for chunk in pipe:
                         diff.write(chunk)
-                        gz.write(chunk)
+                        out.write(chunk)
 
             worker = threading.Thread(target=pipe.run, args=(consume,), daemon=True)
             worker.start()

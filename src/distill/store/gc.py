@@ -107,7 +107,9 @@ def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
             for notes in (store.facts_dir / entry.name, store.sources_dir / entry.name):
                 notes.unlink(missing_ok=True)
     for entry in sorted(store.made_dir.iterdir()):   # blobs made from lazy layers
-        made = store.made_blob(Digest.from_hex(entry.name)) if _is_hex(entry.name) else None
+        hexdigest, _, tag = entry.name.partition(".")
+        made = store.made_blob(Digest.from_hex(hexdigest), tag or "gzip") \
+            if _is_hex(hexdigest) else None
         if made is None or made.digest.hex not in keep:
             entry.unlink()
     for entry in sorted(store.cache_dir.iterdir()):

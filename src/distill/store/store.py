@@ -93,16 +93,19 @@ class Store:
             return None  # a torn or foreign file: the blob is simply hashed again
 
     # -- the blob distill made for a layer it built (compressed on demand) --
-    def made_blob(self, diff_id: Digest) -> Descriptor | None:
-        """The blob distill compressed from its own layer ``diff_id``, if it still has it."""
+    def made_blob(self, diff_id: Digest, tag: str = "gzip") -> Descriptor | None:
+        """The blob distill compressed (as ``tag`` says: Compression.tag) from layer
+        ``diff_id``, if it still has it."""
+        name = diff_id.hex if tag == "gzip" else f"{diff_id.hex}.{tag}"
         try:
-            desc = Descriptor.from_dict(json.loads((self.made_dir / diff_id.hex).read_bytes()))
+            desc = Descriptor.from_dict(json.loads((self.made_dir / name).read_bytes()))
         except (FileNotFoundError, ValueError, KeyError, TypeError, DistillError):
             return None
         return desc if self.blobs.has(desc.digest) else None
 
-    def record_made_blob(self, diff_id: Digest, blob: Descriptor) -> None:
-        _atomic_write(self.made_dir / diff_id.hex, json.dumps(blob.to_dict()).encode())
+    def record_made_blob(self, diff_id: Digest, blob: Descriptor, tag: str = "gzip") -> None:
+        name = diff_id.hex if tag == "gzip" else f"{diff_id.hex}.{tag}"
+        _atomic_write(self.made_dir / name, json.dumps(blob.to_dict()).encode())
 
     # -- where blobs are known to live (for cross-repository mounts on push) --
     def blob_sources(self, blob: Digest) -> list[str]:
