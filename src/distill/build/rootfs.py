@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -125,9 +126,16 @@ class RootfsManager:
         if all(layer.blob is not None and layer.diff_id not in convert
                for layer in image.layers):
             return image
-        return Image(image.config, tuple(
-            self._recompressed(layer) if layer.blob is not None and layer.diff_id in convert
-            else self.materialize_layer(layer) for layer in image.layers))
+
+        def one(layer: Layer) -> Layer:
+            if layer.blob is not None and layer.diff_id in convert:
+                return self._recompressed(layer)
+            return self.materialize_layer(layer)
+
+        # layers compress in parallel (isal, zlib and zstd release the GIL)
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                thread_name_prefix="compress") as pool:
+            return Image(image.config, tuple(pool.map(one, image.layers)))
 
     def materialize_layer(self, layer: Layer) -> Layer:
         if layer.blob is not None:
