@@ -126,3 +126,19 @@ def test_an_epoch_that_is_no_number_is_a_clear_error(distill: RunDistill, busybo
                    check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "SOURCE_DATE_EPOCH='yesterday' is not a number of seconds" in proc.stderr
+
+
+def test_a_stage_that_declares_the_epoch_gives_it_to_its_runs(
+        distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:
+    """As BuildKit: SOURCE_DATE_EPOCH (the caller's variable, passed on as the build arg
+    buildx makes of it) reaches RUN in a stage that declares ``ARG SOURCE_DATE_EPOCH``,
+    so that tools write reproducible files (Python then writes hash-checked .pyc); a
+    stage that does not declare it does not see it."""
+    ctx = _context(tmp_path, busybox_image,
+                   "RUN busybox sh -c 'echo \"[$SOURCE_DATE_EPOCH]\" > /undeclared'\n"
+                   "ARG SOURCE_DATE_EPOCH\n"
+                   "RUN busybox sh -c 'echo \"[$SOURCE_DATE_EPOCH]\" > /declared'\n")
+    _layout(distill, ctx, tmp_path / "layout", env={"SOURCE_DATE_EPOCH": str(EPOCH)})
+    rootfs = _rootfs(tmp_path / "layout", tmp_path)
+    assert (rootfs / "declared").read_text() == f"[{EPOCH}]\n"
+    assert (rootfs / "undeclared").read_text() == "[]\n"
