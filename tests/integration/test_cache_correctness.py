@@ -121,3 +121,43 @@ def test_an_image_holding_one_layer_twice_builds_on(distill: RunDistill, busybox
                                     "RUN busybox cat /app/a.txt > /seen\n")
     _build(distill, ctx, "--output", f"type=local,dest={tmp_path / 'out'}")
     assert (tmp_path / "out/seen").read_text() == f"{tmp_path.name}\n"
+
+
+def test_a_file_changed_while_copied_never_poisons_the_cache(
+        distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:
+    """The context is hashed for the key, then read again to copy: a file written in
+    between once put B's bytes under A's key. Whatever the timing, a build from the cache
+    must make what --no-cache makes (the raced build fails, or stores what it read)."""
+    import threading
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with open(ctx / "big.bin", "wb") as f:
+        f.truncate(64 << 20)
+    (ctx / "z.txt").write_text("A\n")
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nCOPY . /d/\n")
+    (ctx / ".dockerignore").write_text(".z.tmp\n")
+    stop = threading.Event()
+
+    def flip() -> None:       # z.txt is always A or B (replaced whole), never half written
+        n = 0
+        while not stop.is_set():
+            n += 1
+            (ctx / ".z.tmp").write_text("B\n" if n % 2 else "A\n")
+            os.replace(ctx / ".z.tmp", ctx / "z.txt")
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        for _ in range(8):   # each raced build had a 1 in 4 chance to poison A's key
+            proc = distill("build", "--progress", "plain", str(ctx), check=False)
+            assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr
+            if proc.returncode:
+                assert "changed while they were copied" in proc.stderr, proc.stderr
+    finally:
+        stop.set()
+        flipper.join()
+    (ctx / "z.txt").write_text("A\n")
+    out = tmp_path / "out"
+    distill("build", "-q", "--output", f"type=local,dest={out}", str(ctx))
+    assert (out / "d/z.txt").read_text() == "A\n"      # what the context holds now

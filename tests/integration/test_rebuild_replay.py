@@ -98,3 +98,65 @@ def test_a_pruned_image_is_built_again(distill: RunDistill, root: Path,
     _, log = _build(distill, root, ctx, "-t", "app:1")
     # built again (its cache went with it: the steps ran)
     assert REPLAYED not in log and "DONE" in log
+
+
+def test_inputs_the_record_once_missed_are_seen(distill: RunDistill, root: Path,
+                                               tmp_path: Path) -> None:
+    """Found by an outside tester: a context given as a symlink, a -f Dockerfile given as
+    a symlink, the .dockerignore beside a -f Dockerfile, and a --build-context directory
+    whose name holds a colon were not in the record's key, so a changed input replayed
+    the old image."""
+    ctx = _project(tmp_path, "busybox")
+    (tmp_path / "link").symlink_to(ctx)
+    first, _ = _build(distill, root, tmp_path / "link", "-t", "app:1")
+    _build(distill, root, tmp_path / "link", "-t", "app:1")
+    (ctx / "a.txt").write_text("changed\n")
+    time.sleep(2.1)
+    changed, log = _build(distill, root, tmp_path / "link", "-t", "app:1")
+    assert REPLAYED not in log and changed != first
+
+    outside = tmp_path / "df"
+    outside.mkdir()
+    (outside / "real").write_text("FROM busybox\nCOPY . /ctx/\n")
+    (outside / "Dockerfile").symlink_to("real")
+    named = tmp_path / "named:1"
+    named.mkdir()
+    (named / "n.txt").write_text("n1\n")
+    time.sleep(2.1)
+    flags = ("-f", str(outside / "Dockerfile"), "-t", "app:2",
+             "--build-context", f"extra={named}")
+    first, _ = _build(distill, root, ctx, *flags)
+    _, log = _build(distill, root, ctx, *flags)
+    assert REPLAYED in log
+    for change in (lambda: (outside / "real").write_text("FROM busybox\nCOPY . /other/\n"),
+                   lambda: (outside / "Dockerfile.dockerignore").write_text("a.txt\n"),
+                   lambda: (named / "n.txt").write_text("n2\n")):
+        change()
+        time.sleep(2.1)
+        _, log = _build(distill, root, ctx, *flags)
+        assert REPLAYED not in log
+        _, log = _build(distill, root, ctx, *flags)     # recorded again: replayed
+        assert REPLAYED in log
+
+
+def test_a_build_that_adds_from_a_server_is_never_replayed(
+        distill: RunDistill, root: Path, tmp_path: Path) -> None:
+    """Its sources live on a server: each build asks it (a 304 keeps the cache)."""
+    from tests.helpers.httpserve import serve_directory
+
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "f.txt").write_text("one\n")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with serve_directory(www) as url:
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD {url}/f.txt /f.txt\n")
+        time.sleep(2.1)
+        for _ in range(2):
+            _, log = _build(distill, root, ctx, "-t", "app:1", "--allow", "network.host")
+            assert REPLAYED not in log
+        (www / "f.txt").write_text("two\n")
+        out = tmp_path / "out"
+        distill("build", "--allow", "network.host", "-o", f"type=local,dest={out}",
+                str(ctx), root=root)
+        assert (out / "f.txt").read_text() == "two\n"

@@ -191,6 +191,7 @@ class Builder:
         self.cache_from = tuple(cache_from)
         self.cache_used: dict[int, dict[str, dict[str, object]]] = {}  # stage -> key -> entry
         self._shipped: set[int] = set()     # stages whose layers an output ships
+        self.fetched_remote = False         # an ADD named a URL or a git repository
 
     # -- cache ------------------------------------------------------------------------
     def cache_lookup(self, key: str, stage: int) -> CacheHit | None:

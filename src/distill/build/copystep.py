@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 from collections.abc import Callable, Iterator
@@ -40,31 +41,46 @@ class TriggerCopy(ins.Copy):
 
 
 
+def _entries(sources: list[Source],
+             allow: Callable[[Path], bool] | None) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(name, host path, lstat) of everything a COPY of ``sources`` reads, in order."""
+    for src in sources:
+        yield src.rel, str(src.host), os.lstat(src.host)
+        if not src.host.is_dir() or src.host.is_symlink():
+            continue
+        for dirpath, dirnames, filenames in os.walk(src.host):
+            if allow is not None:
+                dirnames[:] = [d for d in dirnames if allow(Path(dirpath, d))]
+                filenames = [f for f in filenames if allow(Path(dirpath, f))]
+            dirnames.sort()
+            for name in sorted(dirnames) + sorted(filenames):
+                p = os.path.join(dirpath, name)
+                yield os.path.relpath(p, src.host), p, os.lstat(p)
+
+
 def _tree_digest(hashes: ContentHashes, sources: list[Source],
                  allow: Callable[[Path], bool] | None) -> str:
     """The digest of everything a COPY would read (names, types, modes, owners, bytes),
     through the build's stat cache.
 
-    Not modification times, as BuildKit's content hash leaves them out: a fresh checkout
-    on another machine (or a stage unpacked there from a shared cache) has other times
-    for the same files, and must hit the same cache entry. The cached layer then keeps
-    the times of the build that made it, as with BuildKit."""
+    Not modification times, as BuildKit's content hash leaves them out (and Docker's
+    documentation says of COPY): a fresh checkout on another machine (or a stage
+    unpacked there from a shared cache) has other times for the same files, and must hit
+    the same cache entry. The cached layer then keeps the times of the build that made
+    it, as with BuildKit."""
+    return hashes.walk_digest(_entries(sources, allow))
 
-    def entries() -> Iterator[tuple[str, str, os.stat_result]]:
-        for src in sources:
-            yield src.rel, str(src.host), os.lstat(src.host)
-            if not src.host.is_dir() or src.host.is_symlink():
-                continue
-            for dirpath, dirnames, filenames in os.walk(src.host):
-                if allow is not None:
-                    dirnames[:] = [d for d in dirnames if allow(Path(dirpath, d))]
-                    filenames = [f for f in filenames if allow(Path(dirpath, f))]
-                dirnames.sort()
-                for name in sorted(dirnames) + sorted(filenames):
-                    p = os.path.join(dirpath, name)
-                    yield os.path.relpath(p, src.host), p, os.lstat(p)
 
-    return hashes.walk_digest(entries())
+def _stat_stamp(sources: list[Source], allow: Callable[[Path], bool] | None) -> str:
+    """What every file a COPY reads looks like now (inode, size, times, ctime above all,
+    which every write moves): taken before the key and again after the copy, a change
+    means the layer may hold other bytes than the key names."""
+    h = hashlib.sha256()
+    for name, _, st in _entries(sources, allow):
+        h.update(f"{name}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mode}\0"
+                 f"{st.st_uid}\0{st.st_gid}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n"
+                 .encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
 
 
 def _parse_chmod(inst: ins.Copy, value: str) -> int:
@@ -249,6 +265,7 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         for i, pattern in enumerate(patterns):
             if add_opts is None or not (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
                 continue
+            ctx.builder.fetched_remote = True      # such a build is never replayed
             ident = remote.identify(pattern, add_opts, ctx.url_records)
             if ident is None:
                 got = fetched[i] = _fetch_remote(stack, pattern, add_opts, ctx.url_records)
@@ -262,9 +279,11 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
             "remote": [[i, ident] for i, ident in remote_ids],
             "heredocs": [[s.rel, s.host.read_bytes()] for s in inline]}
         local_found: tuple[list[Source], list[Source]] | None = None
+        stamp = ""
         if local is not None:
             local_found = _resolve(local.root, patterns, inst, local.what, True, local.allow,
                                    add_opts)
+            stamp = _stat_stamp([s for part in local_found for s in part], local.allow)
             inputs["local"] = [[[s.rel, s.base] for s in part] for part in local_found]
             inputs["local_content"] = [_tree_digest(ctx.hashes, part, local.allow)
                                        for part in local_found]
@@ -328,6 +347,15 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
                     copy_sources(dest_root, inline, dest, CopyOptions(
                         owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
                                  dest_is_dir=dest_is_dir)
+                if local_found is not None and local is not None:
+                    try:
+                        now = _stat_stamp([s for part in local_found for s in part],
+                                          local.allow)
+                    except OSError:
+                        now = "gone"
+                    if now != stamp:     # the layer may hold bytes the key does not name
+                        raise ContextError(f"files of {local.what} changed while they were "
+                                           "copied", hint="build again once they are written")
 
         flags = "".join(f" --{k}={v}" for k, v in (("from", inst.from_), ("chown", chown),
                                                      ("chmod", inst.chmod)) if v)

@@ -11,7 +11,7 @@ Dockerfile, hashing the context. So a finished build also leaves a record under
   variables a build reads (SOURCE_DATE_EPOCH, registries and credentials' locations,
   the store's, and those ``--build-arg NAME`` takes its value from);
 * the whole build context, and each local ``--build-context`` directory and ``-f``
-  file: every entry's name, type, mode, owner, size, inode, mtime and ctime (an
+  file (with the ``.dockerignore`` beside it), symlinks to them followed: every entry's name, type, mode, owner, size, inode, mtime and ctime (an
   ignored file counts too: changing one costs a slow rebuild, never a wrong one);
 * the store's ``index.json`` as the build left it (the images FROM names, and the tags
   it set).
@@ -20,7 +20,9 @@ A later ``distill build`` whose key matches, and whose image is still whole in t
 store with its tags pointing at it, prints what that build printed (every step
 cached) and its digest, importing nothing of the builder. Anything else goes the
 normal way, which is never wrong: a record only skips work that would have been a
-cache hit. A build is recorded only with outputs the record can replay (the store),
+cache hit. A build that ADDs from a URL or a git repository is never recorded (its sources
+live on servers: each build asks them, through the step's key). A build is recorded
+only with outputs the record can replay (the store),
 and only when no input changed while it ran nor within the clock's granularity before
 (git's racy-clean rule, as for build/contenthash.py).
 
@@ -79,10 +81,23 @@ class _Tree:
         self.newest_ctime = max(self.newest_ctime, st.st_ctime_ns)
 
     def walk(self, root: str) -> _Tree:
-        st = os.lstat(root)
+        """The tree at ``root``, a symlink there followed (as the build follows it: a
+        context or -f given as a link), with the link itself counted too."""
+        if os.path.islink(root):
+            self.add("@link", os.lstat(root))
+            self.h.update(os.fsencode(os.readlink(root)) + b"\n")
+        real = os.path.realpath(root)
+        st = os.lstat(real)
         self.add(".", st)
         if stat.S_ISDIR(st.st_mode):
-            self._walk_dir(root, "")
+            self._walk_dir(real, "")
+        return self
+
+    def maybe(self, path: str) -> _Tree:
+        """``walk``, or "missing" when nothing is there (a missing file is an input too)."""
+        if os.path.lexists(path):
+            return self.walk(path)
+        self.h.update(b"missing\n")
         return self
 
     def _walk_dir(self, path: str, rel: str) -> None:
@@ -120,12 +135,19 @@ class Inputs:
         trees = {"context": _Tree().walk(args.context)}
         if getattr(args, "file", None):
             trees["file"] = _Tree().walk(args.file)
+            # the ignore file the build reads beside a -f Dockerfile (ignore/files.py)
+            for n, beside in enumerate(sorted({args.file, os.path.realpath(args.file)})):
+                trees[f"file-ignore-{n}"] = _Tree().maybe(beside + ".dockerignore")
         for spec in getattr(args, "build_context", []):
             _, _, value = spec.partition("=")
+            if value.startswith("docker-image://"):
+                continue                        # an image: the store's index covers it
             path = value.removeprefix("oci-layout://")
-            if "://" not in path and os.path.exists(path.rpartition(":")[0] or path):
-                where = path if os.path.exists(path) else path.rpartition(":")[0]
-                trees[f"named:{spec}"] = _Tree().walk(where)
+            if value.startswith("oci-layout://") and not os.path.exists(path):
+                path = path.rpartition(":")[0]  # oci-layout://PATH:TAG
+            if "://" in value and not value.startswith("oci-layout://"):
+                raise OSError(f"--build-context {spec}: not a source a record covers")
+            trees[f"named:{spec}"] = _Tree().walk(path)   # missing: OSError, no record
         self.trees = {name: tree.h.hexdigest() for name, tree in trees.items()}
         self.newest_ctime = max(tree.newest_ctime for tree in trees.values())
 
@@ -148,10 +170,13 @@ def _index_names(index: bytes) -> dict[str, str]:
 
 def record(root: Path, before: Inputs, args: Any, *, digest: str,
            blobs: Sequence[str], names: Sequence[str], lines: Sequence[str],
-           table: list[dict[str, Any]] | None, warnings: Sequence[str]) -> bool:
+           table: list[dict[str, Any]] | None, warnings: Sequence[str],
+           fetched: bool = False) -> bool:
     """Leave the record of a finished build; False when it must not be replayed (an
-    input changed while it ran, or too recently to tell)."""
-    if not replayable(args):
+    input changed while it ran, or too recently to tell; or it ADDed from a URL or a git
+    repository, whose content no local stat can vouch for: such a build goes the normal
+    way, where the step's key asks the server)."""
+    if not replayable(args) or fetched:
         return False
     try:
         after = Inputs(args)

@@ -231,6 +231,6 @@ def run(args: argparse.Namespace) -> int:
                     blobs=[str(image.digest), str(image.config_descriptor().digest),
                            *(str(layer.compressed.digest) for layer in image.layers)],
                     names=names, lines=titles, table=[asdict(r) for r in rows],
-                    warnings=warnings)
+                    warnings=warnings, fetched=builder.fetched_remote)
     print(image.digest)
     return 0
