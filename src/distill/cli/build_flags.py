@@ -62,6 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def _run(args: argparse.Namespace) -> int:
     replayed = memo.replay(args)
     if replayed is None:
+        # a build mounts: a private mount namespace first, before any thread starts
+        from distill.sandbox.namespace import ensure_private_mount_namespace
+
+        ensure_private_mount_namespace()
         from distill.cli.build import run
 
         return run(args)

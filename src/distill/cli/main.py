@@ -7,12 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from distill import __version__
-from distill.errors import DistillError, UsageError
-from distill.sandbox.namespace import ensure_private_mount_namespace
 
 # Commands that mount filesystems run in a private mount namespace, entered before
-# anything starts threads (the Go-compiled Dockerfile parser does, once loaded).
-MOUNTING_COMMANDS = {"build", "base"}
+# anything starts threads. ``build`` enters it itself, after it has looked for a record
+# to replay (cli/build_flags.py): a replay mounts nothing.
+MOUNTING_COMMANDS = {"base"}
 
 
 #: which module defines each command (importing all of them costs a start-up: a
@@ -38,23 +37,26 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from distill.cli.render import print_error
-
     words = list(sys.argv[1:] if argv is None else argv)
     try:
         if MOUNTING_COMMANDS & set(words[:1]):
+            from distill.sandbox.namespace import ensure_private_mount_namespace
+
             ensure_private_mount_namespace()
         args = parser(words[0] if words else None).parse_args(words)
         return int(args.run(args))
-    except UsageError as e:
-        print_error(e)
-        return 2
-    except DistillError as e:
-        print_error(e)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        # the error types and their rendering load only when there is an error to show
+        from distill.cli.render import print_error
+        from distill.errors import DistillError, UsageError
+
+        if not isinstance(e, DistillError):
+            raise
+        print_error(e)
+        return 2 if isinstance(e, UsageError) else 1
 
 
 if __name__ == "__main__":

@@ -106,6 +106,15 @@ def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
             entry.unlink()
             for notes in (store.facts_dir / entry.name, store.sources_dir / entry.name):
                 notes.unlink(missing_ok=True)
+    memo = store.root / "memo"          # records of builds (build/memo.py)
+    for entry in sorted(memo.iterdir()) if memo.is_dir() else []:
+        try:
+            record = json.loads(entry.read_bytes())
+            whole = all(b.split(":")[-1] in keep for b in record["blobs"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            whole = False
+        if all_cache or not whole:
+            entry.unlink()
     for entry in sorted(store.made_dir.iterdir()):   # blobs made from lazy layers
         hexdigest, _, tag = entry.name.partition(".")
         made = store.made_blob(Digest.from_hex(hexdigest), tag or "gzip") \
