@@ -37,6 +37,7 @@ test: deps
 
 bench: deps
 	$(PY) bench/go_hello.py
+	$(PY) bench/export.py
 	$(PY) bench/registry.py
 
 clean:
