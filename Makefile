@@ -33,6 +33,8 @@ demo: deps
 	$(PY) examples/demo.py
 
 test: deps
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/mypy src/distill
 	$(PY) -m pytest -q tests
 
 bench: deps

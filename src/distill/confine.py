@@ -123,6 +123,8 @@ _openat2_missing = _SYS_OPENAT2 is None
 
 
 def _openat2(dirfd: int, path: str, flags: int) -> int:
+    if _SYS_OPENAT2 is None:      # callers use the fallback on such machines
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS), path)
     how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     name = os.fsencode(path)
     err = errno.EAGAIN

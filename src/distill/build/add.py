@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from distill.confine import open_in_root, resolve_in_root
 from distill.errors import ContextError, DistillError
@@ -448,17 +448,17 @@ _MAGIC = (
 )
 
 
-def _decompressed(f: BinaryIO) -> IO[bytes]:
+def _decompressed(f: BinaryIO) -> BinaryIO:
     head = f.read(6)
     f.seek(0)
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             if kind == "gz":
-                return gzip.GzipFile(fileobj=f, mode="rb")
+                return cast(BinaryIO, gzip.GzipFile(fileobj=f, mode="rb"))
             if kind == "bz2":
-                return bz2.BZ2File(f)
+                return cast(BinaryIO, bz2.BZ2File(f))
             if kind == "xz":
-                return lzma.LZMAFile(f)
+                return cast(BinaryIO, lzma.LZMAFile(f))
             import zstandard
             return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[no-any-return]
     return f

@@ -64,10 +64,10 @@ class NamedContext:
             raise UsageError(f"unsupported --build-context source {spec!r}",
                              hint="distill takes oci-layout://PATH[:TAG], docker-image://REF "
                                   "(from its store) or a local directory")
-        path = Path(spec)
-        if not path.is_dir():
+        local = Path(spec)
+        if not local.is_dir():
             raise UsageError(f"--build-context {spec!r}: no such directory")
-        return cls("local", path.resolve())
+        return cls("local", local.resolve())
 
 
 @dataclass

@@ -26,7 +26,8 @@ only with outputs the record can replay (the store),
 and only when no input changed while it ran nor within the clock's granularity before
 (git's racy-clean rule, as for build/contenthash.py).
 
-This module imports only the standard library: it runs before anything else is loaded.
+This module imports only the standard library (and the store's location, a leaf): it runs
+before anything else is loaded.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from distill.store.location import default_root
+
 MEMO_FORMAT = 1
 RACY_NS = 2_000_000_000
 #: what a build reads from the environment besides --build-arg NAME's values
@@ -53,14 +56,6 @@ PRESENTATION = ("quiet", "progress", "jobs", "argv", "run", "command")
 UNREPLAYABLE = ("output", "push", "load", "cache_from", "cache_to", "iidfile", "secret", "ssh",
                 "metadata_file", "no_cache", "pull")
 _PACKAGE = Path(__file__).resolve().parents[1]
-
-
-def store_root() -> Path:
-    env = os.environ.get("DISTILL_ROOT")
-    if env:
-        return Path(env).expanduser().resolve()
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data_home) / "distill"
 
 
 def replayable(args: Any) -> bool:
@@ -210,7 +205,7 @@ def replay(args: Any) -> dict[str, Any] | None:
     it (its ``digest``, ``lines``, ``table`` and ``warnings``), or None."""
     if not replayable(args):
         return None
-    root = store_root()
+    root = default_root()
     try:
         with open(root / "store.lock", "a") as lock:   # as every store user: no prune now
             fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -57,7 +57,7 @@ class RootfsManager:
         try:
             with self.store.blobs.open(layer.blob.digest) as raw, \
                     open_layer_stream(raw, layer.blob.media_type, what) as stream:
-                extract_layer(stream, tmp, what)
+                extract_layer(stream, tmp, what)  # type: ignore[arg-type]  # a reader
                 stream.drain()
             verify_diff_id(stream, layer.diff_id, what)
         except BaseException:

@@ -7,7 +7,7 @@ import json
 import os
 import posixpath
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,7 +69,7 @@ _SCRIPT = "script"
 RUNC_MOUNT_POINTS = ("/dev", "/proc", "/sys")
 
 
-def proxy_env(build_args: dict[str, str]) -> dict[str, str]:
+def proxy_env(build_args: Mapping[str, str]) -> dict[str, str]:
     """The proxy variables a RUN gets from --build-arg without an ARG line, as BuildKit
     gives them: each of http_proxy, https_proxy, ftp_proxy, no_proxy and all_proxy given
     in any case (the last in sorted order wins; proxyEnvFromBuildArgs) is set under both

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
+from datetime import UTC
 
 from distill.debian.archive import Archive
 from distill.debian.deb import DebFile
@@ -86,6 +86,6 @@ def assemble(store: Store, archive: Archive, lock: Lock, variant: Variant,
 
 
 def _rfc3339(epoch: int) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -57,7 +57,7 @@ def read_ignore_file(text: str | None) -> list[str]:
         if _utf8_len(raw) >= _MAX_LINE_BYTES:
             raise ContextError("bufio.Scanner: token too long",
                                hint=f"line {number + 1} of the ignore file is longer than 64 KiB")
-        line = raw[:-1] if raw.endswith("\r") else raw
+        line = raw.removesuffix("\r")
         if number == 0 and line.startswith("\ufeff"):
             line = line[1:]
         if line.startswith("#"):

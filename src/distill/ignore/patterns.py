@@ -213,7 +213,7 @@ _BAD_BYTES = {cp: "\ufffd" for cp in range(0xDC80, 0xDD00)}
 # --------------------------------------------------------------------------------------
 
 class _Pattern:
-    __slots__ = ("text", "dirs", "exclusion", "kind", "literal", "regexp", "error")
+    __slots__ = ("dirs", "error", "exclusion", "kind", "literal", "regexp", "text")
 
     def __init__(self, text: str, exclusion: bool) -> None:
         self.text = text  # cleaned, without the '!'

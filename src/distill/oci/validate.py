@@ -29,8 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from jsonschema import Draft4Validator, FormatChecker
-from jsonschema.exceptions import best_match
+from jsonschema import Draft4Validator, FormatChecker  # type: ignore[import-untyped]
+from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 

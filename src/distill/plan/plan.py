@@ -157,13 +157,13 @@ def make_plan(dockerfile: Dockerfile, *, target: str | None = None,
                 copies[i] = sref if sref is not None else src
             if isinstance(inst, Run):
                 for raw in inst.mounts:
-                    src = mount_from(raw)
-                    if src:
-                        sref = stage_ref(src, None)
+                    mount_src = mount_from(raw)
+                    if mount_src:
+                        sref = stage_ref(mount_src, None)
                         if sref == stage.index:
-                            raise DockerfileError(f"RUN --mount from={src} refers to its own "
-                                                  "stage", location=inst.location)
-                        mount_sources[src] = sref if sref is not None else src
+                            raise DockerfileError(f"RUN --mount from={mount_src} refers to its "
+                                                  "own stage", location=inst.location)
+                        mount_sources[mount_src] = sref if sref is not None else mount_src
         planned[stage.index] = PlannedStage(stage, base, copies, mount_sources)
 
     if target is None:

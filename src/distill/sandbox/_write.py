@@ -13,7 +13,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict
 
 from distill.errors import SandboxError
 from distill.sandbox._extract import (
@@ -82,6 +82,14 @@ def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
             prefixes.append(rel + "/")
 
 
+class _Fields(TypedDict):
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+    mtime_ns: int
+
+
 class _LayerWriter:
     """Writes the tar entries of one upper directory."""
 
@@ -90,7 +98,7 @@ class _LayerWriter:
         self.clamp_ns = None if mtime_clamp is None else mtime_clamp * 1_000_000_000
         self.inodes: dict[tuple[int, int], str] = {}
 
-    def fields(self, path: str, st: os.stat_result) -> dict[str, int]:
+    def fields(self, path: str, st: os.stat_result) -> _Fields:
         """Mode, owner and time of an entry. The time keeps its nanoseconds (a PAX
         record), so that what later steps saw is what the image holds. A clamp applies
         to the directory too, not only to the tar: the upper directory becomes the

@@ -29,7 +29,8 @@ def mmdebstrap_tarball(dest: Path, *, suite: str = "bookworm", arch: str = "amd6
     env = dict(os.environ)
     if source_date_epoch is not None:
         env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                          check=False)   # its failure becomes the SandboxError below
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-8:]
         raise SandboxError(f"mmdebstrap {suite} failed (exit code {proc.returncode})",

@@ -342,7 +342,7 @@ class _ChunkPipe:
     def run(self, consume: Callable[[], None]) -> None:
         try:
             consume()
-        except BaseException as e:  # surfaced on the producer's thread
+        except BaseException as e:  # noqa: BLE001 (surfaced on the producer's thread)
             self._error = e
             while self._queue.get() is not self._END:  # drain so the producer never blocks
                 pass

@@ -13,15 +13,8 @@ from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.oci.reference import normalize_reference
 from distill.store.blobs import PRIVATE_MODE, BlobStore, make_private, remove_tree
+from distill.store.location import default_root
 from distill.store.names import NameIndex, _atomic_write
-
-
-def default_root() -> Path:
-    env = os.environ.get("DISTILL_ROOT")
-    if env:
-        return Path(env).expanduser().resolve()
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data_home) / "distill"
 
 
 @dataclass(frozen=True)
@@ -47,7 +40,7 @@ class Store:
             make_private(self.root)
             # Held shared for this object's life by every store user; ``distill prune``
             # takes it exclusively, so it never removes what a running build is using.
-            self._usage = open(self.root / "store.lock", "a")
+            self._usage = open(self.root / "store.lock", "a")  # noqa: SIM115 (held for life)
         except OSError as e:
             raise StoreError(f"cannot use {self.root} as distill's store: "
                              f"{e.strerror or e}",
