@@ -5,11 +5,8 @@ on 127.0.0.1 (reached with --allow network.host)."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 
 from tests.conftest import RunDistill
 from tests.helpers.gitserve import bare_repo, git, http_server
+from tests.helpers.httpserve import serve_directory
 
 pytestmark = pytest.mark.integration
 
@@ -27,24 +25,8 @@ def _web(directory: Path) -> Iterator[tuple[str, list[tuple[str, int]]]]:
     """Python's file server (Last-Modified, If-Modified-Since → 304); yields its URL and
     the (path, status) of every request."""
     answered: list[tuple[str, int]] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            answered.append((self.path, int(code)))
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", answered
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_directory(directory, answered) as url:
+        yield url, answered
 
 
 def _build(distill: RunDistill, ctx: Path, dockerfile: str) -> tuple[str, str]:

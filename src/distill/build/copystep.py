@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -71,12 +71,12 @@ def _tree_digest(hashes: ContentHashes, sources: list[Source],
     return hashes.walk_digest(_entries(sources, allow))
 
 
-def _stat_stamp(sources: list[Source], allow: Callable[[Path], bool] | None) -> str:
-    """What every file a COPY reads looks like now (inode, size, times, ctime above all,
-    which every write moves): taken before the key and again after the copy, a change
-    means the layer may hold other bytes than the key names."""
+def _stat_stamp(entries: Iterable[tuple[str, str, os.stat_result]]) -> str:
+    """What every file a COPY reads looks like (inode, size, times, ctime above all,
+    which every write moves), from the walk that hashed them and again after the copy:
+    a change means the layer may hold other bytes than the key names."""
     h = hashlib.sha256()
-    for name, _, st in _entries(sources, allow):
+    for name, _, st in entries:
         h.update(f"{name}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mode}\0"
                  f"{st.st_uid}\0{st.st_gid}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n"
                  .encode("utf-8", "surrogateescape"))
@@ -283,10 +283,10 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         if local is not None:
             local_found = _resolve(local.root, patterns, inst, local.what, True, local.allow,
                                    add_opts)
-            stamp = _stat_stamp([s for part in local_found for s in part], local.allow)
+            walked = [list(_entries(part, local.allow)) for part in local_found]
+            stamp = _stat_stamp(e for part in walked for e in part)
             inputs["local"] = [[[s.rel, s.base] for s in part] for part in local_found]
-            inputs["local_content"] = [_tree_digest(ctx.hashes, part, local.allow)
-                                       for part in local_found]
+            inputs["local_content"] = [ctx.hashes.walk_digest(part) for part in walked]
         else:
             assert image is not None
             inputs["image"] = [str(d) for d in image.config.diff_ids]
@@ -349,8 +349,8 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
                                  dest_is_dir=dest_is_dir)
                 if local_found is not None and local is not None:
                     try:
-                        now = _stat_stamp([s for part in local_found for s in part],
-                                          local.allow)
+                        now = _stat_stamp(e for part in local_found
+                                          for e in _entries(part, local.allow))
                     except OSError:
                         now = "gone"
                     if now != stamp:     # the layer may hold bytes the key does not name
