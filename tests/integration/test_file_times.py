@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunDistill
+from tests.helpers.clock import next_second
 from tests.helpers.readback import umoci_unpack
 
 pytestmark = pytest.mark.integration
@@ -115,7 +116,7 @@ def test_two_stores_at_two_times_make_the_same_image(
         args = ["--build-arg", f"SOURCE_DATE_EPOCH={EPOCH}"] if how == "build-arg" else []
         env = {"SOURCE_DATE_EPOCH": str(EPOCH)} if how == "env" else {}
         digests.append(_layout(distill, ctx, work / "layout", *args, root=root, env=env))
-        time.sleep(1.1)                          # another second on the clock
+        next_second()                            # another second on the clock
     assert len(set(digests)) == 1, digests
 
 

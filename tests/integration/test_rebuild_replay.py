@@ -8,12 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DISTILL, RunDistill
+from tests.helpers.clock import settled
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def _project(tmp_path: Path, base: str) -> Path:
     ctx.mkdir()
     (ctx / "a.txt").write_text(f"{tmp_path.name}\n")
     (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY a.txt /\nRUN busybox cat /a.txt\n")
-    time.sleep(2.1)     # older than the clock's granularity: a build may be recorded
+    settled(ctx)        # older than the clock's granularity: a build may be recorded
     return ctx
 
 
@@ -75,7 +75,6 @@ def test_any_change_takes_the_normal_way(distill: RunDistill, root: Path,
     other.mkdir()
     (other / "Dockerfile").write_text("FROM busybox\nENV OTHER=1\n")
     _build(distill, root, other, "-t", "app:1")
-    time.sleep(2.1)
     back, log = _build(distill, root, ctx, "-t", "app:1")
     assert REPLAYED not in log and back == first
     # --no-cache and outputs never replay
@@ -111,7 +110,7 @@ def test_inputs_the_record_once_missed_are_seen(distill: RunDistill, root: Path,
     first, _ = _build(distill, root, tmp_path / "link", "-t", "app:1")
     _build(distill, root, tmp_path / "link", "-t", "app:1")
     (ctx / "a.txt").write_text("changed\n")
-    time.sleep(2.1)
+    settled(ctx)
     changed, log = _build(distill, root, tmp_path / "link", "-t", "app:1")
     assert REPLAYED not in log and changed != first
 
@@ -122,7 +121,7 @@ def test_inputs_the_record_once_missed_are_seen(distill: RunDistill, root: Path,
     named = tmp_path / "named:1"
     named.mkdir()
     (named / "n.txt").write_text("n1\n")
-    time.sleep(2.1)
+    settled(ctx, outside, named)
     flags = ("-f", str(outside / "Dockerfile"), "-t", "app:2",
              "--build-context", f"extra={named}")
     first, _ = _build(distill, root, ctx, *flags)
@@ -132,7 +131,7 @@ def test_inputs_the_record_once_missed_are_seen(distill: RunDistill, root: Path,
                    lambda: (outside / "Dockerfile.dockerignore").write_text("a.txt\n"),
                    lambda: (named / "n.txt").write_text("n2\n")):
         change()
-        time.sleep(2.1)
+        settled(ctx, outside, named)
         _, log = _build(distill, root, ctx, *flags)
         assert REPLAYED not in log
         _, log = _build(distill, root, ctx, *flags)     # recorded again: replayed
@@ -151,7 +150,7 @@ def test_a_build_that_adds_from_a_server_is_never_replayed(
     ctx.mkdir()
     with serve_directory(www) as url:
         (ctx / "Dockerfile").write_text(f"FROM busybox\nADD {url}/f.txt /f.txt\n")
-        time.sleep(2.1)
+        settled(ctx)
         for _ in range(2):
             _, log = _build(distill, root, ctx, "-t", "app:1", "--allow", "network.host")
             assert REPLAYED not in log
