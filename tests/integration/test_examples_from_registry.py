@@ -26,7 +26,6 @@ import filecmp
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -40,6 +39,7 @@ import pytest
 from distill.formats.stored import load
 from distill.store.store import Store
 from tests.conftest import REPO, RunDistill
+from tests.helpers.examples import free_port
 from tests.helpers.readback import umoci_unpack
 from tests.helpers.registry import RegistryServer, unique_repo
 from tests.helpers.unpacked import entries, is_elf, resolve_in
@@ -91,12 +91,6 @@ def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
     added = [d[2:] for d in diff if d.startswith("+ ")]
     assert len(removed) == len(added), diff
     return list(zip(removed, added, strict=True))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve_and_get(rootfs: Path, argv: list[str], port: int) -> str:

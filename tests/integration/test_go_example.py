@@ -4,7 +4,6 @@ loaded into Docker's engine, run, and answering HTTP."""
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -17,16 +16,11 @@ from distill.store.store import Store
 from tests.conftest import REPO, RunDistill
 from tests.helpers.clock import next_second
 from tests.helpers.dockerd import private_dockerd
+from tests.helpers.examples import free_port
 from tests.helpers.readback import skopeo_inspect
 
 pytestmark = pytest.mark.integration
 EXAMPLE = REPO / "examples" / "go-hello"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str, timeout: float = 30) -> str:

@@ -4,12 +4,8 @@ Docker's engine, run as uid 65532, answering HTTP — with no shell anywhere in 
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import tarfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +15,8 @@ from distill.formats.stored import load
 from distill.oci.validate import validate_layout
 from distill.store.store import Store
 from tests.conftest import REPO, RunDistill
-from tests.helpers.dockerd import Docker, private_dockerd
+from tests.helpers.dockerd import private_dockerd
+from tests.helpers.examples import example_context, free_port, get_when_up
 from tests.helpers.readback import skopeo_inspect, umoci_unpack
 from tests.helpers.unpacked import entries, is_elf, resolve_in
 
@@ -34,18 +31,7 @@ SHELLS = ("bin/sh", "bin/bash", "bin/dash", "usr/bin/sh", "usr/bin/bash", "usr/b
 
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The example as its build context, with the TLS-intercepting proxy's CA (when
-    SSL_CERT_FILE names one) as the optional extra-ca.crt the Dockerfile copies.
-
-    The example is copied rather than written into: other sessions build
-    examples/python-app at the same time, and an extra-ca.crt that one of them removes
-    mid-build would fail this one's pip (and the other way round).
-    """
-    ctx = tmp_path_factory.mktemp("python-app") / "python-app"
-    shutil.copytree(EXAMPLE, ctx, ignore=shutil.ignore_patterns("extra-ca.crt"))
-    ca = os.environ.get("SSL_CERT_FILE")
-    if ca and Path(ca).is_file():
-        shutil.copyfile(ca, ctx / "extra-ca.crt")
+    ctx = example_context(EXAMPLE, tmp_path_factory.mktemp("python-app") / "python-app")
     yield ctx
     shutil.rmtree(ctx, ignore_errors=True)
 
@@ -55,29 +41,6 @@ def python_app(distill: RunDistill, debian_image: str, distroless_python3: str,
                context: Path) -> str:
     distill("build", "--progress", "plain", "-t", "python-app:test", str(context))
     return "python-app:test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get_when_up(docker: Docker, cid: str, url: str) -> str:
-    """GET ``url`` once the container's server listens; fail at once if the container
-    stops. (The deadline is only a guard against a hang, never part of the assertion.)"""
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.read().decode()
-        except OSError:
-            running = docker("inspect", "-f", "{{.State.Running}}", cid).stdout.strip()
-            if running != "true" or time.monotonic() > deadline:
-                logs = docker("logs", cid, check=False)
-                raise AssertionError(f"no answer at {url} (running={running}):\n"
-                                     f"{logs.stdout}{logs.stderr}") from None
-            time.sleep(0.2)
 
 
 def test_built_on_distroless_python3(python_app: str, distroless_python3: str,

@@ -16,7 +16,7 @@ from distill.formats.layers import open_layer_stream, verify_diff_id
 from distill.formats.stored import record_facts
 from distill.image.image import Image, Layer
 from distill.oci.descriptor import Descriptor
-from distill.oci.digest import Digest, HashingWriter
+from distill.oci.digest import Digest
 from distill.sandbox import (
     OverlayMount,
     extract_layer,
@@ -24,7 +24,7 @@ from distill.sandbox import (
     sandbox_ids,
     write_layer_from_upper,
 )
-from distill.store.blobs import DEFAULT_COMPRESSION, Compression, remove_tree
+from distill.store.blobs import DEFAULT_COMPRESSION, Compression, hash_stream, remove_tree
 from distill.store.store import LayerFacts, Store
 
 
@@ -102,9 +102,9 @@ class RootfsManager:
         if not any(os.scandir(upper)):
             return None
         if lazy:
-            sink = HashingWriter(None)
-            write_layer_from_upper(upper, sink, mtime_clamp=self.mtime_clamp)  # type: ignore[arg-type]
-            layer = Layer(None, sink.digest(), sink.size)
+            diff_id, size = hash_stream(
+                lambda out: write_layer_from_upper(upper, out, mtime_clamp=self.mtime_clamp))
+            layer = Layer(None, diff_id, size)
         else:
             c = self.compression
             digest, size, diff_id, usize = self.store.blobs.write_layer(
