@@ -21,7 +21,7 @@ from distill.ignore import (
     BAD_PATTERN,
     MatchInfo,
     PatternMatcher,
-    _translate,
+    translate,
     read_ignore_file,
 )
 
@@ -171,8 +171,8 @@ def _internal_compile(data: dict[str, Any]) -> Iterator[Vector]:
     for n, case in enumerate(data["cases"]):
         def check(case: dict[str, Any] = case) -> None:
             pattern = case["pattern"]
-            assert _translate(pattern) == (case["match_type"], case["compiled_regexp"])
-            windows = _translate(pattern.replace("/", "\\"), sep="\\")
+            assert translate(pattern) == (case["match_type"], case["compiled_regexp"])
+            windows = translate(pattern.replace("/", "\\"), sep="\\")
             assert windows == (case["match_type"], case["windows_compiled_regexp"])
         yield Vector(f"internal_compile[{n:02d}]:{case['pattern']}", check)
 

@@ -14,15 +14,17 @@ from typing import Any
 
 import pytest
 
-from distill.dockerfile.parser import (
-    NOT_STRING_ARRAY,
+from distill.dockerfile.directives import (
     DirectiveMatch,
     DirectiveParser,
-    chomp_heredoc_content,
     detect_syntax,
+    parse_directive,
+)
+from distill.dockerfile.parser import (
+    NOT_STRING_ARRAY,
+    chomp_heredoc_content,
     dump,
     heredocs_from_line,
-    parse_directive,
     parse_dockerfile,
     parse_heredoc,
     parse_json,

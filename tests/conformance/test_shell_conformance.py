@@ -45,7 +45,7 @@ def _lines(path: Path) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _expect_word(word: str, env: dict[str, str], expected: str) -> None:

@@ -6,12 +6,12 @@ import os
 import time
 from pathlib import Path
 
-from distill.build.memo import RACY_NS
+from distill.builder.memo import RACY_NS
 
 
 def settled(*paths: Path) -> None:
     """Return once every file under ``paths`` changed longer ago than the racy-clean
-    window (build/memo.py): a build of them may then leave a record."""
+    window (builder/memo.py): a build of them may then leave a record."""
     def newest() -> int:
         out = 0
         for path in paths:

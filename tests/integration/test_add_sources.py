@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distill.build.add import AddOptions, fetch_git, fetch_url
+from distill.builder.add import AddOptions, fetch_git, fetch_url
 from distill.errors import ContextError
 from tests.conftest import RunDistill
 from tests.helpers.httpserve import serve_directory

@@ -1,4 +1,4 @@
-"""A no-change rebuild is replayed from the build's record (build/memo.py): the same
+"""A no-change rebuild is replayed from the build's record (builder/memo.py): the same
 digest, nothing of the builder loaded. Any change of what a build reads, a moved tag or
 a pruned image takes the normal way (whose step cache still makes it fast)."""
 
@@ -57,7 +57,7 @@ def test_a_no_change_rebuild_is_replayed(distill: RunDistill, root: Path,
                             "app:1", str(ctx)], env={**os.environ, "DISTILL_ROOT": str(root)},
                            capture_output=True, text=True, check=True)
     assert trace.stdout.strip() == first
-    assert "distill.build.builder" not in trace.stderr and "httpx" not in trace.stderr
+    assert "distill.builder.scheduler" not in trace.stderr and "httpx" not in trace.stderr
 
 
 def test_any_change_takes_the_normal_way(distill: RunDistill, root: Path,

@@ -44,7 +44,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from distill.build import cache_exchange
+from distill.builder import cache_exchange
 from distill.errors import RegistryError
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest

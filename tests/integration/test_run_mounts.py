@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from distill.build.contenthash import ContentHashes
-from distill.build.context import BuildContext
-from distill.build.runmounts import (
+from distill.builder.contenthash import ContentHashes
+from distill.builder.context import BuildContext
+from distill.builder.runmounts import (
     RunMounts,
     cache_key,
     mounts_inputs,
     mounts_record,
     prepare_mounts,
 )
-from distill.build.secrets import SecretStore
+from distill.builder.secrets import SecretStore
 from distill.dockerfile.mounts import Mount, parse_mount
 from distill.errors import ContextError, DockerfileError, SandboxError
 from distill.sandbox import RunSpec, overlay_mount, run_in_rootfs

@@ -151,7 +151,7 @@ def test_jailed_checkout_is_given_back_to_distill(served: Path) -> None:
     """git works in its checkout as the jail's unprivileged uid; distill gets it back
     whole (owned by distill, so even git run by distill accepts a kept .git), and a
     branch's name is kept as BuildKit keeps it (``ls-remote`` in the jail)."""
-    from distill.build.add import AddOptions, fetch_git
+    from distill.builder.add import AddOptions, fetch_git
 
     dest_dir = Path(tempfile.mkdtemp(prefix="distill-add-test"))
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.build.secrets import private_tmp
+from distill.builder.secrets import private_tmp
 from distill.oci.reference import normalize_name, normalize_reference
 from distill.oci.validate import validate_layout
 from tests.conftest import DISTILL, RunDistill

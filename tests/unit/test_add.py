@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from distill.build.add import (
+from distill.builder.add import (
     AddOptions,
     GitRef,
     extract_archive_into,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from distill.build.configsteps import arg, env
-from distill.build.state import StageState
+from distill.builder.configsteps import arg, env
+from distill.builder.state import StageState
 from distill.dockerfile import instructions as ins
-from distill.dockerfile.parse import parse
+from distill.dockerfile.parser import parse
 from distill.dockerfile.shell import Lexer
 from distill.image.image import Image
 from distill.oci.config import ImageConfig, RuntimeConfig
@@ -63,7 +63,7 @@ def test_proxy_build_args_reach_run_under_both_names() -> None:
     """BuildKit sets each proxy build arg, given in any case, as both HTTP_PROXY and
     http_proxy (llbsolver proxyEnvList); of two spellings the last in sorted order wins,
     and an empty one is not set."""
-    from distill.build.steps import proxy_env
+    from distill.builder.steps import proxy_env
     assert proxy_env({"no_proxy": "b", "HTTP_PROXY": "a", "X": "y", "FTP_PROXY": ""}) == {
         "HTTP_PROXY": "a", "http_proxy": "a", "NO_PROXY": "b", "no_proxy": "b"}
     assert proxy_env({"HTTPS_PROXY": "upper", "https_proxy": "lower"})["HTTPS_PROXY"] == "lower"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from distill import confine
-from distill.build.add import UNNAMED, url_filename
-from distill.build.copystep import heredoc_file_name
+from distill.builder.add import UNNAMED, url_filename
+from distill.builder.copystep import heredoc_file_name
 from distill.confine import NotRegularFileError, open_in_root, read_file_in_root
 from distill.errors import ContextError, DistillError
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.build import contenthash
-from distill.build.contenthash import ContentHashes
+from distill.builder import contenthash
+from distill.builder.contenthash import ContentHashes
 from distill.errors import DistillError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distill.dockerfile.instructions import Copy, Run, build_dockerfile
-from distill.dockerfile.parse import parse
+from distill.dockerfile.parser import parse
 from distill.errors import DockerfileError, UsageError
 from distill.plan.plan import make_plan
 
@@ -39,6 +39,16 @@ def test_unknown_flag_is_an_error() -> None:
 def test_unsupported_flag_says_so() -> None:
     with pytest.raises(DockerfileError, match="not supported by distill yet"):
         df("FROM busybox\nRUN --security=insecure true\n")
+
+
+@pytest.mark.parametrize("line", ["COPY --checksum=sha256:00 a b", "COPY --keep-git-dir a b",
+                                  "ADD --device=x a b"])
+def test_a_flag_of_another_instruction_is_unknown_not_unsupported(line: str) -> None:
+    """The list of flags distill does not implement is per instruction: ``--checksum``
+    is ADD's (implemented), so on COPY it is unknown, as BuildKit says."""
+    with pytest.raises(DockerfileError) as e:
+        df(f"FROM busybox\n{line}\n")
+    assert e.value.message.startswith("unknown flag: --"), e.value.message
 
 
 def test_parser_error_finds_line() -> None:

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distill.dockerfile.instructions import build_dockerfile
-from distill.dockerfile.parse import parse
+from distill.dockerfile.parser import parse
 from distill.errors import DistillError
 from distill.plan.plan import make_plan
 

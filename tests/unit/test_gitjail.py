@@ -13,7 +13,7 @@ FDS = {"info": 3, "block": 4, "passwd": 5, "group": 6, "env": 7, "seccomp": 8}
 
 @pytest.fixture(autouse=True)
 def _bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_gitjail, "_bwrap", lambda: "bwrap")
+    monkeypatch.setattr(_gitjail, "bwrap_path", lambda: "bwrap")
 
 
 def _binds(argv: list[str]) -> dict[str, str]:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from distill.build.sources import Source
-from distill.build.steps import _heredoc_command, _split_pivot
+from distill.builder.sources import Source
+from distill.builder.steps import _heredoc_command, split_pivot
 from distill.dockerfile.instructions import Copy, Run, to_instruction
-from distill.dockerfile.parse import parse
+from distill.dockerfile.parser import parse
 from distill.errors import DockerfileError
 
 DATA = Path(__file__).resolve().parents[1] / "conformance/data/instructions/instructions_test.json"
@@ -124,9 +124,9 @@ def test_copy_flag_errors(flags: str, message: str) -> None:
 
 
 def test_pivot_and_paths_from_base() -> None:
-    assert _split_pivot("src/./b/c") == ("src", "src/./b/c")
-    assert _split_pivot("./src/./b") == ("src", "./src/./b")
-    assert _split_pivot("src/b") == (".", "src/b")
+    assert split_pivot("src/./b/c") == ("src", "src/./b/c")
+    assert split_pivot("./src/./b") == ("src", "./src/./b")
+    assert split_pivot("src/b") == (".", "src/b")
     src = Source("src/b/c", Path("/ctx/src/b/c"), "src")
     assert src.path_from_base() == "b/c"
     assert src.path_from_base(Path("/ctx/src/b/c/d/e")) == "b/c/d/e"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from distill.build.steps import check_signal
+from distill.builder.steps import check_signal
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.flags import (
     format_go_duration,
@@ -23,7 +23,7 @@ from distill.dockerfile.flags import (
     parse_go_duration,
     parse_go_int32,
 )
-from distill.dockerfile.parse import Heredoc, Node, parse
+from distill.dockerfile.parser import Heredoc, Node, parse
 from distill.errors import DistillError, DockerfileError, SourceLocation
 from distill.oci.config import ImageConfig, RuntimeConfig
 

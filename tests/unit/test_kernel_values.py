@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.build.copy import CopyOptions, copy_sources
-from distill.build.sources import Source, resolve_parents_glob, resolve_sources
+from distill.builder.copy import CopyOptions, copy_sources
+from distill.builder.sources import Source, resolve_parents_glob, resolve_sources
 from distill.cli.render import printable, render_error
 from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.kernel import (
@@ -25,7 +25,7 @@ from distill.dockerfile.kernel import (
     shown,
 )
 from distill.dockerfile.mounts import parse_mount
-from distill.dockerfile.parse import parse
+from distill.dockerfile.parser import parse
 from distill.dockerfile.ports import parse_ports
 from distill.errors import DistillError, DockerfileError, SourceLocation
 from distill.oci.descriptor import canonical_json
@@ -249,7 +249,7 @@ def test_a_cache_mount_owner_the_kernel_stores() -> None:
 @pytest.mark.parametrize("value", ["0o755", "7_5_5", " 755", "+755", "", "8", "77777"])
 def test_chmod_takes_ascii_octal_digits_only(value: str) -> None:
     """int(v, 8) took all of these; BuildKit refuses them."""
-    from distill.build.copystep import _parse_chmod
+    from distill.builder.copystep import _parse_chmod
     from distill.dockerfile import instructions as ins
     from distill.errors import DockerfileError
     inst = ins.Copy.__new__(ins.Copy)

@@ -1,4 +1,4 @@
-"""The build record's key and its racy-clean rule (build/memo.py)."""
+"""The build record's key and its racy-clean rule (builder/memo.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.build import memo
+from distill.builder import memo
 
 
 def _args(ctx: Path, **flags: object) -> argparse.Namespace:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.build.secrets import MAX_SECRET_SIZE, SecretStore, parse_ssh_specs
+from distill.builder.secrets import MAX_SECRET_SIZE, SecretStore, parse_ssh_specs
 from distill.dockerfile.mounts import (
     Mount,
     base,

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from distill.build import operation as op_mod
-from distill.build.operation import Operation, canonical
+from distill.builder import operation as op_mod
+from distill.builder.operation import Operation, canonical
 from distill.dockerfile import instructions as ins
-from distill.dockerfile.parse import Heredoc
+from distill.dockerfile.parser import Heredoc
 from distill.errors import SourceLocation
 
 HERE = SourceLocation("Dockerfile", 1, 1, "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill.build.export import OutputSpec
+from distill.builder.export import OutputSpec
 from distill.errors import UsageError
 
 

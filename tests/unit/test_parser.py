@@ -13,12 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distill.dockerfile.parse import Heredoc as NodeHeredoc
+from distill.dockerfile.directives import DirectiveParser, detect_syntax
 from distill.dockerfile.parser import (
     NOT_STRING_ARRAY,
-    DirectiveParser,
-    Instruction,
-    detect_syntax,
+    Heredoc,
     dump,
     parse_dockerfile,
     parse_json,
@@ -106,7 +104,8 @@ def test_heredoc_nodes() -> None:
     text = "FROM a\nCOPY <<A 3<<-'B' /x\na\nA\n\tb\n\tB\r\nRUN x\n"
     result = parse_dockerfile(text)
     copy = result.nodes[1]
-    assert copy.heredocs == (NodeHeredoc("A", "a\n", 0), NodeHeredoc("B", "\tb\n", 3))
+    assert copy.heredocs == (Heredoc("A", "a\n", 0),
+                             Heredoc("B", "\tb\n", 3, expand=False, chomp=True))
     assert copy.original == "COPY <<A 3<<-'B' /x\na\nA\n\tb\nB\n"
     assert (copy.location.start, copy.location.end) == (2, 6)
     docs = result.instructions[1].heredocs
@@ -116,7 +115,7 @@ def test_heredoc_nodes() -> None:
 
 def test_onbuild_keeps_its_heredocs() -> None:
     node = parse_dockerfile("ONBUILD RUN <<EOF\nhi\nEOF\n").nodes[0]
-    assert node.heredocs == (NodeHeredoc("EOF", "hi\n"),)
+    assert node.heredocs == (Heredoc("EOF", "hi\n"),)
     assert node.args == ("<<EOF",) and node.sub_cmd == "RUN"
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from distill.build.sources import resolve_parents_glob, resolve_sources
+from distill.builder.sources import resolve_parents_glob, resolve_sources
 from distill.confine import resolve_in_root
 from distill.errors import ContextError, DigestMismatchError
-from distill.oci.digest import Digest
 from distill.oci.descriptor import Descriptor
+from distill.oci.digest import Digest
 from distill.store.store import Store
 
 

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from distill.build.export import OutputSpec, export, tag_in_store
+from distill.builder.export import OutputSpec, export, tag_in_store
 from distill.errors import UsageError
 from distill.formats.rootfs import import_rootfs
 from distill.image.image import Image

@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distill.build import memo
-from distill.build.builder import Builder
-from distill.build.context import DOCKERFILE, BuildContext, read_dockerfile
-from distill.build.export import OutputSpec, export, tag_in_store
-from distill.build.results import BuildResults
-from distill.build.secrets import SecretStore, parse_ssh_specs
+from distill.builder import memo
+from distill.builder.context import DOCKERFILE, BuildContext, read_dockerfile
+from distill.builder.export import OutputSpec, export, tag_in_store
+from distill.builder.results import BuildResults
+from distill.builder.scheduler import Builder
+from distill.builder.secrets import SecretStore, parse_ssh_specs
 from distill.cli.render import printable, size_table, stderr_console
 from distill.dockerfile.instructions import build_dockerfile
-from distill.dockerfile.parse import parse
+from distill.dockerfile.parser import parse
 from distill.errors import UsageError
 from distill.formats.stored import with_known_sizes
 from distill.oci.platform import Platform
@@ -111,7 +111,7 @@ class _LazyConsole:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:        # what the build reads, before it reads it (build/memo.py)
+    try:        # what the build reads, before it reads it (builder/memo.py)
         before = memo.Inputs(args) if memo.replayable(args) else None
     except OSError:
         before = None
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                      platform=target_platform(args.platform))
     sde = source_date_epoch(plan)
     if args.cache_from or args.cache_to:
-        from distill.build.cache_exchange import CacheSpec, export_cache, import_caches
+        from distill.builder.cache_exchange import CacheSpec, export_cache, import_caches
     cache_from = [CacheSpec.parse(c, export=False) for c in args.cache_from]
     cache_to = [CacheSpec.parse(c, export=True) for c in args.cache_to]
     store = Store()

@@ -1,6 +1,6 @@
 """``distill build``'s flags, as ``docker buildx build`` spells them. This module is all
 that loads before a build starts: a no-change rebuild is replayed from its record
-(build/memo.py) without importing the builder, which ``distill.cli.build`` holds."""
+(builder/memo.py) without importing the builder, which ``distill.cli.build`` holds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from distill.build import memo
+from distill.builder import memo
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.build.export import tag_in_store
+from distill.builder.export import tag_in_store
 from distill.formats.rootfs import import_rootfs
 from distill.formats.stored import load
 from distill.oci.reference import familiar_name, normalize_name

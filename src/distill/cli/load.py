@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from distill.build.export import tag_in_store
+from distill.builder.export import tag_in_store
 from distill.cli.render import stderr_console
 from distill.errors import UsageError
 from distill.formats.image_archive import load_archive

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 
 # Go's unicode.IsSpace: the Unicode White_Space property (Python's str.isspace() also
 # accepts U+001C..U+001F, so it cannot be used).
@@ -197,3 +198,40 @@ def _number(token: str) -> float:
     if math.isinf(value):
         raise JSONError(f"cannot unmarshal number {token} into a float64")
     return value
+
+
+#: the byte order mark, which BuildKit drops from the start of a Dockerfile
+BOM = "\ufeff"
+
+#: bufio.MaxScanTokenSize: a line, with its "\n", may be this long
+MAX_LINE_BYTES = 65536
+
+
+class Scanner:
+    """Physical lines with their endings, like Go's ``bufio.Scanner`` with BuildKit's
+    ``scanLines``: a line longer than the scanner's 64 KiB buffer stops the scan."""
+
+    def __init__(self, text: str) -> None:
+        pieces = text.split("\n")
+        self._lines = [p + "\n" for p in pieces[:-1]]
+        if pieces[-1]:
+            self._lines.append(pieces[-1])
+        self._next = 0
+        self.too_long = False
+
+    def scan(self) -> str | None:
+        if self.too_long or self._next >= len(self._lines):
+            return None
+        line = self._lines[self._next]
+        limit = MAX_LINE_BYTES if line.endswith("\n") else MAX_LINE_BYTES - 1
+        if len(line) * 4 > limit and utf8_len(line) > limit:
+            self.too_long = True
+            return None
+        self._next += 1
+        return line
+
+    def lines(self, drop_newline: bool) -> Iterable[str]:
+        while (line := self.scan()) is not None:
+            if drop_newline:  # bufio.ScanLines: without the "\n" and one "\r" before it
+                line = line.removesuffix("\n").removesuffix("\r")
+            yield line

@@ -6,12 +6,13 @@ import dataclasses
 import difflib
 
 from distill.dockerfile._golike import quote
-from distill.dockerfile.parse import Node
+from distill.dockerfile.parser import Node
 from distill.errors import DockerfileError
 
-# Flags Docker knows that distill does not implement yet; named so the error says so.
-KNOWN_UNSUPPORTED = {"link", "parents", "exclude", "security", "checksum",
-                     "keep-git-dir", "device"}
+#: Flags BuildKit knows that distill does not implement, by instruction, so that the
+#: error says so rather than "unknown flag" (``RUN --security=insecure`` needs a
+#: privileged container; ``RUN --device`` hands a host device to the step).
+KNOWN_UNSUPPORTED = {"run": {"security", "device"}}
 
 
 def parse_flags(node: Node, accepted: dict[str, str | None]) -> dict[str, str | None]:
@@ -24,7 +25,7 @@ def parse_flags(node: Node, accepted: dict[str, str | None]) -> dict[str, str | 
         name, eq, value = raw[2:].partition("=")
         if name not in accepted:
             what = node.cmd.upper()
-            if name in KNOWN_UNSUPPORTED:
+            if name in KNOWN_UNSUPPORTED.get(node.cmd, ()):
                 raise DockerfileError(f"{what} --{name} is not supported by distill yet",
                                       location=node.location)
             close = difflib.get_close_matches(name, list(accepted), n=1, cutoff=0.6)

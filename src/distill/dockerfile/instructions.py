@@ -20,15 +20,13 @@ from distill.dockerfile.flags import (
 )
 from distill.dockerfile.kernel import shown
 from distill.dockerfile.mounts import mount_from, parse_network
-from distill.dockerfile.parse import Heredoc, Node, parse
-from distill.dockerfile.parser import chomp_heredoc_content, parse_heredoc
+from distill.dockerfile.parser import Heredoc, Node, chomp_heredoc_content, parse, parse_heredoc
 from distill.errors import DockerfileError, SourceLocation
 
 ALL_INSTRUCTIONS = (
     "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck",
     "label", "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
 )
-NOT_YET: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -437,8 +435,6 @@ def to_instruction(node: Node) -> Instruction:
         hint = f"did you mean {close[0].upper()}?" if close else None
         typed = (node.original.split() or [cmd])[0]      # BuildKit names it as written
         raise _err(node, f"unknown instruction: {typed}", hint)
-    if cmd in NOT_YET:
-        raise _err(node, f"{cmd.upper()} is not supported by distill yet")
     if cmd == "onbuild":
         return _onbuild(node)
     if node.heredocs and cmd not in ("run", "copy", "add"):

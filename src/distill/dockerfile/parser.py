@@ -8,10 +8,11 @@ heredoc bodies are collected for RUN, COPY and ADD. Nothing is expanded here.
 
 :func:`parse_dockerfile` returns a :class:`ParseResult`: BuildKit's AST
 (``instructions``, which :func:`dump` prints in BuildKit's golden-file format) and the
-same instructions as :class:`distill.dockerfile.parse.Node` values (``nodes``), shaped
-like the ``dockerfile`` package's output (ENV/LABEL as name/value pairs, ONBUILD as the
-wrapped instruction's arguments). Errors are :class:`DockerfileError` with the line(s)
-of the offending instruction.
+same instructions as :class:`Node` values (``nodes``), shaped like the ``dockerfile``
+package's output (ENV/LABEL as name/value pairs, ONBUILD as the wrapped instruction's
+arguments), which :func:`parse` hands to the typed layer (``instructions``). Errors are
+:class:`DockerfileError` with the line(s) of the offending instruction. Parser
+directives are read by :mod:`distill.dockerfile.directives`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from distill.dockerfile import _golike as go
+from distill.dockerfile._golike import BOM, MAX_LINE_BYTES, Scanner
 from distill.dockerfile._lineparsers import (
     NOT_STRING_ARRAY,
     Heredoc,
@@ -33,27 +34,26 @@ from distill.dockerfile._lineparsers import (
     parse_words,
     split_command,
 )
+from distill.dockerfile.directives import (
+    DirectiveParser,
+    check_syntax,
+    detect_syntax,
+    parse_directive,
+)
 from distill.dockerfile.shell import Lexer
 from distill.errors import DockerfileError, ShellExpansionError, SourceLocation
 
-if TYPE_CHECKING:
-    from distill.dockerfile.parse import Node
-
 __all__ = [
-    "NOT_STRING_ARRAY", "Directive", "DirectiveMatch", "DirectiveParser", "Heredoc",
-    "Instruction", "NotJSONArray", "ParseResult", "ParseWarning", "chomp_heredoc_content",
-    "detect_syntax", "dump", "heredocs_from_line", "parse_directive", "parse_dockerfile",
-    "parse_heredoc", "parse_json", "parse_name_val", "parse_words", "split_command",
+    "NOT_STRING_ARRAY", "Heredoc", "Instruction", "Node", "NotJSONArray", "ParseResult",
+    "ParseWarning", "chomp_heredoc_content", "dump", "heredocs_from_line", "parse",
+    "parse_dockerfile", "parse_heredoc", "parse_json", "parse_name_val", "parse_words",
+    "split_command",
 ]
 
-MAX_LINE_BYTES = 65536  # bufio.MaxScanTokenSize: a line, with its "\n", may be this long
 LINE_TOO_LONG = f"dockerfile line greater than max allowed size of {MAX_LINE_BYTES - 1}"
 EMPTY_CONTINUATION_DETAIL = "Empty continuation lines will become errors in a future release"
 EMPTY_CONTINUATION_URL = "https://docs.docker.com/go/dockerfile/rule/no-empty-continuation/"
 DEFAULT_ESCAPE = "\\"
-_BOM = "\ufeff"
-_DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z")
-_DIRECTIVE_NAMES = frozenset({"syntax", "escape", "check"})
 _HEREDOC = re.compile(r"([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")
 _LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
 _HEREDOC_KEYWORDS = frozenset({"add", "copy", "run"})
@@ -61,6 +61,29 @@ _MAX_UINT64 = 2**64 - 1
 _HEREDOC_LEXER = Lexer("\\", skip_unset_env=True)
 _HEREDOC_RAW_LEXER = Lexer("\\", raw_quotes=True, skip_unset_env=True)
 _LINE_LEXER = Lexer("\\", raw_quotes=True, raw_escapes=True, skip_unset_env=True)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One instruction as the typed layer receives it: no expansion, no flag checking."""
+
+    cmd: str                    # lower-cased instruction keyword
+    flags: tuple[str, ...]      # raw "--name=value" words
+    args: tuple[str, ...]       # raw arguments
+    json: bool                  # exec (JSON array) form
+    original: str
+    location: SourceLocation
+    heredocs: tuple[Heredoc, ...] = ()
+    sub_cmd: str | None = None
+
+
+def parse(text: str, path: str = "Dockerfile") -> list[Node]:
+    """Parse Dockerfile ``text``; errors name ``path`` and the offending lines."""
+    nodes = [n for n in parse_dockerfile(text, path).nodes if n.cmd]
+    if not nodes:
+        raise DockerfileError(f"{path}: file with no instructions")
+    check_syntax(text, path)
+    return nodes
 
 
 @dataclass(frozen=True)
@@ -104,104 +127,6 @@ def dump(ast: ParseResult | Iterable[Instruction]) -> str:
     files of BuildKit's parser tests)."""
     instructions = ast.instructions if isinstance(ast, ParseResult) else ast
     return "".join(f"({ins.dump()})\n" for ins in instructions)
-
-
-# --- parser directives ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Directive:
-    name: str   # lower-cased: syntax, escape or check
-    value: str
-    line: int   # 1-based
-
-
-class DirectiveParser:
-    """Reads ``<comment> name=value`` directives line by line until the first line that
-    is not one (BuildKit's ``DirectiveParser``); a repeated directive is an error."""
-
-    def __init__(self, comment: str = "#", line: int = 0) -> None:
-        self.comment = comment
-        self.line = line
-        self.done = False
-        self._seen: set[str] = set()
-
-    def parse_line(self, line: str) -> Directive | None:
-        self.line += 1
-        if self.done:
-            return None
-        if not line.startswith(self.comment):
-            self.done = True
-            return None
-        match = _DIRECTIVE.match(go.trim_left_space(line[len(self.comment):]))
-        name = match[1].lower() if match else ""
-        if match is None or name not in _DIRECTIVE_NAMES:
-            self.done = True
-            return None
-        if name in self._seen:
-            raise DockerfileError(f"only one {name} parser directive can be used")
-        self._seen.add(name)
-        return Directive(name, match[2], self.line)
-
-    def parse_all(self, text: str) -> list[Directive]:
-        found, error = self._parse_all(text)
-        if error is not None:
-            raise error
-        return found
-
-    def _parse_all(self, text: str) -> tuple[list[Directive], DockerfileError | None]:
-        found: list[Directive] = []
-        for line in _Scanner(text).lines(drop_newline=True):
-            if self.done:
-                break
-            try:
-                directive = self.parse_line(line)
-            except DockerfileError as e:
-                return found, e
-            if directive is not None:
-                found.append(directive)
-        return found, None
-
-
-@dataclass(frozen=True)
-class DirectiveMatch:
-    ref: str      # the value up to its first space
-    cmdline: str  # the whole value
-    line: int     # 1-based; 0 (or 1 after a shebang) for the JSON form
-
-
-def detect_syntax(text: str) -> DirectiveMatch | None:
-    """The ``syntax`` directive as BuildKit's ``DetectSyntax`` finds it: after a BOM and
-    a ``#!`` line, as ``# syntax=``, ``// syntax=`` or a JSON object's ``"syntax"``."""
-    return _find_directive("syntax", text, any_format=True)
-
-
-def parse_directive(key: str, text: str) -> DirectiveMatch | None:
-    """BuildKit's ``ParseDirective(key, ...)``: like :func:`detect_syntax`, ``#`` only."""
-    return _find_directive(key, text, any_format=False)
-
-
-def _find_directive(key: str, text: str, any_format: bool) -> DirectiveMatch | None:
-    text = text.removeprefix(_BOM)
-    first, _, rest = text.partition("\n")
-    line = 0
-    if first.startswith("#!"):
-        text, line = rest, 1
-    for comment in ("#", "//") if any_format else ("#",):
-        found, _ = DirectiveParser(comment, line)._parse_all(text)
-        for directive in found:
-            if directive.name == key:
-                ref = directive.value.split(" ", 1)[0]
-                return DirectiveMatch(ref, directive.value, directive.line)
-    if any_format:
-        try:
-            decoded = go.json_decode(text)
-        except go.JSONError:
-            return None
-        value = decoded.get(key) if isinstance(decoded, dict) else None
-        if isinstance(value, str):
-            return DirectiveMatch(value, value, line)
-    return None
 
 
 # --- heredocs ----------------------------------------------------------------------------
@@ -257,36 +182,6 @@ def chomp_heredoc_content(content: str) -> str:
 # --- the parser -----------------------------------------------------------------------------
 
 
-class _Scanner:
-    """Physical lines with their endings, like Go's ``bufio.Scanner`` with BuildKit's
-    ``scanLines``: a line longer than the scanner's 64 KiB buffer stops the scan."""
-
-    def __init__(self, text: str) -> None:
-        pieces = text.split("\n")
-        self._lines = [p + "\n" for p in pieces[:-1]]
-        if pieces[-1]:
-            self._lines.append(pieces[-1])
-        self._next = 0
-        self.too_long = False
-
-    def scan(self) -> str | None:
-        if self.too_long or self._next >= len(self._lines):
-            return None
-        line = self._lines[self._next]
-        limit = MAX_LINE_BYTES if line.endswith("\n") else MAX_LINE_BYTES - 1
-        if len(line) * 4 > limit and go.utf8_len(line) > limit:
-            self.too_long = True
-            return None
-        self._next += 1
-        return line
-
-    def lines(self, drop_newline: bool) -> Iterable[str]:
-        while (line := self.scan()) is not None:
-            if drop_newline:  # bufio.ScanLines: without the "\n" and one "\r" before it
-                line = line.removesuffix("\n").removesuffix("\r")
-            yield line
-
-
 def _trim_newline(line: str) -> str:
     return line.rstrip("\r\n")
 
@@ -301,7 +196,7 @@ class _Parse:
     def __init__(self, text: str, path: str) -> None:
         self.path = path
         self.source_lines = text.split("\n")
-        self.scanner = _Scanner(text)
+        self.scanner = Scanner(text)
         self.directives = DirectiveParser()
         self.found: dict[str, str] = {}
         self.escape = DEFAULT_ESCAPE
@@ -341,7 +236,7 @@ class _Parse:
         instructions: list[Instruction] = []
         while (raw := self.scanner.scan()) is not None:
             if self.current == 0:
-                raw = raw.removeprefix(_BOM)
+                raw = raw.removeprefix(BOM)
             line = go.trim_left_space(_trim_newline(raw))
             self.directive(line)
             if _is_comment(line):
@@ -434,10 +329,6 @@ def _to_node(ins: Instruction, state: _Parse) -> Node:
     instruction's arguments (and keeps only its own flags), ENV/LABEL drop BuildKit's
     separators, ``original`` has the heredoc bodies appended, and bytes that are not
     UTF-8 become U+FFFD. Unlike that package, ONBUILD keeps its heredocs."""
-    # Imported here, not at the top: distill.dockerfile.parse may import this module.
-    from distill.dockerfile.parse import Heredoc as NodeHeredoc
-    from distill.dockerfile.parse import Node
-
     inner = ins.child or ins
     args: Sequence[str] = inner.args
     if inner.child is not None:  # ONBUILD ONBUILD ...: the wrapper node's empty value
@@ -454,7 +345,6 @@ def _to_node(ins: Instruction, state: _Parse) -> Node:
         json=inner.json,
         original=original,
         location=state.location(ins.start_line, ins.end_line),
-        heredocs=tuple(NodeHeredoc(d.name, d.content, d.file_descriptor, expand=d.expand,
-                                  chomp=d.chomp) for d in ins.heredocs),
+        heredocs=tuple(ins.heredocs),
         sub_cmd=ins.child.value if ins.child is not None else None,
     )

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from distill.ignore.files import load_context_ignore, read_ignore_file, walk_context
 from distill.ignore.patterns import BAD_PATTERN, MatchInfo, PatternMatcher
-from distill.ignore.patterns import _translate as _translate  # for the conformance tests
+from distill.ignore.patterns import translate as translate  # for the conformance tests
 
 __all__ = [
     "BAD_PATTERN",

@@ -141,7 +141,7 @@ EXACT, PREFIX, SUFFIX, REGEXP = "exact", "prefix", "suffix", "regexp"
 _REGEX_ESCAPED = frozenset(".+()$")
 
 
-def _translate(pattern: str, sep: str = "/") -> tuple[str, str | None]:
+def translate(pattern: str, sep: str = "/") -> tuple[str, str | None]:
     """(match type, Go regexp source or None), as ``Pattern.compile(sep)`` builds them.
 
     ``pattern`` is the cleaned pattern without its '!'. Like Go's text/scanner, a leading BOM
@@ -225,7 +225,7 @@ class _Pattern:
         self.error = False
 
     def _compile(self) -> None:
-        kind, source = _translate(self.text)
+        kind, source = translate(self.text)
         if kind == REGEXP:
             assert source is not None
             try:

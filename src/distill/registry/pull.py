@@ -5,7 +5,7 @@ every blob is verified against its descriptor's digest and size while it streams
 (nothing unverified reaches ``blobs/``), and JSON documents are shape-checked before use
 (the checks the OCI layout importer applies). Layers download in parallel; a download
 that drops mid-blob resumes where it stopped (HTTP Range). A layer's diff_id is computed
-from its bytes when it is first unpacked (``build/rootfs``), as containerd does: the
+from its bytes when it is first unpacked (``builder/rootfs``), as containerd does: the
 snapshot is named by that, never by the config's claim, and a layer that does not unpack
 to the claim is refused there.
 """

@@ -40,7 +40,7 @@ from pathlib import Path
 from distill.errors import SandboxError
 from distill.sandbox import _network, _seccomp, _userns
 from distill.sandbox._fds import Fds
-from distill.sandbox.run import HOST_FILES, _bwrap, sandbox_ids
+from distill.sandbox.run import HOST_FILES, bwrap_path, sandbox_ids
 
 #: Where the checkout is inside the jail.
 CHECKOUT = "/checkout"
@@ -86,7 +86,7 @@ def _extra_files(env: dict[str, str]) -> list[str]:
 
 def _argv(argv: list[str], checkout: Path, network: str, env: dict[str, str],
           fd: dict[str, int]) -> list[str]:
-    out = [_bwrap(), "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+    out = [bwrap_path(), "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
            "--uid", str(_INSIDE), "--gid", str(_INSIDE),
            "--userns-block-fd", str(fd["block"]), "--info-fd", str(fd["info"]),
            "--block-fd", str(fd["block"])]

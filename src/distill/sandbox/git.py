@@ -10,7 +10,7 @@ command runs in a jail (:mod:`~distill.sandbox._gitjail`): unprivileged, with a 
 network where the host's loopback cannot be reached (unless ``host_network``), seeing
 no host files but the system's. Only a ``file://`` remote is read by git directly: it
 is a host path the trusted caller named (a Dockerfile cannot name one, see
-``build/add.py``), which the jail neither shows nor lets its unprivileged user read.
+``builder/add.py``), which the jail neither shows nor lets its unprivileged user read.
 
 In the jail git may only speak http(s), git and ssh, never ``file`` (or a path): a
 repository's ``.gitmodules`` must not make ADD copy a repository of the host into the

@@ -148,7 +148,7 @@ def supplementary_groups(spec: RunSpec) -> list[int]:
     return sorted({spec.gid, *(spec.groups or ())})
 
 
-def _bwrap() -> str:
+def bwrap_path() -> str:
     found = shutil.which("bwrap")
     if found is None:
         raise SandboxError(
@@ -355,7 +355,7 @@ def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None
     _validate(spec)
     if group is not None:
         group.check()
-    bwrap = _bwrap()
+    bwrap = bwrap_path()
     if spec.network == "default":
         _network.check_available()
     ids = sandbox_ids()

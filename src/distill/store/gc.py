@@ -106,7 +106,7 @@ def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
             entry.unlink()
             for notes in (store.facts_dir / entry.name, store.sources_dir / entry.name):
                 notes.unlink(missing_ok=True)
-    memo = store.root / "memo"          # records of builds (build/memo.py)
+    memo = store.root / "memo"          # records of builds (builder/memo.py)
     for entry in sorted(memo.iterdir()) if memo.is_dir() else []:
         try:
             record = json.loads(entry.read_bytes())

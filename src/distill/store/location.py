@@ -1,5 +1,5 @@
 """Where the store is: a leaf with no imports of distill's own, so that the build record's
-replay (build/memo.py) can find it without loading the store's code."""
+replay (builder/memo.py) can find it without loading the store's code."""
 
 from __future__ import annotations
 

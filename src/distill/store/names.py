@@ -25,7 +25,7 @@ class NameIndex:
         self.lock_path = root / "index.lock"
         layout = root / "oci-layout"
         if not layout.exists():
-            _atomic_write(layout, json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode())
+            atomic_write(layout, json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode())
         if not self.path.exists():
             with self._locked():
                 if not self.path.exists():
@@ -54,7 +54,7 @@ class NameIndex:
             "mediaType": mt.OCI_INDEX,
             "manifests": [d.to_dict() for d in entries],
         }
-        _atomic_write(self.path, json.dumps(doc, indent=2).encode())
+        atomic_write(self.path, json.dumps(doc, indent=2).encode())
 
     def tag(self, name: str, manifest: Descriptor) -> None:
         annotated = Descriptor(
@@ -80,7 +80,7 @@ class NameIndex:
         return [(e.annotations.get(mt.ANNOTATION_REF_NAME, ""), e) for e in self._load()]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -14,7 +14,7 @@ from distill.oci.digest import Digest
 from distill.oci.reference import normalize_reference
 from distill.store.blobs import PRIVATE_MODE, BlobStore, make_private, remove_tree
 from distill.store.location import default_root
-from distill.store.names import NameIndex, _atomic_write
+from distill.store.names import NameIndex, atomic_write
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Store:
         path = self.facts_dir / blob.hex
         if replace or not path.exists():
             data = {"diff_id": str(facts.diff_id), "size": facts.uncompressed_size}
-            _atomic_write(path, json.dumps(data).encode())
+            atomic_write(path, json.dumps(data).encode())
 
     def layer_facts(self, blob: Digest) -> LayerFacts | None:
         """The facts distill computed for ``blob``, or None (unknown, or unreadable)."""
@@ -98,7 +98,7 @@ class Store:
 
     def record_made_blob(self, diff_id: Digest, blob: Descriptor, tag: str = "gzip") -> None:
         name = diff_id.hex if tag == "gzip" else f"{diff_id.hex}.{tag}"
-        _atomic_write(self.made_dir / name, json.dumps(blob.to_dict()).encode())
+        atomic_write(self.made_dir / name, json.dumps(blob.to_dict()).encode())
 
     # -- where blobs are known to live (for cross-repository mounts on push) --
     def blob_sources(self, blob: Digest) -> list[str]:
@@ -113,7 +113,7 @@ class Store:
         known = self.blob_sources(blob)
         if where not in known:    # a lost update under a race only costs a later upload
             known = [where, *known][:MAX_BLOB_SOURCES]
-            _atomic_write(self.sources_dir / blob.hex, json.dumps(known).encode())
+            atomic_write(self.sources_dir / blob.hex, json.dumps(known).encode())
 
     # -- snapshots (unpacked layers in overlayfs format) ---------------------
     def snapshot_path(self, diff_id: Digest) -> Path:
@@ -144,7 +144,7 @@ class Store:
         return value if isinstance(value, dict) else None
 
     def cache_put(self, key: str, value: dict[str, object]) -> None:
-        _atomic_write(self.cache_dir / key, json.dumps(value, sort_keys=True).encode())
+        atomic_write(self.cache_dir / key, json.dumps(value, sort_keys=True).encode())
 
     # -- names ----------------------------------------------------------------
     def lookup(self, name: str) -> Descriptor | None:

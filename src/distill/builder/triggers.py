@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from distill.build.copystep import TriggerCopy
-from distill.build.state import StageState
+from distill.builder.copystep import TriggerCopy
+from distill.builder.state import StageState
 from distill.dockerfile import instructions as ins
 from distill.errors import DistillError, DockerfileError
 from distill.image.image import Image
 
 if TYPE_CHECKING:
-    from distill.build.builder import StageContext
+    from distill.builder.scheduler import StageContext
     from distill.plan.plan import BuildPlan, PlannedStage
 
 

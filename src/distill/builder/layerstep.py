@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distill.build.operation import Operation
-from distill.build.state import StageState
+from distill.builder.operation import Operation
+from distill.builder.state import StageState
 from distill.dockerfile import instructions as ins
 from distill.errors import DistillError
 from distill.image.image import Layer
@@ -17,7 +17,7 @@ from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 
 if TYPE_CHECKING:
-    from distill.build.builder import StageContext
+    from distill.builder.scheduler import StageContext
 
 
 def expand(ctx: StageContext, state: StageState, word: str) -> str:

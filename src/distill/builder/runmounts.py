@@ -34,9 +34,9 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 
-from distill.build.contenthash import ContentHashes
-from distill.build.context import BuildContext
-from distill.build.secrets import AgentRelay, SecretStore, owned_private_dir
+from distill.builder.contenthash import ContentHashes
+from distill.builder.context import BuildContext
+from distill.builder.secrets import AgentRelay, SecretStore, owned_private_dir
 from distill.confine import open_dir_in_root, resolve_in_root
 from distill.dockerfile.mounts import Mount, clean, ssh_target
 from distill.errors import ContextError, DockerfileError

@@ -8,8 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.build.localout import export_rootfs
-from distill.build.rootfs import RootfsManager
+from distill.builder.localout import export_rootfs
+from distill.builder.rootfs import RootfsManager
 from distill.errors import ImageError, UsageError
 from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
 from distill.formats.stored import save

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill import owned
-from distill.build import add as addsrc
-from distill.build import remote
-from distill.build.contenthash import ContentHashes
-from distill.build.copy import CopyOptions, copy_sources
-from distill.build.layerstep import expand, layer_step, operation
-from distill.build.operation import Operation
-from distill.build.sources import Source, has_glob, resolve_parents_glob, resolve_sources
-from distill.build.state import StageState
-from distill.build.users import resolve_chown
+from distill.builder import add as addsrc
+from distill.builder import remote
+from distill.builder.contenthash import ContentHashes
+from distill.builder.copy import CopyOptions, copy_sources
+from distill.builder.layerstep import expand, layer_step, operation
+from distill.builder.operation import Operation
+from distill.builder.sources import Source, has_glob, resolve_parents_glob, resolve_sources
+from distill.builder.state import StageState
+from distill.builder.users import resolve_chown
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.shell import Lexer
 from distill.errors import ContextError, DistillError, DockerfileError
@@ -29,7 +29,7 @@ from distill.ignore import PatternMatcher
 from distill.image.image import Image
 
 if TYPE_CHECKING:
-    from distill.build.builder import StageContext
+    from distill.builder.scheduler import StageContext
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def _parse_chmod(inst: ins.Copy, value: str) -> int:
 _HEREDOC_LEXER = Lexer("\\", skip_process_quotes=True)
 
 
-def _split_pivot(pattern: str) -> tuple[str, str]:
+def split_pivot(pattern: str) -> tuple[str, str]:
     """--parents: ``a/./b/c`` copies b/c under DEST (BuildKit's ``/./`` pivot);
     without a pivot the path is kept from the root. Returns (pivot, pattern)."""
     parent, sep, _rest = pattern.partition("/./")
@@ -179,7 +179,7 @@ def _resolve(root: Path, patterns: list[str], inst: ins.Copy, what: str, escape:
             archives += [s for s in found if addsrc.is_archive(s.host)]
             found = [s for s in found if not addsrc.is_archive(s.host)]
         if inst.parents and not has_glob(pattern):
-            pivot, _ = _split_pivot(pattern)
+            pivot, _ = split_pivot(pattern)
             found = [replace(src, base=pivot) for src in found]
         sources += found
     return sources, archives

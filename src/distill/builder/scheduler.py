@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from distill.build import steps
-from distill.build.contenthash import ContentHashes
-from distill.build.context import BuildContext
-from distill.build.layerstep import CacheHit
-from distill.build.remote import UrlRecords
-from distill.build.rootfs import RootfsManager
-from distill.build.secrets import SecretStore, sweep_stale_secrets
-from distill.build.state import DEFAULT_PATH, StageState
+from distill.builder import steps
+from distill.builder.contenthash import ContentHashes
+from distill.builder.context import BuildContext
+from distill.builder.layerstep import CacheHit
+from distill.builder.remote import UrlRecords
+from distill.builder.rootfs import RootfsManager
+from distill.builder.secrets import SecretStore, sweep_stale_secrets
+from distill.builder.state import DEFAULT_PATH, StageState
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.mounts import mount_from
 from distill.dockerfile.shell import Lexer
@@ -38,7 +38,7 @@ from distill.store.blobs import DEFAULT_COMPRESSION, Compression
 from distill.store.store import Store
 
 if TYPE_CHECKING:
-    from distill.build.cache_exchange import ImportedCache
+    from distill.builder.cache_exchange import ImportedCache
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.build.export import OutputSpec
+from distill.builder.export import OutputSpec
 from distill.errors import DistillError, UsageError
 from distill.formats.oci_layout import Tagged, write_layout_tar
 from distill.formats.stored import save

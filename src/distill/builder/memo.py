@@ -1,6 +1,6 @@
 """A no-change rebuild in milliseconds: the record of a whole build, replayed.
 
-Every step of a build is cached (build/operation.py), but getting to the steps costs
+Every step of a build is cached (builder/operation.py), but getting to the steps costs
 most of a rebuild: starting Python, importing the frontend and the builder, parsing the
 Dockerfile, hashing the context. So a finished build also leaves a record under
 ``STORE/memo/``, keyed on everything the build read before its first step:
@@ -24,7 +24,7 @@ cache hit. A build that ADDs from a URL or a git repository is never recorded (i
 live on servers: each build asks them, through the step's key). A build is recorded
 only with outputs the record can replay (the store),
 and only when no input changed while it ran nor within the clock's granularity before
-(git's racy-clean rule, as for build/contenthash.py).
+(git's racy-clean rule, as for builder/contenthash.py).
 
 This module imports only the standard library (and the store's location, a leaf): it runs
 before anything else is loaded.

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distill.build.configsteps import (
+from distill.builder.configsteps import (
     arg,
     check_signal,
     cmd,
@@ -28,18 +28,18 @@ from distill.build.configsteps import (
     volume,
     workdir,
 )
-from distill.build.copystep import TriggerCopy, _split_pivot, copy, heredoc_file_name
-from distill.build.layerstep import (
+from distill.builder.copystep import TriggerCopy, copy, heredoc_file_name, split_pivot
+from distill.builder.layerstep import (
     expand,
     layer_from_cache,
     layer_step,
     layer_to_cache,
     operation,
 )
-from distill.build.runmounts import mounts_inputs, mounts_record, prepare_mounts
-from distill.build.state import StageState
-from distill.build.triggers import onbuild_triggers
-from distill.build.users import home_of, resolve_user, supplementary_groups
+from distill.builder.runmounts import mounts_inputs, mounts_record, prepare_mounts
+from distill.builder.state import StageState
+from distill.builder.triggers import onbuild_triggers
+from distill.builder.users import home_of, resolve_user, supplementary_groups
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.kernel import check_process
 from distill.dockerfile.mounts import parse_mount
@@ -49,7 +49,7 @@ from distill.sandbox import RunSpec, run_in_rootfs
 from distill.sandbox.run import SandboxMount
 
 if TYPE_CHECKING:
-    from distill.build.builder import StageContext
+    from distill.builder.scheduler import StageContext
 
 
 # -- RUN ---------------------------------------------------------------------------
@@ -200,10 +200,10 @@ HANDLERS: dict[type, Callable[..., StageState]] = {
 __all__ = [
     "HANDLERS",
     "_heredoc_command",
-    "_split_pivot",
     "check_signal",
     "layer_from_cache",
     "layer_to_cache",
     "onbuild_triggers",
+    "split_pivot",
 ]
 

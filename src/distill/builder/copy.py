@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.build.sources import Source
+from distill.builder.sources import Source
 from distill.confine import existing_prefix, relative_inside, resolve_in_root
 from distill.dockerfile.kernel import check_owner, check_path
 from distill.errors import ContextError
@@ -45,7 +45,7 @@ class CopyOptions:
             check_owner(self.owner)
 
 
-class _Copier:
+class Copier:
     def __init__(self, dest_root: Path, opts: CopyOptions) -> None:
         self.root = dest_root
         self.opts = opts
@@ -165,7 +165,7 @@ def _excluded(source: Source, opts: CopyOptions) -> bool:
             and opts.exclude.matches_or_parent_matches(top))
 
 
-def _copy_with_parents(copier: _Copier, source: Source, dest: str, st: os.stat_result,
+def _copy_with_parents(copier: Copier, source: Source, dest: str, st: os.stat_result,
                        allow: Callable[[Path], bool] | None,
                        created_owner: tuple[int, int]) -> None:
     """--parents: ``source`` goes to DEST/<its path from its copy root>; the directories
@@ -212,7 +212,7 @@ def copy_sources(dest_root: Path, sources: list[Source], dest: str, opts: CopyOp
     ``dest_is_dir`` (default: DEST ends in '/' or there are several sources) says whether
     a file goes *into* DEST; pass it when one COPY copies its sources in several calls."""
     check_path(dest, "destination")
-    copier = _Copier(dest_root, opts)
+    copier = Copier(dest_root, opts)
     created_owner = opts.owner or (0, 0)
     if dest_is_dir is None:
         dest_is_dir = dest.endswith("/") or len(sources) > 1

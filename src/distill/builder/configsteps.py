@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distill.build.copy import CopyOptions
-from distill.build.layerstep import expand, layer_step, operation
-from distill.build.state import StageState
-from distill.build.users import resolve_user
+from distill.builder.copy import CopyOptions
+from distill.builder.layerstep import expand, layer_step, operation
+from distill.builder.state import StageState
+from distill.builder.users import resolve_user
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.kernel import check_path
 from distill.dockerfile.ports import parse_ports
@@ -19,7 +19,7 @@ from distill.errors import DockerfileError
 from distill.image.image import Image
 
 if TYPE_CHECKING:
-    from distill.build.builder import StageContext
+    from distill.builder.scheduler import StageContext
 
 
 def _exec_form(state: StageState, command: tuple[str, ...], json_form: bool) -> tuple[str, ...]:
@@ -100,9 +100,9 @@ def workdir(ctx: StageContext, state: StageState, inst: ins.Workdir) -> StageSta
 
 
 def _mkdir_p(root: Path, path: str, owner: tuple[int, int]) -> None:
-    from distill.build.copy import _Copier
+    from distill.builder.copy import Copier
 
-    _Copier(root, CopyOptions(owner=owner)).ensure_dir(path, owner)
+    Copier(root, CopyOptions(owner=owner)).ensure_dir(path, owner)
 
 
 def shell(ctx: StageContext, state: StageState, inst: ins.Shell) -> StageState:

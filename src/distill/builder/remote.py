@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from distill import owned
-from distill.build import add as addsrc
+from distill.builder import add as addsrc
 
 
 class UrlRecords:
