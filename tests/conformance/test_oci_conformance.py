@@ -1,4 +1,4 @@
-"""OCI image-spec v1.1.1 conformance of distill.oci.validate (shared/conformance, section 5).
+"""OCI image-spec v1.1.1 conformance of tests.helpers.oci_validate (shared/conformance, section 5).
 
 Three sources, each case its own test id:
 
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from distill.errors import ImageError
-from distill.oci.validate import validate
+from tests.helpers.oci_validate import validate
 
 KINDS = ("manifest", "index", "config", "descriptor", "layout")
 SHORT_NAMES = {

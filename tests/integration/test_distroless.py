@@ -22,7 +22,6 @@ import pytest
 
 from distill.debian.lock import Lock
 from distill.oci.reference import normalize_name
-from distill.oci.validate import validate_layout
 from tests.conftest import RunDistill
 from tests.helpers.mirror import (
     INRELEASE,
@@ -31,6 +30,7 @@ from tests.helpers.mirror import (
     build_local_mirror,
     serve_mirror,
 )
+from tests.helpers.oci_validate import validate_layout
 from tests.helpers.readback import skopeo_inspect, umoci_unpack
 from tests.helpers.unpacked import entries, is_elf, resolve_in
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from distill.oci.validate import CONFIG, MANIFEST, validate, validate_layout
 from tests.conftest import RunDistill
+from tests.helpers.oci_validate import CONFIG, MANIFEST, validate, validate_layout
 from tests.helpers.readback import skopeo_inspect, tree_snapshot, umoci_unpack
 
 pytestmark = pytest.mark.integration

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from distill.formats.stored import load
-from distill.oci.validate import validate_layout
 from distill.store.store import Store
 from tests.conftest import REPO, RunDistill
 from tests.helpers.dockerd import private_dockerd
 from tests.helpers.examples import example_context, free_port, get_when_up
+from tests.helpers.oci_validate import validate_layout
 from tests.helpers.readback import skopeo_inspect, umoci_unpack
 from tests.helpers.unpacked import entries, is_elf, resolve_in
 

@@ -20,8 +20,8 @@ import pytest
 
 from distill.builder.secrets import private_tmp
 from distill.oci.reference import normalize_name, normalize_reference
-from distill.oci.validate import validate_layout
 from tests.conftest import DISTILL, RunDistill
+from tests.helpers.oci_validate import validate_layout
 from tests.helpers.readback import skopeo_inspect, umoci_unpack
 
 pytestmark = pytest.mark.integration

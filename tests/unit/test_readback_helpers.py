@@ -1,4 +1,4 @@
-"""The read-back helpers (tests/helpers/readback.py) and distill.oci.validate.validate_layout.
+"""The read-back helpers (tests/helpers/readback.py) and tests.helpers.oci_validate.validate_layout.
 
 tree_snapshot is checked on a hand-made tree; validate_layout on hand-made layouts, good
 and broken; and, where skopeo and umoci are installed, all of them on a layout umoci made.
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from distill.errors import DigestMismatchError, ImageError
-from distill.oci.validate import validate_layout
+from tests.helpers.oci_validate import validate_layout
 from tests.helpers.readback import skopeo_copy, skopeo_inspect, tree_snapshot, umoci_unpack
 
 IS_ROOT = os.geteuid() == 0

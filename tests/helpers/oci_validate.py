@@ -10,7 +10,7 @@ A document passes when upstream image-spec v1.1.1's ``schema.Validator`` would p
 3. config media type only: every ``config.Env`` entry matches ``^[^=]+=.*$``;
 4. the draft-04 JSON schema passes with ``format`` asserted (``uri`` needs a scheme,
    ``date-time`` is RFC 3339), every ``$ref`` resolved from the schemas in
-   ``distill/oci/schema`` (no network).
+   ``tests/helpers/oci_schema`` (no network).
 
 Regular expressions keep Go semantics: ``$`` is the end of the text, never "before a
 final newline" as in Python. Needs ``jsonschema`` and ``referencing`` (the ``test`` extra).
@@ -25,7 +25,6 @@ import hashlib
 import ipaddress
 import json
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -382,7 +381,7 @@ def _is_ipv6(text: str) -> bool:
 @functools.cache
 def _schema_validators() -> dict[str, Draft4Validator]:
     """One draft-04 validator per media type, over an offline registry of the shipped schemas."""
-    schema_dir = resources.files("distill.oci").joinpath("schema")
+    schema_dir = Path(__file__).with_name("oci_schema")
     aliases = json.loads(schema_dir.joinpath("schema-aliases.json").read_text("utf-8"))
     contents: dict[str, Any] = {}
     entries: list[tuple[str, Resource[Any]]] = []
