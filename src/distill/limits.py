@@ -200,11 +200,13 @@ def open_tar(stream: BinaryIO, what: str, *, raw: BinaryIO | None = None,
     does."""
     limits = limits or ARCHIVE_LIMITS
     reader = limited_reader(stream, what, raw=raw, limits=limits)
-    tar = _GuardedTarFile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
+    tar: _GuardedTarFile = _GuardedTarFile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
     guard = _Guard(what, limits)
-    if tar.firstmember is not None:
+    # the stream's first member, read by open() before any guard was attached
+    first: tarfile.TarInfo | None = getattr(tar, "firstmember", None)
+    if first is not None:
         try:
-            guard.check(tar.firstmember)
+            guard.check(first)
         except BaseException:
             tar.close()
             raise

@@ -460,7 +460,7 @@ def _decompressed(f: BinaryIO) -> BinaryIO:
             if kind == "xz":
                 return cast(BinaryIO, lzma.LZMAFile(f))
             import zstandard
-            return zstandard.ZstdDecompressor().stream_reader(f)  # type: ignore[no-any-return]
+            return zstandard.ZstdDecompressor().stream_reader(f)
     return f
 
 

@@ -38,8 +38,9 @@ from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.oci.reference import normalize_reference
-from distill.registry.pull import Registries, fetch_blob, fetch_manifest
+from distill.registry.pull import fetch_blob, fetch_manifest
 from distill.registry.push import push_blobs_and_manifest
+from distill.registry.registries import Registries
 from distill.store.store import LayerFacts, Store
 
 CACHE_CONFIG = "application/vnd.distill.cache.v1+json"

@@ -152,7 +152,7 @@ class RootfsManager:
         def tar(out: BinaryIO) -> None:
             with self.store.blobs.open(blob.digest) as raw, \
                     open_layer_stream(raw, blob.media_type, f"layer {blob.digest}") as stream:
-                shutil.copyfileobj(stream, out, 1 << 20)  # type: ignore[misc]
+                shutil.copyfileobj(stream, out, 1 << 20)
 
         return self._made(layer, tar, missing=False)
 

@@ -38,8 +38,9 @@ from distill.builder.contenthash import ContentHashes
 from distill.builder.context import BuildContext
 from distill.builder.secrets import AgentRelay, SecretStore, owned_private_dir
 from distill.confine import open_dir_in_root, resolve_in_root
-from distill.dockerfile.mounts import Mount, clean, ssh_target
+from distill.dockerfile.mounts import Mount, ssh_target
 from distill.errors import ContextError, DockerfileError
+from distill.gopath import clean
 from distill.ignore import walk_context
 from distill.sandbox.run import SandboxMount
 from distill.store.blobs import remove_tree

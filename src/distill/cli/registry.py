@@ -13,8 +13,9 @@ from distill.oci.reference import normalize_reference
 from distill.registry.auth_config import Credentials, remove_credentials, save_credentials
 from distill.registry.client import RegistryClient
 from distill.registry.hosts import RegistryHosts
-from distill.registry.pull import Registries, pull
+from distill.registry.pull import pull
 from distill.registry.push import push
+from distill.registry.registries import Registries
 from distill.store.store import Store
 
 

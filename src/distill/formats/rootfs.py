@@ -53,7 +53,7 @@ def import_rootfs(store: Store, tarball: Path, *, platform: Platform | None = No
                 if kind is not None:
                     raise ImageError(f"{tarball} is {kind}, not a root filesystem",
                                      hint=f"load its images with 'distill load -i {tarball}'")
-                shutil.copyfileobj(src, out, 1 << 20)  # type: ignore[misc]
+                shutil.copyfileobj(src, out, 1 << 20)
 
             digest, size, diff_id, usize = store.blobs.write_gzip_layer(produce)
     except _READ_ERRORS as e:

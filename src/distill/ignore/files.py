@@ -12,6 +12,7 @@ import os
 import stat as statmod
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from distill.confine import NotRegularFileError, read_file_in_root
 from distill.errors import ContextError, DistillError
@@ -161,7 +162,7 @@ def walk_context(
 
     info: MatchInfo | None = None
     # (path, stat, listed?) for ignored directories on the current path
-    pending: list[list] = []
+    pending: list[list[Any]] = []
 
     def judge(rel: str, parent: MatchInfo | None) -> tuple[bool, MatchInfo | None]:
         if matcher is None:

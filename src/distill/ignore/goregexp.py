@@ -19,6 +19,7 @@ two modules.
 from __future__ import annotations
 
 import unicodedata
+from typing import Any, TypeAlias
 
 __all__ = ["GoRegexp", "RegexError", "UnsupportedRegex"]
 
@@ -28,6 +29,13 @@ class RegexError(Exception):
 
 
 _MAX_RUNE = 0x10FFFF
+
+#: an item of a character class: ("range", lo, hi), ("table", ranges, negated) or
+#: ("cat", category, negated)
+_ClassItem: TypeAlias = tuple[Any, ...]
+#: a node of a parsed expression: (kind, operands...), as _Parser.parse builds them
+_Node: TypeAlias = tuple[Any, ...]
+
 
 _PERL_CLASSES: dict[str, tuple[bool, tuple[tuple[int, int], ...]]] = {
     "d": (False, ((0x30, 0x39),)),
@@ -82,7 +90,7 @@ class _CharClass:
 
     __slots__ = ("items", "negated")
 
-    def __init__(self, items: list[tuple], negated: bool = False) -> None:
+    def __init__(self, items: list[_ClassItem], negated: bool = False) -> None:
         # items: ("range", lo, hi) | ("table", ranges, negated) | ("cat", name, negated)
         self.items = items
         self.negated = negated
@@ -170,7 +178,7 @@ class _RegexParser:
             return simple[c], j
         raise RegexError("invalid escape sequence")
 
-    def _unicode_class(self, i: int) -> tuple[tuple, int] | None:
+    def _unicode_class(self, i: int) -> tuple[_ClassItem, int] | None:
         """\\pX, \\PX, \\p{Name}, \\p{^Name} at s[i]; None if not there."""
         s = self.s
         if not (s.startswith("\\p", i) or s.startswith("\\P", i)):
@@ -196,7 +204,7 @@ class _RegexParser:
             raise RegexError("invalid character class range")
         return ("cat", name, negated), j
 
-    def _perl_class(self, i: int) -> tuple[tuple, int] | None:
+    def _perl_class(self, i: int) -> tuple[_ClassItem, int] | None:
         s = self.s
         if s.startswith("\\", i) and i + 1 < len(s) and s[i + 1] in _PERL_CLASSES:
             negated, table = _PERL_CLASSES[s[i + 1]]
@@ -221,7 +229,7 @@ class _RegexParser:
         if i < len(s) and s[i] == "^":
             negated = True
             i += 1
-        items: list[tuple] = []
+        items: list[_ClassItem] = []
         first = True
         while i >= len(s) or s[i] != "]" or first:
             first = False
@@ -252,10 +260,10 @@ class _RegexParser:
 
     # -- whole expression ---------------------------------------------------------------
 
-    def parse(self) -> tuple:
+    def parse(self) -> _Node:
         s = self.s
-        groups: list[tuple[list[list[tuple]], int]] = []  # saved (alternatives) per open '('
-        alts: list[list[tuple]] = [[]]
+        groups: list[tuple[list[list[_Node]], int]] = []  # saved (alternatives) per open '('
+        alts: list[list[_Node]] = [[]]
         last_repeat = False
         i = 0
         while i < len(s):
@@ -364,7 +372,7 @@ class _RegexParser:
             return None
         return lo, hi, j + 1
 
-    def _backslash(self, i: int, seq: list[tuple]) -> int:
+    def _backslash(self, i: int, seq: list[_Node]) -> int:
         s = self.s
         if i + 1 < len(s):
             c = s[i + 1]
@@ -446,7 +454,7 @@ class GoRegexp:
         self.out2.append(out2)
         return len(self.kind) - 1
 
-    def _build(self, node: tuple, nxt: int) -> int:
+    def _build(self, node: _Node, nxt: int) -> int:
         op = node[0]
         if op == "lit":
             return self._node(_CHAR, _CharClass([("range", ord(node[1]), ord(node[1]))]), nxt, -1)
@@ -485,7 +493,7 @@ class GoRegexp:
         return split if op == "star" else body
 
     @staticmethod
-    def _starts_anchored(tree: tuple) -> bool:
+    def _starts_anchored(tree: _Node) -> bool:
         node = tree
         while True:
             if node[0] == "alt" and len(node[1]) == 1 or node[0] == "cat" and node[1]:

@@ -50,7 +50,7 @@ class HashingWriter:
         self._hash = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
+    def write(self, data: bytes) -> int:
         self._hash.update(data)
         self.size += len(data)
         if self._inner is not None:

@@ -81,7 +81,7 @@ class Retry:
     max_delay: float = 8.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** attempt) * random.uniform(0.5, 1.0)
+        return float(min(self.max_delay, self.base_delay * 2 ** attempt)) * random.uniform(0.5, 1.0)
 
 
 class Budget:

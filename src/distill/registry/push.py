@@ -28,7 +28,7 @@ from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.oci.reference import Reference, normalize_reference
 from distill.registry.client import RegistryClient
-from distill.registry.pull import Registries
+from distill.registry.registries import Registries
 from distill.store.store import Store
 
 #: Blobs up to this size go in one PUT (resent whole if the connection drops).
@@ -167,7 +167,7 @@ class _Pusher:
             else 0
 
     def _location(self, response: httpx.Response) -> str:
-        location = response.headers.get("location")
+        location: str | None = response.headers.get("location")
         if not location:
             raise RegistryError(f"{self.where}: the registry opened an upload without a "
                                 "Location")

@@ -21,7 +21,7 @@ from distill.oci.reference import DOCKER_HUB, Reference, normalize_reference
 from distill.store.store import Store
 
 if TYPE_CHECKING:
-    from distill.registry.pull import Registries
+    from distill.registry.registries import Registries
 
 
 def _not_found_hint(ref: Reference) -> str:

@@ -72,17 +72,17 @@ class Compression:
 
             level = 3 if self.level is None else self.level
             with zstandard.ZstdCompressor(level=level).stream_writer(
-                    out, closefd=False) as z:  # type: ignore[arg-type]
-                yield z  # type: ignore[misc]
+                    out, closefd=False) as z:
+                yield z
         elif self.level is None or self.level <= 3:
-            with igzip.IGzipFile(fileobj=out, mode="wb",  # type: ignore[arg-type]
+            with igzip.IGzipFile(fileobj=out, mode="wb",
                                  compresslevel=1 if self.level is None else self.level,
                                  mtime=0) as gz:
                 yield gz  # type: ignore[misc]
         else:
             import gzip
 
-            with gzip.GzipFile(filename="", fileobj=out, mode="wb",  # type: ignore[arg-type]
+            with gzip.GzipFile(filename="", fileobj=out, mode="wb",
                                compresslevel=self.level, mtime=0) as gz:
                 yield gz  # type: ignore[misc]
 
