@@ -77,6 +77,28 @@ def existing_prefix(root: Path, path: str) -> tuple[Path, list[str]]:
     return current, []
 
 
+def make_dirs(root: Path, path: str, *, mode: int = 0o755,
+              owner: tuple[int, int] | None = None) -> Path:
+    """``mkdir -p`` of ``path`` inside ``root``, symlinks followed as if chrooted there
+    (Go's ``MkdirAll`` in the root, as BuildKit's file ops): the missing directories are
+    created with ``mode`` (not subject to the umask) and, if given, ``owner``; existing
+    ones are kept as they are. Returns the host path of ``path``.
+
+    Raises NotADirectoryError, whose ``filename`` is the '/'-rooted path inside ``root``,
+    when what exists at the deepest existing component is not a directory."""
+    host, missing = existing_prefix(root, path)
+    if not os.path.isdir(host):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                 relative_inside(root, host))
+    for part in missing:
+        host = host / part
+        os.mkdir(host, 0o700)
+        if owner is not None:
+            os.lchown(host, *owner)
+        os.chmod(host, mode)
+    return host
+
+
 def relative_inside(root: Path, host_path: Path) -> str:
     """The '/'-rooted path of host_path inside root (host_path must be inside)."""
     rel = os.path.relpath(host_path, root)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from distill.confine import open_in_root, resolve_in_root
+from distill.confine import make_dirs, open_in_root, resolve_in_root
 from distill.errors import ContextError, DistillError
 from distill.limits import member_time_ns, open_tar
 from distill.sandbox.git import GitError, clone, resolve_commit
@@ -504,27 +504,10 @@ def _escapes(*parts: str) -> bool:
 def _mkdir_all(root: Path, rel: str, owner: tuple[int, int], mode: int) -> Path:
     """mkdir -p of rel inside root (symlinks followed as if chrooted at root), as Go's
     MkdirAll there: missing directories are created with ``owner`` and ``mode``."""
-    current = ""
-    host = root
-    for comp in [c for c in rel.split("/") if c not in ("", ".")]:
-        current = posixpath.join(current, comp)
-        host = resolve_in_root(root, current)
-        if host.is_dir():
-            continue
-        if os.path.lexists(host):
-            raise ContextError(f"cannot create directory /{current}: not a directory")
-        missing = []
-        p = host
-        while not os.path.lexists(p):       # resolve_in_root: no symlinks on the way down
-            missing.append(p)
-            p = p.parent
-        if not p.is_dir() or p.is_symlink():
-            raise ContextError(f"cannot create directory /{current}: not a directory")
-        for d in reversed(missing):
-            os.mkdir(d, 0o700)
-            os.lchown(d, *owner)
-            os.chmod(d, mode)
-    return host
+    try:
+        return make_dirs(root, rel, mode=mode, owner=owner)
+    except NotADirectoryError as e:
+        raise ContextError(f"cannot create directory {e.filename}: not a directory") from None
 
 
 def _set_xattrs(path: Path, member: tarfile.TarInfo) -> None:

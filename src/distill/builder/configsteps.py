@@ -8,14 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distill.builder.copy import CopyOptions
 from distill.builder.layerstep import expand, layer_step, operation
 from distill.builder.state import StageState
 from distill.builder.users import resolve_user
+from distill.confine import make_dirs
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.kernel import check_path
 from distill.dockerfile.ports import parse_ports
-from distill.errors import DockerfileError
+from distill.errors import ContextError, DockerfileError
 from distill.image.image import Image
 
 if TYPE_CHECKING:
@@ -100,9 +100,11 @@ def workdir(ctx: StageContext, state: StageState, inst: ins.Workdir) -> StageSta
 
 
 def _mkdir_p(root: Path, path: str, owner: tuple[int, int]) -> None:
-    from distill.builder.copy import Copier
-
-    Copier(root, CopyOptions(owner=owner)).ensure_dir(path, owner)
+    try:
+        make_dirs(root, path, owner=owner)
+    except NotADirectoryError as e:
+        raise ContextError(f"cannot create the working directory {path}: {e.filename} "
+                           "is not a directory") from None
 
 
 def shell(ctx: StageContext, state: StageState, inst: ins.Shell) -> StageState:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.builder.sources import Source
-from distill.confine import existing_prefix, relative_inside, resolve_in_root
+from distill.confine import make_dirs, relative_inside, resolve_in_root
 from distill.dockerfile.kernel import check_owner, check_path
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
@@ -61,16 +61,10 @@ class Copier:
         """mkdir -p inside the root. New directories are owned by created_owner, with the
         --chmod mode if given, else 0755 (BuildKit's MkdirAll); existing ones are kept."""
         mode = self.opts.mode if self.opts.mode is not None else 0o755
-        host, missing = existing_prefix(self.root, path)   # symlinks followed, confined
-        if not os.path.isdir(host):
-            raise ContextError("cannot copy to non-directory: "
-                               + relative_inside(self.root, host))
-        for part in missing:
-            host = host / part
-            os.mkdir(host, 0o700)
-            os.lchown(host, *created_owner)
-            os.chmod(host, mode)
-        return host
+        try:
+            return make_dirs(self.root, path, mode=mode, owner=created_owner)
+        except NotADirectoryError as e:
+            raise ContextError(f"cannot copy to non-directory: {e.filename}") from None
 
     def copy_entry(self, src: Path, dst: Path, st: os.stat_result) -> None:
         """Copy one non-directory entry to host path dst (replacing what is there)."""

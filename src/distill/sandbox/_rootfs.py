@@ -13,13 +13,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill import confine
 from distill.confine import existing_prefix
 from distill.errors import SandboxError
-
-
-def _mkdir(path: Path) -> None:
-    os.mkdir(path, 0o755)
-    os.chmod(path, 0o755)  # not subject to the umask
 
 
 def _existing_dir(root: Path, path: str) -> tuple[Path, list[str]]:
@@ -32,15 +28,16 @@ def _existing_dir(root: Path, path: str) -> tuple[Path, list[str]]:
 
 
 def make_dirs(root: Path, path: str) -> None:
-    """``mkdir -p`` of absolute ``path`` inside ``root``: 0755 directories owned by root."""
-    base, missing = _existing_dir(root, path)
-    for part in missing:
-        base = base / part
-        try:
-            _mkdir(base)
-        except OSError as e:
-            raise SandboxError(f"cannot create {path} in the root filesystem: "
-                               f"{e.strerror}") from None
+    """``mkdir -p`` of absolute ``path`` inside ``root``: 0755 directories, owned by
+    whoever distill runs as (root in the image's view)."""
+    try:
+        confine.make_dirs(root, path)
+    except NotADirectoryError as e:
+        raise SandboxError(f"cannot create {path} in the root filesystem: "
+                           f"{e.filename} is not a directory") from None
+    except OSError as e:
+        raise SandboxError(f"cannot create {path} in the root filesystem: "
+                           f"{e.strerror}") from None
 
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
