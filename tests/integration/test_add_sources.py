@@ -220,3 +220,33 @@ ADD {server}/files/data.txt /renamed.txt
     assert (rootfs / "data/data.txt").read_bytes() == PAYLOAD
     assert (stat.S_IMODE(data.st_mode), int(data.st_mtime)) == (0o600, MTIME)
     assert (rootfs / "renamed.txt").read_bytes() == PAYLOAD
+
+
+def test_an_added_archive_cannot_mark_a_directory_opaque(distill: RunDistill,
+                                                         busybox_image: str,
+                                                         tmp_path: Path) -> None:
+    """An archive's ``trusted.overlay.*`` xattrs are overlayfs' own controls: ADD drops them
+    as layer unpacking does (one policy, distill.sandbox.xattrs; the overlay ADD writes
+    through refuses them too). Kept in the step's snapshot, the directory's opaque mark
+    would hide the base's files from the steps after the ADD, while the image (whose tar
+    never carries trusted.*) still holds them."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        d = tarfile.TarInfo("d")
+        d.type, d.mode = tarfile.DIRTYPE, 0o755
+        d.pax_headers = {"SCHILY.xattr.trusted.overlay.opaque": "y"}
+        tar.addfile(d)
+        new = tarfile.TarInfo("d/new")
+        new.size = 4
+        tar.addfile(new, io.BytesIO(b"new\n"))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "marks.tar").write_bytes(buf.getvalue())
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\n"
+                                    "RUN mkdir /d && echo keep > /d/keep\n"
+                                    "ADD marks.tar /\n"
+                                    "RUN ls /d > /seen\n")
+    out = tmp_path / "out"
+    distill("build", "--output", f"type=local,dest={out}", str(ctx))
+    assert (out / "seen").read_text().split() == ["keep", "new"]
+    assert (out / "d/keep").read_text() == "keep\n"

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from distill.confine import make_dirs, open_in_root, resolve_in_root
 from distill.errors import ContextError, DistillError
 from distill.limits import member_time_ns, open_tar
+from distill.sandbox import xattrs
 from distill.sandbox.git import GitError, clone, resolve_commit
 
 if TYPE_CHECKING:
@@ -510,14 +511,6 @@ def _mkdir_all(root: Path, rel: str, owner: tuple[int, int], mode: int) -> Path:
         raise ContextError(f"cannot create directory {e.filename}: not a directory") from None
 
 
-def _set_xattrs(path: Path, member: tarfile.TarInfo) -> None:
-    for key, value in member.pax_headers.items():
-        if key.startswith("SCHILY.xattr."):
-            with suppress(OSError):   # best effort, as BuildKit's BestEffortXattrs
-                os.setxattr(path, key[len("SCHILY.xattr."):],
-                            value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
-
-
 def extract_archive_into(archive: Path, dest_root: Path, dest: str,
                          owner: tuple[int, int] | None) -> None:
     """Unpack the tar ``archive`` into the directory ``dest`` (absolute, inside
@@ -593,7 +586,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, base: Path,
                            f"{member.type!r}")
 
     os.lchown(path, member.uid, member.gid)
-    _set_xattrs(path, member)
+    xattrs.apply(path, xattrs.of_member(member), follow=False)
     if not member.issym():
         os.chmod(path, member.mode & 0o7777)
     mtime = member_time_ns(member)

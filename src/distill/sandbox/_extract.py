@@ -8,7 +8,6 @@ and no member may leave the destination.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import stat
@@ -18,11 +17,9 @@ from typing import BinaryIO
 
 from distill.errors import ImageError
 from distill.limits import ArchiveLimits, member_time_ns, open_tar
+from distill.sandbox import xattrs
+from distill.sandbox._overlayfs import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX
 
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
-XATTR_PAX_PREFIX = "SCHILY.xattr."
 _CHUNK = 1 << 20
 
 #: Directories whose mode and mtime are applied after all members.
@@ -78,28 +75,6 @@ def _remove_existing(path: Path, dirs: _Dirs, *, keep_dir: bool) -> bool:
     return False
 
 
-def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
-    """xattrs from PAX ``SCHILY.xattr.*`` records; never trusted.* (overlay control)."""
-    found: dict[str, bytes] = {}
-    for key, value in member.pax_headers.items():
-        if not key.startswith(XATTR_PAX_PREFIX):
-            continue
-        attr = key[len(XATTR_PAX_PREFIX) :]
-        if attr.startswith("trusted."):
-            continue
-        found[attr] = value.encode("utf-8", "surrogateescape")
-    return found
-
-
-def _set_xattrs(target: int | Path, attrs: dict[str, bytes], *, follow: bool = True) -> None:
-    for attr, value in attrs.items():
-        try:
-            os.setxattr(target, attr, value, follow_symlinks=follow)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTSUP, errno.EPERM):
-                raise
-
-
 def _times(member: tarfile.TarInfo) -> tuple[int, int]:
     """(atime, mtime) in nanoseconds: the mtime, read exactly (a PAX time's every digit)
     and kept within what utimensat accepts."""
@@ -118,7 +93,7 @@ def _write_regular(path: Path, member: tarfile.TarInfo, tar: tarfile.TarFile) ->
         # chown clears setuid/setgid and security.capability: chown, then chmod, then xattrs.
         os.fchown(fd, member.uid, member.gid)
         os.fchmod(fd, member.mode & 0o7777)
-        _set_xattrs(fd, _xattrs(member))
+        xattrs.apply(fd, xattrs.of_member(member))
         os.utime(fd, ns=_times(member))
     finally:
         os.close(fd)
@@ -135,7 +110,7 @@ def _finish_special(path: Path, member: tarfile.TarInfo) -> None:
     os.lchown(path, member.uid, member.gid)
     if not member.issym():
         os.chmod(path, member.mode & 0o7777)
-    _set_xattrs(path, _xattrs(member), follow=False)
+    xattrs.apply(path, xattrs.of_member(member), follow=False)
     os.utime(path, ns=_times(member), follow_symlinks=False)
 
 
@@ -218,7 +193,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, d
         if not kept_dir:
             os.mkdir(target, 0o700)
         os.lchown(target, member.uid, member.gid)
-        _set_xattrs(target, _xattrs(member), follow=False)
+        xattrs.apply(target, xattrs.of_member(member), follow=False)
         dirs[target] = member
     elif member.isreg():
         _write_regular(target, member, tar)

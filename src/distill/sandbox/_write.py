@@ -16,52 +16,11 @@ from pathlib import Path
 from typing import BinaryIO, TypedDict
 
 from distill.errors import SandboxError
-from distill.sandbox._extract import (
-    OPAQUE_MARKER,
-    OPAQUE_XATTR,
-    WHITEOUT_PREFIX,
-)
+from distill.sandbox import xattrs
+from distill.sandbox._overlayfs import OPAQUE_MARKER, WHITEOUT_PREFIX, is_opaque, is_whiteout
 from distill.sandbox._tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarStream
 
 PATH_MAX = 4096
-
-#: Overlayfs (kernel >= 6.7) may also mark whiteouts with this xattr on an empty file.
-_XWHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
-
-
-def _emitted_xattrs(path: str) -> dict[str, bytes]:
-    """The xattrs worth shipping: not overlayfs' own, not host security labels."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    found: dict[str, bytes] = {}
-    for name in sorted(names):
-        if name.startswith(("trusted.", "user.overlay.")) or name == "security.selinux":
-            continue
-        try:
-            found[name] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError:
-            continue
-    return found
-
-
-def _has_xattr(path: str, name: str) -> bytes | None:
-    try:
-        return os.getxattr(path, name, follow_symlinks=False)
-    except OSError:
-        return None
-
-
-def _is_whiteout(path: str, st: os.stat_result) -> bool:
-    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-        return True
-    return (
-        stat.S_ISREG(st.st_mode)
-        and st.st_size == 0
-        and any(_has_xattr(path, x) is not None for x in _XWHITEOUT_XATTRS)
-    )
-
 
 def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
     """(absolute path, relative name, lstat) of everything under root, sorted, depth first."""
@@ -115,14 +74,14 @@ class _LayerWriter:
         mode = st.st_mode
         if stat.S_ISSOCK(mode):
             return
-        if _is_whiteout(path, st):
+        if is_whiteout(path, st):
             parent, _, base = rel.rpartition("/")
             name = f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base
             self.tar.add(name, REG, **self.fields(path, st))
             return
         if stat.S_ISDIR(mode):
-            self.tar.add(rel + "/", DIR, xattrs=_emitted_xattrs(path), **self.fields(path, st))
-            if _has_xattr(path, OPAQUE_XATTR) == b"y":
+            self.tar.add(rel + "/", DIR, xattrs=xattrs.of_path(path), **self.fields(path, st))
+            if is_opaque(path):
                 self.tar.add(f"{rel}/{OPAQUE_MARKER}", REG, **self.fields(path, st))
             return
         if st.st_nlink > 1:
@@ -134,19 +93,19 @@ class _LayerWriter:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
                 st = os.fstat(fd)
-                self.tar.add_file(rel, fd, st.st_size, xattrs=_emitted_xattrs(path),
+                self.tar.add_file(rel, fd, st.st_size, xattrs=xattrs.of_path(path),
                                   **self.fields(path, st))
             finally:
                 os.close(fd)
         elif stat.S_ISLNK(mode):
-            self.tar.add(rel, SYM, linkname=os.readlink(path), xattrs=_emitted_xattrs(path),
+            self.tar.add(rel, SYM, linkname=os.readlink(path), xattrs=xattrs.of_path(path),
                          **self.fields(path, st))
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             self.tar.add(rel, CHR if stat.S_ISCHR(mode) else BLK,
                          devmajor=os.major(st.st_rdev), devminor=os.minor(st.st_rdev),
-                         xattrs=_emitted_xattrs(path), **self.fields(path, st))
+                         xattrs=xattrs.of_path(path), **self.fields(path, st))
         elif stat.S_ISFIFO(mode):
-            self.tar.add(rel, FIFO, xattrs=_emitted_xattrs(path), **self.fields(path, st))
+            self.tar.add(rel, FIFO, xattrs=xattrs.of_path(path), **self.fields(path, st))
 
 
 def write_layer_from_upper(upper: Path, out: BinaryIO, *, mtime_clamp: int | None = None) -> None:
@@ -155,9 +114,9 @@ def write_layer_from_upper(upper: Path, out: BinaryIO, *, mtime_clamp: int | Non
     Deterministic (sorted walk, ustar/PAX, empty uname/gname; mtimes with their
     nanoseconds as a PAX record when not whole seconds) and streaming (``out`` is only written to, never sought). Entry
     names are relative, without "./"; directories end with "/". Whiteouts
-    and opaque directories are translated to OCI form; ``trusted.*`` xattrs
-    are dropped, others (e.g. ``security.capability``) become
-    ``SCHILY.xattr.*`` records. Files sharing an inode become hardlinks to the
+    and opaque directories are translated to OCI form; the xattrs an image
+    carries (:mod:`distill.sandbox.xattrs`: ``security.capability``, not overlayfs'
+    own) become ``SCHILY.xattr.*`` records. Files sharing an inode become hardlinks to the
     first path written; sockets are skipped. ``mtime_clamp`` caps every mtime, in
     the tar and in ``upper`` itself.
     """

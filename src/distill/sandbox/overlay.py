@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import SandboxError
-from distill.sandbox import _idmap, _libc
+from distill.sandbox import _idmap, _libc, xattrs
 from distill.sandbox._idmap import IdRange
+from distill.sandbox._overlayfs import is_opaque, is_whiteout
 
 #: Options that make the upper directory a clean, self-contained diff; ``volatile`` makes
 #: fsync inside a step a no-op (the upper dir is synced once when the step ends).
@@ -167,23 +168,8 @@ def _dir_identity(path: Path) -> tuple[object, ...] | None:
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         return None
-    xattrs = {
-        name: os.getxattr(path, name, follow_symlinks=False)
-        for name in os.listxattr(path, follow_symlinks=False)
-        if not name.startswith("trusted.")
-    }
-    return (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, sorted(xattrs.items()))
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    return (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
+            sorted(xattrs.of_path(str(path)).items()))
 
 
 def _lower_dir(lowers: Sequence[Path], rel: tuple[str, ...]) -> Path | None:
@@ -197,11 +183,11 @@ def _lower_dir(lowers: Sequence[Path], rel: tuple[str, ...]) -> Path | None:
                 st = os.lstat(path)
             except FileNotFoundError:
                 break
-            if _is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+            if is_whiteout(path, st) or not stat.S_ISDIR(st.st_mode):
                 return None
             if i == len(rel) - 1:
                 return path
-            hidden_below = hidden_below or _opaque(path)
+            hidden_below = hidden_below or is_opaque(path)
         if hidden_below:
             return None
     return None
@@ -226,7 +212,7 @@ def _prune_unchanged_dirs(upper: Path, lowers: Sequence[Path]) -> None:
         rel, visited = stack.pop()
         path = upper.joinpath(*rel)
         if not visited:
-            if _opaque(path) or (rel and _lower_dir(lowers, rel) is None):
+            if is_opaque(path) or (rel and _lower_dir(lowers, rel) is None):
                 continue  # replaces the lowers' directory, or is new: never a mere copy-up
             stack.append((rel, True))
             with os.scandir(path) as entries:
