@@ -18,14 +18,13 @@ import zstandard
 from distill.builder.add import (
     AddOptions,
     GitRef,
-    extract_archive_into,
-    is_archive,
     is_git,
     is_url,
     parse_git_ref,
     url_filename,
     wants_unpack,
 )
+from distill.builder.archive import extract_archive_into, is_archive
 from distill.errors import ContextError
 
 # -- classification ---------------------------------------------------------------

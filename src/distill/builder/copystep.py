@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from distill import owned
 from distill.builder import add as addsrc
 from distill.builder import remote
+from distill.builder.archive import extract_archive_into, is_archive
 from distill.builder.contenthash import ContentHashes
 from distill.builder.copy import CopyOptions, copy_sources
 from distill.builder.layerstep import expand, layer_step, operation
@@ -176,8 +177,8 @@ def _resolve(root: Path, patterns: list[str], inst: ins.Copy, what: str, escape:
         else:
             found = resolve_sources(root, [pattern], what, forbid_escape=escape, allow=allow)
         if add_opts is not None and addsrc.wants_unpack(add_opts, False):
-            archives += [s for s in found if addsrc.is_archive(s.host)]
-            found = [s for s in found if not addsrc.is_archive(s.host)]
+            archives += [s for s in found if is_archive(s.host)]
+            found = [s for s in found if not is_archive(s.host)]
         if inst.parents and not has_glob(pattern):
             pivot, _ = split_pivot(pattern)
             found = [replace(src, base=pivot) for src in found]
@@ -219,7 +220,7 @@ def _fetch_remote(stack: ExitStack, pattern: str, opts: addsrc.AddOptions,
                 validators.sha256:
             raise ContextError(f"{pattern} changed while the build ran (its server said it "
                                "had not)", hint="build again")
-    archive = not git and addsrc.wants_unpack(opts, True) and addsrc.is_archive(got)
+    archive = not git and addsrc.wants_unpack(opts, True) and is_archive(got)
     name = pattern if git or archive else addsrc.url_filename(pattern)
     return _Fetched(Source(name, got), archive, validators)
 
@@ -339,10 +340,9 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
                     copy_sources(dest_root, remote_files, dest, CopyOptions(
                         owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
                                  dest_is_dir=dest_is_dir)
-                for archive in archives:  # members keep their owners; --chown: created dirs
-                    addsrc.extract_archive_into(archive.host, dest_root, dest,
-                                                resolve_chown(dest_root, chown) if chown else
-                                                None)
+                for packed in archives:  # members keep their owners; --chown: created dirs
+                    extract_archive_into(packed.host, dest_root, dest,
+                                         resolve_chown(dest_root, chown) if chown else None)
                 if inline:  # inline files are root's (or --chown's), like BuildKit's Mkfile
                     copy_sources(dest_root, inline, dest, CopyOptions(
                         owner=owner or (0, 0), mode=chmod, follow_dest_link=follow),
