@@ -60,6 +60,33 @@ def test_a_no_change_rebuild_is_replayed(distill: RunDistill, root: Path,
     assert "distill.builder.scheduler" not in trace.stderr and "httpx" not in trace.stderr
 
 
+def _steps(log: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith(("#", "   CACHED"))]
+
+
+def test_a_replay_shows_what_a_cached_build_shows(distill: RunDistill, root: Path,
+                                                  tmp_path: Path) -> None:
+    """CACHED under exactly the steps a cached build prints it under: not under FROM nor
+    the steps that only change the config, whatever the steps' text holds (" 1/")."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY a.txt /\nRUN mkdir 1 && cp a.txt 1/\n"
+                                    "ENV X=1\nUSER 1000\n")
+    settled(ctx)
+    _build(distill, root, ctx, "-t", "app:2")
+    _, replayed = _build(distill, root, ctx, "-t", "app:2", "--progress", "plain")
+    # --iidfile is not replayed: the builder runs, every step from its cache
+    _, cached = _build(distill, root, ctx, "-t", "app:2", "--progress", "plain",
+                       "--iidfile", str(tmp_path / "iid"))
+    assert REPLAYED in replayed and REPLAYED not in cached
+    assert _steps(replayed) == _steps(cached)
+    assert _steps(replayed).count("   CACHED") == 2
+    # the table's times were the first build's: a replay shows none
+    table = replayed[replayed.index(REPLAYED):]
+    assert not any(c.isdigit() and table[i + 1:i + 2] == "s" for i, c in enumerate(table))
+
+
 def test_any_change_takes_the_normal_way(distill: RunDistill, root: Path,
                                          tmp_path: Path) -> None:
     ctx = _project(tmp_path, "busybox")

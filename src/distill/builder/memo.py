@@ -164,7 +164,7 @@ def _index_names(index: bytes) -> dict[str, str]:
 
 
 def record(root: Path, before: Inputs, args: Any, *, digest: str,
-           blobs: Sequence[str], names: Sequence[str], lines: Sequence[str],
+           blobs: Sequence[str], names: Sequence[str], lines: Sequence[tuple[str, bool]],
            table: list[dict[str, Any]] | None, warnings: Sequence[str],
            fetched: bool = False) -> bool:
     """Leave the record of a finished build; False when it must not be replayed (an
@@ -180,7 +180,7 @@ def record(root: Path, before: Inputs, args: Any, *, digest: str,
             return False
         index = (root / "index.json").read_bytes()
         value = {"digest": digest, "blobs": list(blobs), "names": list(names),
-                 "lines": list(lines), "table": table, "warnings": list(warnings)}
+                 "lines": [list(line) for line in lines], "table": table, "warnings": list(warnings)}
         memo = root / "memo"
         memo.mkdir(mode=0o700, exist_ok=True)
         path = memo / after.key(index)
@@ -193,10 +193,11 @@ def record(root: Path, before: Inputs, args: Any, *, digest: str,
 
 
 def replayed_lines(value: dict[str, Any]) -> Iterator[str]:
-    """The progress lines of a replayed build: its steps, every one cached."""
-    for n, line in enumerate(value["lines"], 1):
+    """The progress lines of a replayed build: its steps, each layer step cached (FROM and
+    the steps that only change the config show no result line, as in a build)."""
+    for n, (line, layer_step) in enumerate(value["lines"], 1):
         yield f"#{n} {line}"
-        if " 1/" not in line:       # FROM lines are never "cached"
+        if layer_step:
             yield "   CACHED"
 
 

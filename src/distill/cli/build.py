@@ -150,17 +150,21 @@ def run(args: argparse.Namespace) -> int:
     console = _LazyConsole()
 
     steps = iter(range(1, 1 << 30))
-    titles: list[str] = []          # the steps' lines, for the build's record
+    # the steps' lines, for the build's record, each with whether it made a layer step
+    # (its line was followed by CACHED or DONE): what a replay shows as cached
+    titles: list[tuple[str, bool]] = []
 
     def log(line: str) -> None:
         if line == "CACHED" or line.startswith("DONE "):   # BuildKit's plain progress
+            if titles:
+                titles[-1] = (titles[-1][0], True)
             if not quiet:
                 print(f"   {line}", file=sys.stderr, flush=True)
         else:
             # printable: a Dockerfile's control characters never reach the terminal
-            titles.append(printable(line))
+            titles.append((printable(line), False))
             if not quiet:
-                print(f"#{next(steps)} {titles[-1]}", file=sys.stderr, flush=True)
+                print(f"#{next(steps)} {titles[-1][0]}", file=sys.stderr, flush=True)
 
     df = build_dockerfile(parse(text, str(dockerfile)))
     plan = make_plan(df, target=args.target, build_args=build_args,

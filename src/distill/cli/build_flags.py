@@ -85,5 +85,6 @@ def _print_table(value: dict[str, Any]) -> None:
     for warning in value["warnings"]:
         console.print(warning, markup=False)
     if value["table"]:
-        rows = [SizeRow(**row) for row in value["table"]]
+        # the sizes are the image's; the times were the first build's, not this one's
+        rows = [SizeRow(**{**row, "seconds": None}) for row in value["table"]]
         console.print(size_table(rows, "no change since the last build: every step cached"))
