@@ -92,13 +92,23 @@ def reachable_blobs(store: Store) -> set[str]:
     return seen
 
 
+def _remove_whole(store: Store, directory: Path) -> None:
+    """Remove a snapshot or a cache directory: first out of its place in one rename, then
+    its files. A prune killed halfway leaves no half-removed snapshot that a build would
+    take for whole (a snapshot's name says it holds the whole layer), only a directory in
+    its own temporary space, which the next store user removes."""
+    doomed = store.blobs.tmp_dir / f"removed-{directory.name}"
+    os.rename(directory, doomed)
+    remove_tree(doomed)
+
+
 def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
     """Remove what no tagged image needs; see the module docstring."""
     store.lock_exclusive()
     report = PruneReport()
     for entry in sorted(store.snapshot_dir.iterdir()):
         report.add("snapshots", entry)
-        remove_tree(entry)
+        _remove_whole(store, entry)
     keep = reachable_blobs(store)
     for entry in sorted(store.blobs.blob_dir.iterdir()):
         if entry.name not in keep:
@@ -138,7 +148,7 @@ def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
                 for entry in sorted(directory.iterdir()):
                     if entry.is_dir() and not entry.is_symlink():
                         report.add(name, entry)
-                        remove_tree(entry)
+                        _remove_whole(store, entry)
                     else:                       # lock files and downloaded files
                         if not entry.name.endswith(".lock"):
                             report.add(name, entry)
