@@ -14,7 +14,8 @@ from distill import confine
 from distill.builder.add import UNNAMED, url_filename
 from distill.builder.copystep import heredoc_file_name
 from distill.confine import NotRegularFileError, open_in_root, read_file_in_root
-from distill.errors import ContextError, DistillError
+from distill.dockerfile.instructions import Copy
+from distill.errors import ContextError, DistillError, DockerfileError, SourceLocation
 
 SECRET = b"host secret\n"
 
@@ -140,7 +141,15 @@ def test_open_in_root_gives_a_readable_descriptor(mode: str, root: Path) -> None
     ("x\0y", None),
 ])
 def test_heredoc_file_name(name: str, expected: str | None) -> None:
-    assert heredoc_file_name(name) == expected
+    inst = Copy(SourceLocation("Dockerfile", 2, 2, "COPY <<x /"), "COPY <<x /", (), "/")
+    if expected is not None:
+        assert heredoc_file_name(name, inst, "COPY", "how") == expected
+        return
+    with pytest.raises(DockerfileError) as e:
+        heredoc_file_name(name, inst, "COPY", "a heredoc names a file")
+    assert e.value.message == f"invalid heredoc name for COPY: {name!r}"
+    assert e.value.hint == "a heredoc names a file: one path component"
+    assert e.value.location == inst.location
 
 
 @pytest.mark.parametrize("url, expected", [

@@ -106,16 +106,17 @@ def split_pivot(pattern: str) -> tuple[str, str]:
     return os.path.normpath("/" + parent).lstrip("/") or ".", pattern
 
 
-def heredoc_file_name(name: str) -> str | None:
-    """The file name a heredoc's delimiter gives (COPY's file, RUN's shebang script), or
-    None when it gives none. BuildKit makes the file with ``Mkfile(name)`` in an empty
-    filesystem, so the name counts as cleaned from '/' (``<</x`` and ``<<./x`` name
-    ``x``) and only a single component works there. The name is only ever a path
+def heredoc_file_name(name: str, inst: ins.Instruction, used: str, how: str) -> str:
+    """The file name a heredoc's delimiter gives (COPY's file, RUN's shebang script);
+    a DockerfileError at ``inst`` if it gives none (``used``: what the heredoc is for;
+    ``how``: how its name is used). BuildKit makes the file with ``Mkfile(name)`` in
+    an empty filesystem, so the name counts as cleaned from '/' (``<</x`` and ``<<./x``
+    name ``x``) and only a single component works there. The name is only ever a path
     inside the image: distill's own files on the host get names of its own."""
-    cleaned = clean("/" + name)
-    component = cleaned[1:]
+    component = clean("/" + name)[1:]
     if "\0" in name or not component or "/" in component:
-        return None
+        raise DockerfileError(f"invalid heredoc name for {used}: {name!r}",
+                              hint=f"{how}: one path component", location=inst.location)
     return component
 
 
@@ -126,12 +127,8 @@ def _heredoc_sources(ctx: StageContext, state: StageState, inst: ins.Copy,
     out = []
     env = state.expansion_env()
     for n, doc in enumerate(inst.contents):
-        name = heredoc_file_name(doc.name)
-        if name is None:
-            raise DockerfileError(f"invalid heredoc name for COPY: {doc.name!r}",
-                                  hint="a heredoc's name is the name of the file it "
-                                       "makes: one path component",
-                                  location=inst.location)
+        name = heredoc_file_name(doc.name, inst, "COPY",
+                                 "a heredoc's name is the name of the file it makes")
         data = _HEREDOC_LEXER.process_word(doc.content, env) if doc.expand else doc.content
         host = where / f"heredoc-{n}"
         fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

@@ -118,12 +118,8 @@ def _heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
     first = inst.heredocs[0]
     data = chomp_heredoc_content(first.content) if first.chomp else first.content
     if first.content.startswith("#!"):
-        name = heredoc_file_name(first.name)
-        if name is None:
-            raise DockerfileError(f"invalid heredoc name for a RUN script: {first.name!r}",
-                                  hint="a heredoc that starts with #! runs as a file named "
-                                       "after its delimiter: one path component",
-                                  location=inst.location)
+        name = heredoc_file_name(first.name, inst, "a RUN script", "a heredoc that starts "
+                                 "with #! runs as a file named after its delimiter")
         return [posixpath.join(_PIPES, name)], (name, data)
     return [data], None
 

@@ -33,6 +33,8 @@ _MAX_RUNE = 0x10FFFF
 #: an item of a character class: ("range", lo, hi), ("table", ranges, negated) or
 #: ("cat", category, negated)
 _ClassItem: TypeAlias = tuple[Any, ...]
+#: the zero-width escapes \A, \z, \b and \B
+_ASSERTIONS = {"A": "begin", "z": "end", "b": "word", "B": "notword"}
 #: a node of a parsed expression: (kind, operands...), as _Parser.parse builds them
 _Node: TypeAlias = tuple[Any, ...]
 
@@ -376,17 +378,8 @@ class _RegexParser:
         s = self.s
         if i + 1 < len(s):
             c = s[i + 1]
-            if c == "A":
-                seq.append(("assert", "begin"))
-                return i + 2
-            if c == "z":
-                seq.append(("assert", "end"))
-                return i + 2
-            if c == "b":
-                seq.append(("assert", "word"))
-                return i + 2
-            if c == "B":
-                seq.append(("assert", "notword"))
+            if c in _ASSERTIONS:
+                seq.append(("assert", _ASSERTIONS[c]))
                 return i + 2
             if c == "C":
                 raise RegexError("invalid escape sequence: \\C")

@@ -88,6 +88,19 @@ class _Git:
         return proc.stdout
 
 
+def _new_repository(url: str, directory: Path, host_network: bool) -> _Git:
+    """An empty repository in ``directory`` for talking to ``url``: in the jail (with the
+    host's network only if allowed) unless ``url`` is a local file:// one."""
+    jailed = not url.startswith("file://")
+    if jailed:
+        _gitjail.prepare(directory)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+    git = _Git(directory, ("host" if host_network else "default") if jailed else None)
+    git("init", "-q")
+    return git
+
+
 def clone(url: str, ref: str | None, dest: Path, keep_git_dir: bool, *,
           submodules: bool = True, host_network: bool = False) -> str:
     """Check out ``ref`` (branch, tag or commit; None = the remote's HEAD) of ``url`` into
@@ -95,13 +108,7 @@ def clone(url: str, ref: str | None, dest: Path, keep_git_dir: bool, *,
     ``host_network`` lets git reach the host's own services (``--allow network.host``).
     Returns the commit checked out. For a jailed git, ``dest``'s parent must be
     searchable by others (see :mod:`~distill.sandbox._gitjail`)."""
-    jailed = not url.startswith("file://")
-    if jailed:
-        _gitjail.prepare(dest)
-    else:
-        dest.mkdir(parents=True, exist_ok=True)
-    git = _Git(dest, ("host" if host_network else "default") if jailed else None)
-    git("init", "-q")
+    git = _new_repository(url, dest, host_network)
     git("remote", "add", "origin", url)
     want = ref or "HEAD"
     target = "FETCH_HEAD"
@@ -125,7 +132,7 @@ def clone(url: str, ref: str | None, dest: Path, keep_git_dir: bool, *,
     commit = git("rev-parse", "HEAD").strip()
     if submodules and (dest / ".gitmodules").exists():
         git("submodule", "update", "-q", "--init", "--recursive", "--depth=1", online=True)
-    if jailed:
+    if git.network is not None:       # jailed: the checkout becomes ours again
         _gitjail.reclaim(dest)
     if not keep_git_dir:
         shutil.rmtree(dest / ".git")
@@ -144,13 +151,7 @@ def resolve_commit(url: str, ref: str | None, scratch: Path, *,
     directory of distill's own for the jail (as for :func:`clone`)."""
     if ref is not None and _FULL_COMMIT.fullmatch(ref.lower()):
         return ref.lower()
-    jailed = not url.startswith("file://")
-    if jailed:
-        _gitjail.prepare(scratch)
-    else:
-        scratch.mkdir(parents=True, exist_ok=True)
-    git = _Git(scratch, ("host" if host_network else "default") if jailed else None)
-    git("init", "-q")
+    git = _new_repository(url, scratch, host_network)
     want = ref or "HEAD"
     out = git("ls-remote", url, want, *(() if ref is None else (f"{want}^{{}}",)),
               online=True)
