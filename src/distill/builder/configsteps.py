@@ -19,7 +19,7 @@ from distill.errors import ContextError, DockerfileError
 from distill.image.image import Image
 
 if TYPE_CHECKING:
-    from distill.builder.scheduler import StageContext
+    from distill.builder.stage_context import StageContext
 
 
 def _exec_form(state: StageState, command: tuple[str, ...], json_form: bool) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from distill.ignore import PatternMatcher
 from distill.image.image import Image
 
 if TYPE_CHECKING:
-    from distill.builder.scheduler import StageContext
+    from distill.builder.stage_context import StageContext
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
     chmod = _parse_chmod(inst, expand(ctx, state, inst.chmod)) if inst.chmod else None
     adding = isinstance(inst, ins.Add)
     add_opts = addsrc.AddOptions(inst.checksum, inst.keep_git_dir, inst.unpack,
-                                 host_network="network.host" in ctx.builder.allow) \
+                                 host_network="network.host" in ctx.allow) \
         if isinstance(inst, ins.Add) else None
     if add_opts is not None and add_opts.checksum and any(
             not (addsrc.is_git(p) or addsrc.is_url(p)) for p in patterns):
@@ -263,7 +263,7 @@ def copy(ctx: StageContext, state: StageState, inst: ins.Copy) -> StageState:
         for i, pattern in enumerate(patterns):
             if add_opts is None or not (addsrc.is_git(pattern) or addsrc.is_url(pattern)):
                 continue
-            ctx.builder.fetched_remote = True      # such a build is never replayed
+            ctx.sources.note_remote_source()      # such a build is never replayed
             ident = remote.identify(pattern, add_opts, ctx.url_records)
             if ident is None:
                 got = fetched[i] = _fetch_remote(stack, pattern, add_opts, ctx.url_records)

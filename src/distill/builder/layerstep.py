@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from distill.builder.operation import Operation
+from distill.builder.stage_context import CacheHit, StageContext
 from distill.builder.state import StageState
 from distill.dockerfile import instructions as ins
 from distill.errors import DistillError
 from distill.image.image import Layer
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
-
-if TYPE_CHECKING:
-    from distill.builder.scheduler import StageContext
 
 
 def expand(ctx: StageContext, state: StageState, word: str) -> str:
@@ -61,7 +57,7 @@ def layer_step(ctx: StageContext, state: StageState, op: Operation,
         ctx.log("CACHED")
         layer = hit.layer
     else:
-        ctx.builder.processes.check()       # another stage failed: start no more work
+        ctx.processes.check()       # another stage failed: start no more work
         started = time.monotonic()
         with ctx.rootfs.changes(image, sandbox=sandbox, lazy=not ctx.shipped) as changes:
             work(changes.mount.merged)
@@ -71,13 +67,6 @@ def layer_step(ctx: StageContext, state: StageState, op: Operation,
     if layer is None:
         return state.with_image(image.add_history(created_by, empty_layer=True))
     return state.with_image(image.append_layer(layer, created_by))
-
-
-@dataclass(frozen=True)
-class CacheHit:
-    """A step's cached result: its layer, or None for a step that changed no file."""
-
-    layer: Layer | None
 
 
 def layer_to_cache(layer: Layer | None, created: str | None = None) -> dict[str, object]:

@@ -6,9 +6,8 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +16,10 @@ from typing import TYPE_CHECKING, BinaryIO
 from distill.builder import steps
 from distill.builder.contenthash import ContentHashes
 from distill.builder.context import BuildContext
-from distill.builder.layerstep import CacheHit
 from distill.builder.remote import UrlRecords
 from distill.builder.rootfs import RootfsManager
 from distill.builder.secrets import SecretStore, sweep_stale_secrets
+from distill.builder.stage_context import CacheHit, StageContext
 from distill.builder.state import DEFAULT_PATH, StageState
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.mounts import mount_from
@@ -83,70 +82,6 @@ class StageResult:
 class BuildResult:
     image: Image
     stages: list[StageResult] = field(default_factory=list)
-
-
-@dataclass
-class StageContext:
-    """What a step handler may use besides the stage state."""
-
-    builder: Builder
-    planned: PlannedStage
-    context: BuildContext
-    lexer: Lexer
-    build_args: Mapping[str, str]
-    global_args: Mapping[str, str]
-    platform_args: Mapping[str, str]
-    rootfs: RootfsManager
-    output: BinaryIO | None
-    log: Callable[[str], None]
-    current: int = -1
-    #: an output ships this stage's layers (the target, or a stage it is built FROM):
-    #: they are compressed as they are made; other stages' stay lazy
-    shipped: bool = True
-
-    @property
-    def hashes(self) -> ContentHashes:
-        return self.builder.hashes
-
-    @property
-    def url_records(self) -> UrlRecords:
-        return self.builder.url_records
-
-    def cache_lookup(self, key: str) -> CacheHit | None:
-        return self.builder.cache_lookup(key, self.planned.stage.index)
-
-    def cache_store(self, key: str, layer: Layer | None, also: str | None = None) -> None:
-        self.builder.cache_store(key, layer, self.planned.stage.index, also)
-
-    def cache_alias(self, key: str, existing: str) -> None:
-        self.builder.cache_alias(key, existing, self.planned.stage.index)
-
-    def mount_source_image(self, name: str) -> Image:
-        src = self.planned.mount_sources[name]
-        if isinstance(src, int):
-            return self.builder.stage_images[src]
-        return self.builder.base_image(src)
-
-    @contextmanager
-    def mount_source(self, name: str, sandbox: bool = False) -> Iterator[Path]:
-        """from='s rootfs as a throwaway writable view (rw binds write here); with
-        ``sandbox``, the idmapped view a RUN step sees."""
-        with self.rootfs.mounted(self.mount_source_image(name), sandbox=sandbox) as mount:
-            yield mount.merged
-
-    def copy_source_dir(self, inst: ins.Copy) -> Path | None:
-        """The directory of a local --build-context that COPY --from names, if it does."""
-        idx = self.planned.stage.instructions.index(inst)
-        src = self.planned.copy_sources.get(idx)
-        named = self.builder.named.get(src.lower()) if isinstance(src, str) else None
-        return named.path if named is not None and named.kind == "local" else None
-
-    def copy_source_image(self, inst: ins.Copy) -> Image:
-        idx = self.planned.stage.instructions.index(inst)
-        src = self.planned.copy_sources[idx]
-        if isinstance(src, int):
-            return self.builder.stage_images[src]
-        return self.builder.base_image(src)
 
 
 class Builder:
@@ -290,6 +225,17 @@ class Builder:
             return None
         return max(t for t in times if isinstance(t, str))
 
+    # -- what steps read (StepSources) -------------------------------------------------
+    def stage_image(self, index: int) -> Image:
+        return self.stage_images[index]
+
+    def local_context(self, name: str) -> Path | None:
+        named = self.named.get(name.lower())
+        return named.path if named is not None and named.kind == "local" else None
+
+    def note_remote_source(self) -> None:
+        self.fetched_remote = True
+
     # -- bases ------------------------------------------------------------------------
     def base_image(self, ref: str, platform: Platform | None = None) -> Image:
         """The image a FROM, COPY --from or RUN --mount from= names (not a stage)."""
@@ -383,9 +329,10 @@ class Builder:
         stage = planned.stage
         label = stage.name or str(stage.index)
         base = self._stage_base(planned, plan)
-        ctx = StageContext(self, planned, self.context, self.lexer, plan.build_args,
+        ctx = StageContext(planned, self.context, self.lexer, plan.build_args,
                            plan.global_args, platform_args(plan.platform), self.rootfs,
-                           self.output, self.log,
+                           self.output, self.log, self.hashes, self.url_records, self.allow,
+                           self.secrets, self.ssh, self.processes, cache=self, sources=self,
                            shipped=stage.index in self._shipped)
         # ONBUILD triggers of the base run first, as the stage's first instructions.
         state, triggers = steps.onbuild_triggers(

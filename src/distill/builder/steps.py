@@ -49,7 +49,7 @@ from distill.sandbox import RunSpec, run_in_rootfs
 from distill.sandbox.run import SandboxMount
 
 if TYPE_CHECKING:
-    from distill.builder.scheduler import StageContext
+    from distill.builder.stage_context import StageContext
 
 
 # -- RUN ---------------------------------------------------------------------------
@@ -132,7 +132,7 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     user = state.runtime.user
     shown = " ".join(argv) if not inst.json else json.dumps(argv)
     mounts = [parse_mount(v, lambda word: expand(ctx, state, word)) for v in inst.mounts]
-    if inst.network == "host" and "network.host" not in ctx.builder.allow:
+    if inst.network == "host" and "network.host" not in ctx.allow:
         raise DockerfileError("RUN --network=host needs the network.host entitlement",
                               hint="pass --allow network.host (as with docker buildx build) "
                                    "to let this RUN share the host's network",
@@ -155,8 +155,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
         run_env = {**{k: v for k, v in proxy_env(ctx.build_args).items() if k not in env},
                    **run_env}
         with prepare_mounts(mounts, store=ctx.rootfs.store, context=ctx.context,
-                            stage_rootfs=ctx.mount_source, secrets=ctx.builder.secrets,
-                            ssh=ctx.builder.ssh, workdir=cwd) as prepared, \
+                            stage_rootfs=ctx.mount_source, secrets=ctx.secrets,
+                            ssh=ctx.ssh, workdir=cwd) as prepared, \
                 tempfile.TemporaryDirectory(prefix="distill-heredoc-") as pipes:
             sandbox_mounts = tuple(prepared)
             if script is not None:
@@ -175,7 +175,7 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                            secret_env=prepared.secret_env, keep_dirs=RUNC_MOUNT_POINTS)
             check_process(spec.argv, {**spec.env, **spec.secret_env}, spec.cwd)
             code = run_in_rootfs(root, spec, stdout=ctx.output, idmapped=True,
-                                 group=ctx.builder.processes)
+                                 group=ctx.processes)
         if code != 0:
             raise RunError(shown, code, location=inst.location)
 

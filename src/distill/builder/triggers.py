@@ -12,7 +12,7 @@ from distill.errors import DistillError, DockerfileError
 from distill.image.image import Image
 
 if TYPE_CHECKING:
-    from distill.builder.scheduler import StageContext
+    from distill.builder.stage_context import StageContext
     from distill.plan.plan import BuildPlan, PlannedStage
 
 
@@ -58,7 +58,7 @@ def _trigger_copy_source(ctx: StageContext, inst: ins.Copy,
     index = int(name) if name.isdigit() else names.get(name.lower())
     if index is None:
         try:
-            return ctx.builder.base_image(name)
+            return ctx.sources.base_image(name)
         except DistillError as e:
             e.hint = "; ".join(filter(None, [e.hint, (
                 f"COPY --from={name} comes from an ONBUILD trigger; there a stage name "
@@ -77,4 +77,4 @@ def _trigger_copy_source(ctx: StageContext, inst: ins.Copy,
             hint=f"add COPY --from={name} (or FROM {name}) to an earlier step of the chain, "
                  "or copy from an image",
             location=inst.location)
-    return ctx.builder.stage_images[index]
+    return ctx.sources.stage_image(index)
