@@ -50,8 +50,8 @@ from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.oci.platform import Platform
 from distill.oci.reference import normalize_reference
-from distill.registry import client as client_module
 from distill.registry import pull as pull_module
+from distill.registry import responses
 from distill.registry.auth_config import Credentials
 from distill.registry.client import Retry
 from distill.registry.hosts import RegistryHosts
@@ -804,7 +804,7 @@ def test_trickling_manifest_hits_the_body_deadline(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A manifest sent a byte every 0.05 s (never slow enough for a read to time out) is
     given up at the whole-body deadline (120 s in use; 1 s here), and not asked again."""
-    monkeypatch.setattr(client_module, "BODY_DEADLINE", 1.0)
+    monkeypatch.setattr(responses, "BODY_DEADLINE", 1.0)
 
     def hook(h: EvilHandler) -> bool:
         if "/manifests/" in h.route:

@@ -15,11 +15,9 @@ itself is a loopback or user-marked plain-HTTP one.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import re
-import socket
 import ssl
 import threading
 import time
@@ -35,16 +33,21 @@ from distill import __version__
 from distill.errors import RegistryError
 from distill.registry.auth_config import Credentials, credentials_for
 from distill.registry.hosts import HostSettings
+from distill.registry.responses import (
+    MAX_SMALL_BODY,
+    error_detail,
+    is_certificate_failure,
+    is_tls_failure,
+    is_unknown_host,
+    read_capped,
+    retry_after,
+    transport_hint,
+    transport_reason,
+)
 
 USER_AGENT = f"distill/{__version__}"
 #: Statuses worth another try, as Docker and containerd retry them.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-#: Bodies read whole (errors, tokens) are cut at this size.
-MAX_SMALL_BODY = 1 << 20
-#: A body read whole must arrive within this many seconds.
-BODY_DEADLINE = 120.0
-#: Retry-After is honoured up to this many seconds.
-MAX_RETRY_AFTER = 60.0
 #: Docker Hub's API lives on another host than its name.
 API_HOSTS = {"docker.io": "registry-1.docker.io"}
 
@@ -172,11 +175,11 @@ class RegistryClient:
                 # plain HTTP only when the server does not speak TLS at all; a certificate
                 # that does not verify is an error, never a reason to drop TLS
                 if scheme != schemes[-1] and isinstance(e.__cause__, httpx.ConnectError) \
-                        and not _is_certificate_failure(e.__cause__):
+                        and not is_certificate_failure(e.__cause__):
                     # a connection refused all through the retries: plain HTTP is tried
                     # once, not for a second round (a registry that is down says so in
                     # one round); a TLS handshake that failed was not retried
-                    retries_spent = not _is_tls_failure(e.__cause__)
+                    retries_spent = not is_tls_failure(e.__cause__)
                     continue
                 raise
             self._scheme = scheme
@@ -271,15 +274,15 @@ class RegistryClient:
                 request = build()
                 response = self._client.send(request, stream=True, follow_redirects=follow)
             except httpx.TransportError as e:
-                if budget.left <= 0 or _is_tls_failure(e) or _is_unknown_host(e):
+                if budget.left <= 0 or is_tls_failure(e) or is_unknown_host(e):
                     raise RegistryError(
-                        f"{self.host}: cannot {what}: {_transport_reason(e)}",
-                        hint=_transport_hint(e, self.host)) from e
+                        f"{self.host}: cannot {what}: {transport_reason(e)}",
+                        hint=transport_hint(e, self.host)) from e
                 time.sleep(self.retry.delay(attempt))
                 attempt += 1
                 continue
             except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError) as e:
-                raise RegistryError(f"{self.host}: cannot {what}: {_transport_reason(e)}") \
+                raise RegistryError(f"{self.host}: cannot {what}: {transport_reason(e)}") \
                     from None
             if response.status_code in RETRY_STATUSES and budget.left > 0:
                 wait = retry_after(response) if response.status_code in (429, 503) else None
@@ -296,7 +299,7 @@ class RegistryClient:
                 # the connection broke after the status line: a read is asked again
                 if not idempotent or budget.left <= 0:
                     raise RegistryError(f"{self.host}: cannot {what}: "
-                                        f"{_transport_reason(e)}") from e
+                                        f"{transport_reason(e)}") from e
                 time.sleep(self.retry.delay(attempt))
                 attempt += 1
 
@@ -413,7 +416,7 @@ class RegistryClient:
         """A one-line error naming the registry, repository and status, with what to do."""
         status = response.status_code
         where = f"{self.host}/{repository}" if repository else self.host
-        detail = _error_detail(response)
+        detail = error_detail(response)
         message = f"{where}: cannot {what}: HTTP {status}" + (f" ({detail})" if detail else "")
         hint = {
             401: f"check the username and password ('distill login {self.host}')"
@@ -426,103 +429,3 @@ class RegistryClient:
         if 500 <= status < 600:
             hint = "the registry failed; try again later"
         return RegistryError(message, hint=hint)
-
-
-def read_capped(response: httpx.Response, limit: int = MAX_SMALL_BODY,
-                deadline: float | None = None) -> bytes:
-    """Read a body whole as sent: at most ``limit`` bytes, within ``deadline`` seconds
-    (default BODY_DEADLINE: a server trickling bytes cannot hold a read forever), not
-    content-encoded."""
-    if deadline is None:
-        deadline = BODY_DEADLINE      # looked up now, not when this function was defined
-    if not response.is_stream_consumed:
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            response.close()
-            raise RegistryError(f"{response.request.url.host}: a response was sent "
-                                f"{encoding[:40]}-encoded, which was not asked for")
-        data = bytearray()
-        ends = time.monotonic() + deadline
-        for chunk in response.iter_raw():
-            data += chunk
-            if len(data) > limit:
-                response.close()
-                raise RegistryError(f"{response.request.url.host}: a response to "
-                                    f"{response.request.method} {response.request.url.path} "
-                                    f"is larger than {limit} bytes")
-            if time.monotonic() > ends:
-                response.close()
-                raise RegistryError(f"{response.request.url.host}: a response to "
-                                    f"{response.request.method} {response.request.url.path} "
-                                    f"took more than {deadline:.0f} s")
-        response._content = bytes(data)
-    return response.content
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds a 429/503 asks the client to wait (a number or an HTTP date), capped."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isascii() and value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER))
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """The first error a registry's JSON body names (``MANIFEST_UNKNOWN: …``)."""
-    try:
-        doc = json.loads(response.content)
-        first = doc["errors"][0]
-        code, message = str(first.get("code", "")), str(first.get("message", ""))
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
-            httpx.ResponseNotRead):
-        return ""
-    text = ": ".join(p for p in (code, message) if p)
-    return "".join(c if c.isprintable() else "?" for c in text)[:200]
-
-
-def _caused_by(e: BaseException, kind: type[BaseException]) -> bool:
-    """Whether ``e`` or anything in its chain of causes is a ``kind``."""
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _is_unknown_host(e: BaseException) -> bool:
-    """A name that does not resolve (or no DNS at all): trying again will not help."""
-    return _caused_by(e, socket.gaierror)
-
-
-def _is_tls_failure(e: BaseException) -> bool:
-    """A TLS handshake that failed (a certificate, a plain-HTTP server): not transient."""
-    return _caused_by(e, ssl.SSLError)
-
-
-def _is_certificate_failure(e: BaseException) -> bool:
-    return _caused_by(e, ssl.SSLCertVerificationError)
-
-
-def _transport_reason(e: BaseException) -> str:
-    cause: BaseException = e
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-    text = str(cause) or str(e) or type(e).__name__
-    return text.splitlines()[0][:200]
-
-
-def _transport_hint(e: httpx.TransportError, host: str) -> str | None:
-    text = _transport_reason(e).lower()
-    if "certificate" in text:
-        return (f"trust the registry's CA with ca = [\"…\"] under [registry.\"{host}\"] in "
-                "the registry settings (distill's registries.toml)")
-    if "wrong version number" in text or "record layer" in text:
-        return f"{host} may speak plain HTTP: set http = true under [registry.\"{host}\"]"
-    return None
