@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from distill.builder.configsteps import arg, env
 from distill.builder.state import StageState
 from distill.dockerfile import instructions as ins
+from distill.dockerfile import typed
 from distill.dockerfile.parser import parse
 from distill.dockerfile.shell import Lexer
 from distill.image.image import Image
@@ -30,7 +31,7 @@ class _Ctx:
 def _run(lines: str, ctx: _Ctx, base_env: tuple[str, ...] = ()) -> StageState:
     state = StageState(Image(ImageConfig(config=RuntimeConfig(env=base_env))))
     for node in parse(lines, "Dockerfile"):
-        inst = ins.to_instruction(node)
+        inst = typed.to_instruction(node)
         state = arg(ctx, state, inst) if isinstance(inst, ins.Arg) else \
             env(ctx, state, inst)  # type: ignore[arg-type]
     return state

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from distill.dockerfile.instructions import Copy, Run, build_dockerfile
+from distill.dockerfile.instructions import Copy, Run
 from distill.dockerfile.parser import parse
+from distill.dockerfile.typed import build_dockerfile
 from distill.errors import DockerfileError, UsageError
 from distill.plan.plan import make_plan
 

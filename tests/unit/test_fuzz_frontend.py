@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.parser import parse
+from distill.dockerfile.typed import build_dockerfile
 from distill.errors import DistillError
 from distill.plan.plan import make_plan
 

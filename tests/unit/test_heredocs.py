@@ -11,8 +11,9 @@ import pytest
 
 from distill.builder.sources import Source
 from distill.builder.steps import _heredoc_command, split_pivot
-from distill.dockerfile.instructions import Copy, Run, to_instruction
+from distill.dockerfile.instructions import Copy, Run
 from distill.dockerfile.parser import parse
+from distill.dockerfile.typed import to_instruction
 from distill.errors import DockerfileError
 
 DATA = Path(__file__).resolve().parents[1] / "conformance/data/instructions/instructions_test.json"

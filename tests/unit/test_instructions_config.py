@@ -17,6 +17,7 @@ import pytest
 
 from distill.builder.steps import check_signal
 from distill.dockerfile import instructions as ins
+from distill.dockerfile import typed
 from distill.dockerfile.flags import (
     format_go_duration,
     go_quote,
@@ -36,7 +37,7 @@ OURS = {"SHELL", "STOPSIGNAL", "VOLUME", "MAINTAINER", "HEALTHCHECK", "ONBUILD"}
 
 def one(text: str) -> ins.Instruction:
     """The first instruction of ``text``, converted (BuildKit's ParseInstruction)."""
-    return ins.to_instruction(parse(text, "Dockerfile")[0])
+    return typed.to_instruction(parse(text, "Dockerfile")[0])
 
 
 def error_of(text: str) -> str:
@@ -46,7 +47,7 @@ def error_of(text: str) -> str:
 
 
 def stage(text: str) -> tuple[ins.Instruction, ...]:
-    return ins.build_dockerfile(parse("FROM busybox\n" + text, "Dockerfile")).stages[0].instructions
+    return typed.build_dockerfile(parse("FROM busybox\n" + text, "Dockerfile")).stages[0].instructions
 
 
 # -- the conformance vectors -------------------------------------------------------------
@@ -103,7 +104,7 @@ def test_healthcheck_interval_option(case: dict[str, Any]) -> None:
 def test_handle_json_args(case: dict[str, Any]) -> None:
     loc = SourceLocation("Dockerfile", 1, 1)
     node = Node("cmd", (), tuple(case["args"]), case["json"], "", loc)
-    assert list(ins._json_args(node)) == case["expected"]
+    assert list(typed._json_args(node)) == case["expected"]
 
 
 # -- Go's value syntax ---------------------------------------------------------------------
@@ -385,7 +386,7 @@ def test_onbuild_heredoc_given_by_the_parser() -> None:
     loc = SourceLocation("Dockerfile", 2, 4, "ONBUILD COPY <<EOF /x\nhi\nEOF")
     node = Node("onbuild", (), ("<<EOF", "/x"), False, "ONBUILD COPY <<EOF /x\nhi\nEOF\n", loc,
                 (Heredoc("EOF", "hi\n"),), "COPY")
-    inst = ins.to_instruction(node)
+    inst = typed.to_instruction(node)
     assert isinstance(inst, ins.Onbuild) and inst.expression == "COPY <<EOF /x\nhi\nEOF"
 
 
@@ -405,13 +406,13 @@ FROM_LINE = SourceLocation("Dockerfile", 7, 7, "FROM parent")
 
 
 def test_trigger_parses_as_its_instruction() -> None:
-    inst = ins.parse_trigger("COPY --chown=1:2 a b /dest/", FROM_LINE)
+    inst = typed.parse_trigger("COPY --chown=1:2 a b /dest/", FROM_LINE)
     assert isinstance(inst, ins.Copy)
     assert (inst.sources, inst.dest, inst.chown) == (("a", "b"), "/dest/", "1:2")
     assert inst.location == FROM_LINE and inst.original == "ONBUILD COPY --chown=1:2 a b /dest/"
-    run = ins.parse_trigger('RUN ["echo", "hi"]', FROM_LINE)
+    run = typed.parse_trigger('RUN ["echo", "hi"]', FROM_LINE)
     assert isinstance(run, ins.Run) and run.json and run.command == ("echo", "hi")
-    again = ins.parse_trigger("ONBUILD RUN x", FROM_LINE)   # only from a hand-made config
+    again = typed.parse_trigger("ONBUILD RUN x", FROM_LINE)   # only from a hand-made config
     assert isinstance(again, ins.Onbuild) and again.expression == "RUN x"
 
 
@@ -423,7 +424,7 @@ def test_trigger_parses_as_its_instruction() -> None:
 ])
 def test_trigger_errors_point_at_from(expression: str, message: str) -> None:
     with pytest.raises(DockerfileError) as e:
-        ins.parse_trigger(expression, FROM_LINE)
+        typed.parse_trigger(expression, FROM_LINE)
     assert e.value.message.startswith(message)
     assert e.value.location == FROM_LINE
     assert "in the ONBUILD trigger" in (e.value.hint or "")

@@ -12,7 +12,6 @@ import pytest
 from distill.builder.copy import CopyOptions, copy_sources
 from distill.builder.sources import Source, resolve_parents_glob, resolve_sources
 from distill.cli.render import printable, render_error
-from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.kernel import (
     MAX_ARG_STRLEN,
     MAX_ID,
@@ -27,6 +26,7 @@ from distill.dockerfile.kernel import (
 from distill.dockerfile.mounts import parse_mount
 from distill.dockerfile.parser import parse
 from distill.dockerfile.ports import parse_ports
+from distill.dockerfile.typed import build_dockerfile
 from distill.errors import DistillError, DockerfileError, SourceLocation
 from distill.oci.descriptor import canonical_json
 

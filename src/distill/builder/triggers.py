@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from distill.builder.copystep import TriggerCopy
 from distill.builder.state import StageState
 from distill.dockerfile import instructions as ins
+from distill.dockerfile.typed import parse_trigger
 from distill.errors import DistillError, DockerfileError
 from distill.image.image import Image
 
@@ -36,7 +37,7 @@ def onbuild_triggers(ctx: StageContext, state: StageState,
     where = ctx.planned.stage.source.location
     triggers: list[ins.Instruction] = []
     for expr in exprs:
-        inst = ins.parse_trigger(expr, where)
+        inst = parse_trigger(expr, where)
         if isinstance(inst, ins.Copy) and inst.from_:
             fields = {f: getattr(inst, f) for f in inst.__dataclass_fields__}
             inst = TriggerCopy(**fields, source=_trigger_copy_source(ctx, inst, planned))

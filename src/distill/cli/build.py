@@ -18,8 +18,8 @@ from distill.builder.results import BuildResults
 from distill.builder.scheduler import Builder
 from distill.builder.secrets import SecretStore, parse_ssh_specs
 from distill.cli.render import printable, size_table, stderr_console
-from distill.dockerfile.instructions import build_dockerfile
 from distill.dockerfile.parser import parse
+from distill.dockerfile.typed import build_dockerfile
 from distill.errors import UsageError
 from distill.formats.stored import with_known_sizes
 from distill.oci.platform import Platform
