@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from distill.builder.copystep import split_pivot
 from distill.builder.sources import Source
-from distill.builder.steps import _heredoc_command, split_pivot
+from distill.builder.steps import heredoc_command
 from distill.dockerfile.instructions import Copy, Run
 from distill.dockerfile.parser import parse
 from distill.dockerfile.typed import to_instruction
@@ -61,18 +62,18 @@ def test_node_heredocs_carry_expand_and_chomp() -> None:
 
 def test_run_command_forms() -> None:
     # only the heredoc, no shebang: the body is the shell's script (tabs chomped for <<-)
-    assert _heredoc_command(_first("RUN <<-EOF\n\techo a\nEOF")) == (["echo a\n"], None)
+    assert heredoc_command(_first("RUN <<-EOF\n\techo a\nEOF")) == (["echo a\n"], None)
     # a shebang: run as a file; the body keeps its tabs unless <<- is used
-    cmd, script = _heredoc_command(_first("RUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF"))
+    cmd, script = heredoc_command(_first("RUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF"))
     assert cmd == ["/run/distill-pipes/EOF"]
     assert script == ("EOF", "#!/usr/bin/env python3\nprint(1)\n")
     # anything else: the heredocs go back after the line, for the shell
-    cmd, script = _heredoc_command(_first("RUN cat <<A <<-B >f\na\nA\n\tb\n\tB\n"))
+    cmd, script = heredoc_command(_first("RUN cat <<A <<-B >f\na\nA\n\tb\n\tB\n"))
     # (as BuildKit: body as written, then the bare delimiter)
     assert cmd == ["cat <<A <<-B >f\na\nA\n\tb\nB"] and script is None
-    assert _heredoc_command(_first("RUN <<'EOF' | python\nprint(1)\nEOF")) == (
+    assert heredoc_command(_first("RUN <<'EOF' | python\nprint(1)\nEOF")) == (
         ["<<'EOF' | python\nprint(1)\nEOF"], None)
-    assert _heredoc_command(_first('RUN ["echo", "<<EOF"]')) == (["echo", "<<EOF"], None)
+    assert heredoc_command(_first('RUN ["echo", "<<EOF"]')) == (["echo", "<<EOF"], None)
 
 
 def test_onbuild_keeps_heredocs() -> None:

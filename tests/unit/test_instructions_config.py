@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from distill.builder.steps import check_signal
+from distill.builder.configsteps import check_signal
 from distill.dockerfile import instructions as ins
 from distill.dockerfile import typed
 from distill.dockerfile.flags import (

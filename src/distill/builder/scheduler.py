@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, BinaryIO
 from distill.builder import steps
 from distill.builder.contenthash import ContentHashes
 from distill.builder.context import BuildContext
+from distill.builder.layerstep import layer_from_cache, layer_to_cache
 from distill.builder.remote import UrlRecords
 from distill.builder.rootfs import RootfsManager
 from distill.builder.secrets import SecretStore, sweep_stale_secrets
 from distill.builder.stage_context import CacheHit, StageContext
 from distill.builder.state import DEFAULT_PATH, StageState
+from distill.builder.triggers import onbuild_triggers
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.mounts import mount_from
 from distill.dockerfile.shell import Lexer
@@ -134,7 +136,7 @@ class Builder:
         if self.no_cache:
             return None
         value = self.store.cache_get(key)
-        hit = steps.layer_from_cache(value) if value is not None else None
+        hit = layer_from_cache(value) if value is not None else None
         if hit is not None and hit.layer is not None and not self._still_there(hit.layer):
             hit = None
         if hit is None:
@@ -165,7 +167,7 @@ class Builder:
                 self.log(f"warning: {e.message}")   # the message names the cache
                 continue
             if value is not None:
-                hit = steps.layer_from_cache(value)
+                hit = layer_from_cache(value)
                 if hit is not None:
                     self.store.cache_put(key, value)
                     return value, hit
@@ -174,7 +176,7 @@ class Builder:
     def cache_store(self, key: str, layer: Layer | None, stage: int,
                     also: str | None = None) -> None:
         """Store a step's result; ``also``: its key by content, stored with it."""
-        value = steps.layer_to_cache(layer, created=_now())
+        value = layer_to_cache(layer, created=_now())
         if also is not None:
             self.store.cache_put(also, value)
             self._record(stage, also, value)
@@ -207,7 +209,7 @@ class Builder:
 
     def _with_blob(self, value: dict[str, object]) -> dict[str, object]:
         """A cache entry as another machine can use it: a lazy layer compressed now."""
-        hit = steps.layer_from_cache(value)
+        hit = layer_from_cache(value)
         if hit is None or hit.layer is None or hit.layer.blob is not None:
             return value
         layer = self.rootfs.materialize_layer(hit.layer)
@@ -335,7 +337,7 @@ class Builder:
                            self.secrets, self.ssh, self.processes, cache=self, sources=self,
                            shipped=stage.index in self._shipped)
         # ONBUILD triggers of the base run first, as the stage's first instructions.
-        state, triggers = steps.onbuild_triggers(
+        state, triggers = onbuild_triggers(
             ctx, StageState(image=base, args=self._inherited_args(planned, base)), plan)
         instructions = (*triggers, *stage.instructions)
         steps_in_stage = len(instructions) + 1

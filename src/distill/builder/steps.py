@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from distill.builder.configsteps import (
     arg,
-    check_signal,
     cmd,
     entrypoint,
     env,
@@ -28,17 +27,14 @@ from distill.builder.configsteps import (
     volume,
     workdir,
 )
-from distill.builder.copystep import TriggerCopy, copy, heredoc_file_name, split_pivot
+from distill.builder.copystep import TriggerCopy, copy, heredoc_file_name
 from distill.builder.layerstep import (
     expand,
-    layer_from_cache,
     layer_step,
-    layer_to_cache,
     operation,
 )
 from distill.builder.runmounts import mounts_inputs, mounts_record, prepare_mounts
 from distill.builder.state import StageState
-from distill.builder.triggers import onbuild_triggers
 from distill.builder.users import home_of, resolve_user, supplementary_groups
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.kernel import check_process
@@ -88,7 +84,7 @@ def proxy_env(build_args: Mapping[str, str]) -> dict[str, str]:
 _PROXY_NAMES = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy")
 
 
-def _heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
+def heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
     """The command of a RUN with heredocs, as BuildKit's dispatchRun makes it, and the
     script file (name, content) to mount at /dev/pipes, if any.
 
@@ -125,7 +121,7 @@ def _heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
 
 
 def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
-    command, script = _heredoc_command(inst)
+    command, script = heredoc_command(inst)
     argv = command if inst.json else [*state.shell, command[0]]
     env = state.run_env()
     cwd = state.workdir
@@ -193,13 +189,4 @@ HANDLERS: dict[type, Callable[..., StageState]] = {
     ins.Add: copy,
 }
 
-__all__ = [
-    "HANDLERS",
-    "_heredoc_command",
-    "check_signal",
-    "layer_from_cache",
-    "layer_to_cache",
-    "onbuild_triggers",
-    "split_pivot",
-]
 

@@ -1,4 +1,6 @@
-"""distill build: flags spelled as in `docker buildx build`."""
+"""distill build when there is no record to replay: read the Dockerfile and the context,
+plan, build, write the outputs (the flags, as `docker buildx build` spells them, and the
+replay are in cli/build_flags.py)."""
 
 from __future__ import annotations
 

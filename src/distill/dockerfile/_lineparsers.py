@@ -1,4 +1,4 @@
-"""One logical Dockerfile line -> one :class:`Instruction`, as BuildKit's
+"""One logical Dockerfile line -> one :class:`SyntaxNode`, as BuildKit's
 ``frontend/dockerfile/parser`` (``split_command.go``, ``line_parsers.go``) builds it.
 
 Each instruction keyword has its own argument parser; unknown keywords keep one empty
@@ -33,7 +33,7 @@ class Heredoc:
 
 
 @dataclass(frozen=True)
-class Instruction:
+class SyntaxNode:
     """BuildKit's ``parser.Node`` for one instruction.
 
     ``value`` is the keyword as written; ``args`` the values of the ``Next`` chain
@@ -44,7 +44,7 @@ class Instruction:
     value: str
     flags: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
-    child: Instruction | None = None
+    child: SyntaxNode | None = None
     json: bool = False
     original: str = ""
     start_line: int = 0
@@ -58,8 +58,8 @@ class Instruction:
     def dump(self) -> str:
         """BuildKit's ``Node.Dump()`` for this instruction (without the parentheses).
         Iterative: ``ONBUILD ONBUILD ...`` may nest thousands deep."""
-        chain: list[Instruction] = []
-        link: Instruction | None = self
+        chain: list[SyntaxNode] = []
+        link: SyntaxNode | None = self
         while link is not None:
             chain.append(link)
             link = link.child
@@ -78,7 +78,7 @@ class Instruction:
 @dataclass(frozen=True)
 class _Args:
     values: tuple[str, ...] = ()
-    child: Instruction | None = None
+    child: SyntaxNode | None = None
     json: bool = False
 
 
@@ -86,7 +86,7 @@ _NONE = _Args()
 LineParser = Callable[[str, str], _Args]
 
 
-def new_node_from_line(line: str, escape: str) -> Instruction:
+def new_node_from_line(line: str, escape: str) -> SyntaxNode:
     """Split ``line`` into keyword, flags and arguments and parse the arguments the way
     the keyword wants them. Raises :class:`DockerfileError` (without a location).
 
@@ -100,9 +100,9 @@ def new_node_from_line(line: str, escape: str) -> Instruction:
         wrappers.append((cmd, tuple(flags), line))
         line = rest
     parsed = _DISPATCH.get(go.lower(cmd), _parse_ignore)(rest, escape)
-    node = Instruction(cmd, tuple(flags), parsed.values, None, parsed.json, line)
+    node = SyntaxNode(cmd, tuple(flags), parsed.values, None, parsed.json, line)
     for cmd, flags_, original in reversed(wrappers):
-        node = Instruction(cmd, flags_, (), node, False, original)
+        node = SyntaxNode(cmd, flags_, (), node, False, original)
     return node
 
 

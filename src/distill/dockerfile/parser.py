@@ -10,7 +10,7 @@ heredoc bodies are collected for RUN, COPY and ADD. Nothing is expanded here.
 (``instructions``, which :func:`dump` prints in BuildKit's golden-file format) and the
 same instructions as :class:`Node` values (``nodes``), shaped like the ``dockerfile``
 package's output (ENV/LABEL as name/value pairs, ONBUILD as the wrapped instruction's
-arguments), which :func:`parse` hands to the typed layer (``instructions``). Errors are
+arguments), which :func:`parse` hands to the typed layer (:mod:`distill.dockerfile.typed`). Errors are
 :class:`DockerfileError` with the line(s) of the offending instruction. Parser
 directives are read by :mod:`distill.dockerfile.directives`.
 """
@@ -26,8 +26,8 @@ from distill.dockerfile._golike import BOM, MAX_LINE_BYTES, Scanner
 from distill.dockerfile._lineparsers import (
     NOT_STRING_ARRAY,
     Heredoc,
-    Instruction,
     NotJSONArray,
+    SyntaxNode,
     new_node_from_line,
     parse_json,
     parse_name_val,
@@ -44,9 +44,22 @@ from distill.dockerfile.shell import Lexer
 from distill.errors import DockerfileError, ShellExpansionError, SourceLocation
 
 __all__ = [
-    "NOT_STRING_ARRAY", "Heredoc", "Instruction", "Node", "NotJSONArray", "ParseResult",
-    "ParseWarning", "chomp_heredoc_content", "dump", "heredocs_from_line", "parse",
-    "parse_dockerfile", "parse_heredoc", "parse_json", "parse_name_val", "parse_words",
+    "NOT_STRING_ARRAY",
+    "Heredoc",
+    "Node",
+    "NotJSONArray",
+    "ParseResult",
+    "ParseWarning",
+    "SyntaxNode",
+    "chomp_heredoc_content",
+    "dump",
+    "heredocs_from_line",
+    "parse",
+    "parse_dockerfile",
+    "parse_heredoc",
+    "parse_json",
+    "parse_name_val",
+    "parse_words",
     "split_command",
 ]
 
@@ -105,7 +118,7 @@ class ParseResult:
     values, for those present. ``warnings`` are the warnings' short texts.
     """
 
-    instructions: list[Instruction]
+    instructions: list[SyntaxNode]
     nodes: list[Node]
     warnings: list[str] = field(default_factory=list)
     warning_details: list[ParseWarning] = field(default_factory=list)
@@ -121,12 +134,12 @@ class ParseResult:
         return self.instructions[-1].end_line
 
 
-def dump(ast: ParseResult | Iterable[Instruction]) -> str:
+def dump(ast: ParseResult | Iterable[SyntaxNode]) -> str:
     """BuildKit's ``Node.Dump()`` of the root, plus the final newline: one
     ``(keyword ["--flag" ...] "arg" ...)`` line per instruction (the golden ``result``
     files of BuildKit's parser tests)."""
     instructions = ast.instructions if isinstance(ast, ParseResult) else ast
-    return "".join(f"({ins.dump()})\n" for ins in instructions)
+    return "".join(f"({node.dump()})\n" for node in instructions)
 
 
 # --- heredocs ----------------------------------------------------------------------------
@@ -232,8 +245,8 @@ class _Parse:
         if found is not None:
             self.found[found.name] = found.value
 
-    def run(self) -> list[Instruction]:
-        instructions: list[Instruction] = []
+    def run(self) -> list[SyntaxNode]:
+        instructions: list[SyntaxNode] = []
         while (raw := self.scanner.scan()) is not None:
             if self.current == 0:
                 raw = raw.removeprefix(BOM)
@@ -253,7 +266,7 @@ class _Parse:
             raise self.fail(DockerfileError(LINE_TOO_LONG), self.current + 1)
         return instructions
 
-    def instruction(self, first: str, end_of_line: bool, start: int) -> Instruction:
+    def instruction(self, first: str, end_of_line: bool, start: int) -> SyntaxNode:
         parts = [first]
         has_empty_line = False
         while not end_of_line and (raw := self.scanner.scan()) is not None:
@@ -301,7 +314,7 @@ def _continuation_regexp(escape: str) -> re.Pattern[str]:
     return re.compile(rf"([^{esc}]){esc}[ \t]*\Z|^{esc}[ \t]*\Z")
 
 
-def _takes_heredocs(node: Instruction, line: str) -> bool:
+def _takes_heredocs(node: SyntaxNode, line: str) -> bool:
     if node.child is not None and node.keyword == "onbuild":
         node = node.child
     return node.keyword in _HEREDOC_KEYWORDS and not node.json and "<<" in line
@@ -316,7 +329,7 @@ def parse_dockerfile(text: str, path: str = "Dockerfile") -> ParseResult:
         directives["syntax"] = syntax.cmdline
     if (check := parse_directive("check", text)) is not None:
         directives["check"] = check.cmdline
-    nodes = [_to_node(ins, state) for ins in instructions]
+    nodes = [_to_node(syntax, state) for syntax in instructions]
     return ParseResult(
         instructions=instructions, nodes=nodes,
         warnings=[w.short for w in state.warnings], warning_details=state.warnings,
@@ -324,27 +337,27 @@ def parse_dockerfile(text: str, path: str = "Dockerfile") -> ParseResult:
     )
 
 
-def _to_node(ins: Instruction, state: _Parse) -> Node:
+def _to_node(syntax: SyntaxNode, state: _Parse) -> Node:
     """The ``dockerfile``-package view of an instruction: ONBUILD shows the wrapped
     instruction's arguments (and keeps only its own flags), ENV/LABEL drop BuildKit's
     separators, ``original`` has the heredoc bodies appended, and bytes that are not
     UTF-8 become U+FFFD. Unlike that package, ONBUILD keeps its heredocs."""
-    inner = ins.child or ins
+    inner = syntax.child or syntax
     args: Sequence[str] = inner.args
     if inner.child is not None:  # ONBUILD ONBUILD ...: the wrapper node's empty value
         args = ("",)
     elif inner.keyword in ("env", "label"):
         args = [arg for i, arg in enumerate(args) if i % 3 != 2]
-    original = ins.original
-    if ins.heredocs:
-        original += "\n" + "".join(doc.content + doc.name + "\n" for doc in ins.heredocs)
+    original = syntax.original
+    if syntax.heredocs:
+        original += "\n" + "".join(doc.content + doc.name + "\n" for doc in syntax.heredocs)
     return Node(
-        cmd=ins.keyword,
-        flags=tuple(go.invalid_to_replacement(f) for f in ins.flags),
+        cmd=syntax.keyword,
+        flags=tuple(go.invalid_to_replacement(f) for f in syntax.flags),
         args=tuple(go.invalid_to_replacement(a) for a in args),
         json=inner.json,
         original=original,
-        location=state.location(ins.start_line, ins.end_line),
-        heredocs=tuple(ins.heredocs),
-        sub_cmd=ins.child.value if ins.child is not None else None,
+        location=state.location(syntax.start_line, syntax.end_line),
+        heredocs=tuple(syntax.heredocs),
+        sub_cmd=syntax.child.value if syntax.child is not None else None,
     )

@@ -10,8 +10,8 @@ What BuildKit does, and what this package reproduces:
   *Go* regular expression, built by the same translation as upstream. That translation leaves
   ``^``, ``[...]`` and backslash escapes to the Go regexp engine, so their meaning is RE2's, not
   the glob's: ``\\d`` is a digit class, ``[[:alpha:]]`` a POSIX class, a literal ``^`` anchors.
-  :mod:`.goregexp` parses the translated expression with RE2's rules and runs it on its own
-  automaton (a lazily built DFA), so matching is linear in the path length whatever the
+  :mod:`.regexsyntax` parses the translated expression with RE2's rules and
+  :mod:`.goregexp` runs it on its own automaton (a lazily built DFA), so matching is linear in the path length whatever the
   pattern. (Upstream's escape bitmap drops '|', '{' and '}', so those reach the regexp too.)
   Not reproduced: Unicode *script* classes such as ``\\p{Greek}`` (refused with a
   ContextError), Go's limit on huge compiled regexps, and Unicode-version differences;
