@@ -134,19 +134,6 @@ class SecretStore:
             raise UsageError(f"secret {source.id} too big. max size 500KB")
         return data
 
-    def redact(self, text: str) -> str:
-        """``text`` with every secret value read so far replaced by ``****``.
-
-        Values are matched as given and without surrounding whitespace (a file's
-        trailing newline); values shorter than 3 characters are left alone.
-        """
-        with self._lock:
-            values = {os.fsdecode(v) for v in self._values.values()}
-        forms = {form for v in values for form in (v, v.strip()) if len(form) >= 3}
-        for form in sorted(forms, key=len, reverse=True):
-            text = text.replace(form, "****")
-        return text
-
 
 # -- ssh ---------------------------------------------------------------------------------
 
