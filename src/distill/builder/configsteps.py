@@ -13,7 +13,7 @@ from distill.builder.state import StageState
 from distill.builder.users import resolve_user
 from distill.confine import make_dirs
 from distill.dockerfile import instructions as ins
-from distill.dockerfile.kernel import check_path
+from distill.dockerfile.kernel import check_owner, check_path
 from distill.dockerfile.ports import parse_ports
 from distill.errors import ContextError, DockerfileError
 from distill.image.image import Image
@@ -100,6 +100,7 @@ def workdir(ctx: StageContext, state: StageState, inst: ins.Workdir) -> StageSta
 
 
 def _mkdir_p(root: Path, path: str, owner: tuple[int, int]) -> None:
+    check_owner(owner)      # USER's ids: ones chown(2) can set, or a clear error
     try:
         make_dirs(root, path, owner=owner)
     except NotADirectoryError as e:
