@@ -11,11 +11,6 @@ from distill.dockerfile.flags import format_go_duration
 from distill.dockerfile.parser import Heredoc
 from distill.errors import SourceLocation
 
-ALL_INSTRUCTIONS = (
-    "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck",
-    "label", "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
-)
-
 
 @dataclass(frozen=True)
 class Instruction:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import fields, replace
 
 from distill.dockerfile.flags import (
@@ -17,7 +18,6 @@ from distill.dockerfile.flags import (
     repeated_flag,
 )
 from distill.dockerfile.instructions import (
-    ALL_INSTRUCTIONS,
     Add,
     Arg,
     Cmd,
@@ -268,86 +268,113 @@ def parse_trigger(expression: str, location: SourceLocation) -> Instruction:
     return replace(inst, original="ONBUILD " + inst.original)
 
 
+def _from(node: Node) -> From:
+    flags = parse_flags(node, {"platform": None})
+    args = node.args
+    if len(args) == 3 and args[1].lower() == "as":
+        return From(node.location, node.original, args[0], args[2].lower(), flags["platform"])
+    if len(args) != 1:
+        raise _err(node, "FROM requires either one or three arguments: FROM <image> [AS <name>]")
+    return From(node.location, node.original, args[0], None, flags["platform"])
+
+
+def _arg(node: Node) -> Arg:
+    _no_flags(node)
+    if not node.args:
+        raise _err(node, "ARG requires at least one argument")
+    pairs: list[tuple[str, str | None]] = []
+    for word in node.args:
+        name, eq, default = word.partition("=")
+        if not name:
+            raise _err(node, f"ARG names can not be blank: {word!r}")
+        pairs.append((name, default if eq else None))
+    return Arg(node.location, node.original, tuple(pairs))
+
+
+def _env(node: Node) -> Env:
+    _no_flags(node)
+    return Env(node.location, node.original, _pairs(node, "ENV"))
+
+
+def _label(node: Node) -> Label:
+    _no_flags(node)
+    return Label(node.location, node.original, _pairs(node, "LABEL"))
+
+
+def _run(node: Node) -> Run:
+    rest, mounts = repeated_flag(node, "mount")
+    flags = parse_flags(rest, {"network": None})
+    try:
+        for value in mounts:
+            mount_from(value)  # BuildKit's parse-time checks
+        network = parse_network(flags["network"] or "default")
+    except DockerfileError as e:
+        raise e.at(node.location) from None
+    if not node.args or (not node.json and not node.args[0].strip()):
+        raise _err(node, "RUN requires at least one argument")
+    return Run(node.location, node.original, node.args, node.json, mounts, network,
+               node.heredocs)
+
+
+def _exec_form(cls: type[Cmd | Entrypoint]) -> Callable[[Node], Instruction]:
+    def parse(node: Node) -> Instruction:
+        _no_flags(node)
+        return cls(node.location, node.original, node.args, node.json)
+    return parse
+
+
+def _expose(node: Node) -> Expose:
+    _no_flags(node)
+    if not node.args or not node.args[0]:
+        raise _err(node, "EXPOSE requires at least one argument")
+    return Expose(node.location, node.original, tuple(" ".join(node.args).split()))
+
+
+def _stopsignal(node: Node) -> StopSignal:
+    # BuildKit does not parse STOPSIGNAL's flags: they are ignored.
+    if len(node.args) != 1:
+        raise _err(node, "STOPSIGNAL requires exactly one argument")
+    return StopSignal(node.location, node.original, node.args[0])
+
+
+#: Every instruction distill knows, by keyword: how its node becomes its typed value.
+#: (Its arguments were split by the parser's table, ``_lineparsers._DISPATCH``; its step
+#: is ``builder/steps.py``'s ``HANDLERS``. tests/unit/test_instruction_tables.py checks
+#: that the three agree.)
+PARSERS: dict[str, Callable[[Node], Instruction]] = {
+    "add": _add,
+    "arg": _arg,
+    "cmd": _exec_form(Cmd),
+    "copy": _copy,
+    "entrypoint": _exec_form(Entrypoint),
+    "env": _env,
+    "expose": _expose,
+    "from": _from,
+    "healthcheck": _healthcheck,
+    "label": _label,
+    "maintainer": lambda node: Maintainer(node.location, node.original,
+                                          _one(node, "MAINTAINER")),
+    "onbuild": _onbuild,
+    "run": _run,
+    "shell": _shell,
+    "stopsignal": _stopsignal,
+    "user": lambda node: User(node.location, node.original, _one(node, "USER")),
+    "volume": _volume,
+    "workdir": lambda node: Workdir(node.location, node.original, _one(node, "WORKDIR")),
+}
+
+
 def to_instruction(node: Node) -> Instruction:
-    loc, orig = node.location, node.original
     cmd = node.cmd
-    if cmd not in ALL_INSTRUCTIONS:
-        close = difflib.get_close_matches(cmd, ALL_INSTRUCTIONS, n=1, cutoff=0.6)
+    parse = PARSERS.get(cmd)
+    if parse is None:
+        close = difflib.get_close_matches(cmd, list(PARSERS), n=1, cutoff=0.6)
         hint = f"did you mean {close[0].upper()}?" if close else None
         typed = (node.original.split() or [cmd])[0]      # BuildKit names it as written
         raise _err(node, f"unknown instruction: {typed}", hint)
-    if cmd == "onbuild":
-        return _onbuild(node)
-    if node.heredocs and cmd not in ("run", "copy", "add"):
+    if node.heredocs and cmd not in ("run", "copy", "add", "onbuild"):
         raise _err(node, f"heredocs in {cmd.upper()} are not supported by distill yet")
-    if cmd == "from":
-        flags = parse_flags(node, {"platform": None})
-        args = node.args
-        if len(args) == 3 and args[1].lower() == "as":
-            return From(loc, orig, args[0], args[2].lower(), flags["platform"])
-        if len(args) != 1:
-            raise _err(node, "FROM requires either one or three arguments: FROM <image> [AS <name>]")
-        return From(loc, orig, args[0], None, flags["platform"])
-    if cmd == "arg":
-        _no_flags(node)
-        if not node.args:
-            raise _err(node, "ARG requires at least one argument")
-        pairs: list[tuple[str, str | None]] = []
-        for word in node.args:
-            name, eq, default = word.partition("=")
-            if not name:
-                raise _err(node, f"ARG names can not be blank: {word!r}")
-            pairs.append((name, default if eq else None))
-        return Arg(loc, orig, tuple(pairs))
-    if cmd == "env":
-        _no_flags(node)
-        return Env(loc, orig, _pairs(node, "ENV"))
-    if cmd == "label":
-        _no_flags(node)
-        return Label(loc, orig, _pairs(node, "LABEL"))
-    if cmd == "run":
-        rest, mounts = repeated_flag(node, "mount")
-        flags = parse_flags(rest, {"network": None})
-        try:
-            for value in mounts:
-                mount_from(value)  # BuildKit's parse-time checks
-            network = parse_network(flags["network"] or "default")
-        except DockerfileError as e:
-            raise e.at(loc) from None
-        if not node.args or (not node.json and not node.args[0].strip()):
-            raise _err(node, "RUN requires at least one argument")
-        return Run(loc, orig, node.args, node.json, mounts, network, node.heredocs)
-    if cmd == "copy":
-        return _copy(node)
-    if cmd == "add":
-        return _add(node)
-    if cmd == "workdir":
-        return Workdir(loc, orig, _one(node, "WORKDIR"))
-    if cmd == "user":
-        return User(loc, orig, _one(node, "USER"))
-    if cmd in ("cmd", "entrypoint"):
-        _no_flags(node)
-        cls = Cmd if cmd == "cmd" else Entrypoint
-        return cls(loc, orig, node.args, node.json)
-    if cmd == "expose":
-        _no_flags(node)
-        if not node.args or not node.args[0]:
-            raise _err(node, "EXPOSE requires at least one argument")
-        return Expose(loc, orig, tuple(" ".join(node.args).split()))
-    if cmd == "shell":
-        return _shell(node)
-    if cmd == "stopsignal":
-        # BuildKit does not parse STOPSIGNAL's flags: they are ignored.
-        if len(node.args) != 1:
-            raise _err(node, "STOPSIGNAL requires exactly one argument")
-        return StopSignal(loc, orig, node.args[0])
-    if cmd == "volume":
-        return _volume(node)
-    if cmd == "maintainer":
-        return Maintainer(loc, orig, _one(node, "MAINTAINER"))
-    if cmd == "healthcheck":
-        return _healthcheck(node)
-    raise _err(node, f"{cmd.upper()} is not supported by distill yet")  # pragma: no cover
+    return parse(node)
 
 
 def build_dockerfile(nodes: list[Node]) -> Dockerfile:

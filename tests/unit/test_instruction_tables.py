@@ -1,0 +1,27 @@
+"""An instruction lives in three tables, one per layer: how the parser splits its
+arguments (``_lineparsers._DISPATCH``, BuildKit's), how its node becomes a typed value
+(``typed.PARSERS``) and how it is built (``builder/steps.HANDLERS``). Adding one to some
+of them but not all fails here, naming what is missing (an instruction missing from the
+parser's table would otherwise lose its arguments silently)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from distill.builder.steps import HANDLERS
+from distill.dockerfile import instructions as ins
+from distill.dockerfile._lineparsers import _DISPATCH
+from distill.dockerfile.typed import PARSERS
+
+
+def test_the_parser_and_the_typed_layer_know_the_same_keywords() -> None:
+    assert set(_DISPATCH) == set(PARSERS)
+
+
+def test_every_typed_instruction_has_a_step() -> None:
+    kinds = {cls for _, cls in inspect.getmembers(ins, inspect.isclass)
+             if dataclasses.is_dataclass(cls) and issubclass(cls, ins.Instruction)
+             and cls not in (ins.Instruction, ins.From)}   # FROM starts a stage: the scheduler's
+    assert kinds, "no instruction classes found"
+    assert sorted(k.__name__ for k in kinds - set(HANDLERS)) == []
