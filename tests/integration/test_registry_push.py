@@ -182,3 +182,15 @@ def test_pushed_manifest_is_the_built_one(distill: RunDistill, app: Path,
                             f"docker://{ref}"))
     assert raw["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert registry_http.inspect(f"{repo}:1")["Digest"] == digest
+
+
+def test_base_output_type_registry_pushes(distill: RunDistill, distroless_static: str,
+                                          registry_http: RegistryServer) -> None:
+    """Regression: `distill base -o type=registry` tagged the image in the store and
+    pushed nothing (only `distill build` pushed), with no error."""
+    repo = unique_repo("base")
+    ref = registry_http.ref(f"{repo}:1")
+    proc = distill("base", "static:nonroot", "--output", f"type=registry,name={ref}")
+    digest = proc.stdout.split()[-1]
+    assert f"pushed {ref}@{digest}" in proc.stderr
+    assert registry_http.inspect(f"{repo}:1")["Digest"] == digest

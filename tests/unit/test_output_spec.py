@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill.builder.export import OutputSpec
+from distill.builder.export import OUTPUT_TYPES, OutputSpec
 from distill.errors import UsageError
 
 
@@ -34,3 +34,40 @@ def test_local_options(text: str, devices: bool, setuid: bool) -> None:
 def test_bad_local_options(text: str, needle: str) -> None:
     with pytest.raises(UsageError, match=needle):
         OutputSpec.parse(text)
+
+
+@pytest.mark.parametrize(("text", "kind", "push", "dest"), [
+    ("type=oci,dest=o.tar", "oci", False, "o.tar"),
+    ("type=docker,dest=-", "docker", False, "-"),
+    ("type=image", "image", False, ""),
+    ("type=image,push=true", "image", True, ""),
+    ("type=registry", "image", True, ""),
+    ("dir", "local", False, "dir"),
+])
+def test_every_output_type_parses(text: str, kind: str, push: bool, dest: str) -> None:
+    spec = OutputSpec.parse(text)
+    assert (spec.type, spec.push, spec.dest) == (kind, push, dest)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("type=docker,dest=o,tar=false", "tar= only applies to type=oci"),
+    ("type=image,dest=o", "dest= only applies to type=oci, type=docker, type=local"),
+    ("type=oci,dest=o.tar,push=true", "cannot push"),
+    ("type=local,dest=o,name=x", "has no name="),
+    ("type=local,dest=o,compression=zstd", "writes files, not compressed layers"),
+    ("type=oci", "needs dest=PATH"),
+    ("type=oci,dest=o,colour=blue", "unsupported --output options for type=oci: colour"),
+    ("type=floppy,dest=o", "unsupported output type"),
+])
+def test_output_options_each_type_refuses(text: str, needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        OutputSpec.parse(text)
+
+
+def test_every_output_type_has_a_writer_and_parses() -> None:
+    """An entry of OUTPUT_TYPES is all a new output type needs: each one parses with
+    only the options it declares."""
+    for kind, output in OUTPUT_TYPES.items():
+        text = f"type={kind}" + (",dest=somewhere" if output.dest else "")
+        assert OutputSpec.parse(text).type in OUTPUT_TYPES
+        assert callable(output.write)

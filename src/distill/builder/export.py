@@ -1,12 +1,26 @@
-"""Outputs, spelled as ``docker buildx build --output``: oci (tar or dir), docker, local."""
+"""Outputs, spelled as ``docker buildx build --output``.
+
+Each ``type=`` is one entry of :data:`OUTPUT_TYPES`: the options it takes and the
+function that writes it. A new output type is a new entry there and nothing else:
+parsing, the checks made before the build and the error messages follow from it.
+
+* ``oci``: an OCI image layout, as a tar (``dest=FILE`` or ``-``) or, with
+  ``tar=false``, as a directory.
+* ``docker``: the same tar with ``manifest.json``, for ``docker load``.
+* ``local``: the image's files in a directory (``devices=``, ``setuid=`` opt in).
+* ``image``: tagged in distill's store; ``push=true`` also pushes every name.
+* ``registry``: ``image`` with ``push=true``, as in buildx.
+"""
 
 from __future__ import annotations
 
 import csv
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distill.builder.localout import export_rootfs
 from distill.builder.rootfs import RootfsManager
@@ -18,12 +32,14 @@ from distill.oci.reference import normalize_name
 from distill.store.blobs import Compression
 from distill.store.store import Store
 
-#: What --output type= takes (registry = image with push=true, as in buildx).
-OUTPUT_TYPES = ("oci", "docker", "local", "image", "registry")
+if TYPE_CHECKING:
+    from distill.registry.registries import Registries
 
 
 @dataclass(frozen=True)
 class OutputSpec:
+    """One parsed ``--output``: its type and the options it was given."""
+
     type: str
     dest: str = ""
     tar: bool = True
@@ -52,44 +68,19 @@ class OutputSpec:
                 raise UsageError(f"invalid --output field {part!r} (expected key=value)")
             fields[key.strip()] = value.strip()
         kind = fields.pop("type", "local")
-        if kind not in OUTPUT_TYPES:
+        output = OUTPUT_TYPES.get(kind)
+        if output is None:
             raise UsageError(f"unsupported output type {kind!r}",
                              hint="distill writes type=" + ", type=".join(OUTPUT_TYPES))
-        names = tuple(normalize_name(n.strip()) for n in fields.pop("name", "").split(",")
-                      if n.strip())
-        push = kind == "registry" or _bool(fields.pop("push", "false"), "push")
-        compression, force = _compression(fields, kind)
-        if kind in ("image", "registry"):
-            if fields:
-                raise UsageError(f"unsupported --output options for type={kind}: "
-                                 f"{', '.join(sorted(fields))}")
-            return cls("image", names=names, push=push, compression=compression,
-                       force_compression=force)
-        if push:
-            raise UsageError(f"--output type={kind} cannot push",
-                             hint="use type=image,push=true or type=registry")
-        dest = fields.pop("dest", "")
-        if not dest:
-            raise UsageError(f"--output type={kind} needs dest=PATH")
-        tar = _bool(fields.pop("tar", "true"), "tar")
-        local = {key: _bool(fields.pop(key), key) for key in ("devices", "setuid")
-                 if key in fields}
-        if local and kind != "local":
-            raise UsageError(f"--output {', '.join(sorted(local))}= only applies to type=local")
-        if names and kind == "local":
-            raise UsageError("--output type=local has no name=")
-        if fields:
-            raise UsageError(f"unsupported --output options: {', '.join(sorted(fields))}")
-        return cls(kind, dest, tar, names=names, compression=compression,
-                   force_compression=force, **local)
+        return output.parse(kind, fields)
 
     @property
     def is_tar(self) -> bool:
-        return self.type != "local" and self.tar
+        return OUTPUT_TYPES[self.type].tar_option and self.tar
 
     def check(self) -> None:
         """Fail before the build, not after it, when dest cannot be written."""
-        if self.type == "image":
+        if not OUTPUT_TYPES[self.type].dest:
             return
         if self.dest == "-":
             if not self.is_tar:
@@ -103,7 +94,68 @@ class OutputSpec:
             raise UsageError(f"--output dest={self.dest} exists and is not a directory")
 
 
-def _compression(fields: dict[str, str], kind: str) -> tuple[Compression | None, bool]:
+@dataclass(frozen=True)
+class Delivery:
+    """What an output writes and what it may use to write it."""
+
+    store: Store
+    image: Image
+    names: tuple[str, ...]             # name= if given, else the build's -t names
+    registries: Registries | None = None
+    jobs: int = 4
+    log: Callable[[str], None] = field(default=lambda line: None)
+
+
+@dataclass(frozen=True)
+class OutputType:
+    """One ``--output type=``: which options it takes and how it is written.
+
+    ``dest``: it needs ``dest=``; ``tar_option``: ``tar=false`` makes it a directory;
+    ``layers``: it writes image layers, so ``compression=`` and ``name=`` apply;
+    ``options``: its own boolean options (fields of :class:`OutputSpec`);
+    ``push``: ``push=`` is allowed (``always``: it is implied).
+    ``write`` returns warnings for the user.
+    """
+
+    write: Callable[[Delivery, OutputSpec], list[str]]
+    dest: bool = True
+    tar_option: bool = False
+    layers: bool = True
+    options: tuple[str, ...] = ()
+    push: bool = False
+    always_push: bool = False
+
+    def parse(self, kind: str, fields: dict[str, str]) -> OutputSpec:
+        names = tuple(normalize_name(n.strip()) for n in fields.pop("name", "").split(",")
+                      if n.strip())
+        if names and not self.layers:
+            raise UsageError(f"--output type={kind} has no name=")
+        push = self.always_push or _bool(fields.pop("push", "false"), "push")
+        if push and not self.push:
+            raise UsageError(f"--output type={kind} cannot push",
+                             hint="use type=image,push=true or type=registry")
+        compression, force = _compression(fields, kind, self.layers)
+        dest = fields.pop("dest", "") if self.dest else ""
+        if self.dest and not dest:
+            raise UsageError(f"--output type={kind} needs dest=PATH")
+        tar = _bool(fields.pop("tar", "true"), "tar") if self.tar_option else True
+        own = {key: _bool(fields.pop(key), key) for key in self.options if key in fields}
+        for key in sorted(fields):
+            takers = [f"type={name}" for name, t in OUTPUT_TYPES.items()
+                      if key in t.options or (key == "tar" and t.tar_option)
+                      or (key == "dest" and t.dest)]
+            if takers:
+                raise UsageError(f"--output {key}= only applies to {', '.join(takers)}")
+        if fields:
+            raise UsageError(f"unsupported --output options for type={kind}: "
+                             f"{', '.join(sorted(fields))}")
+        return OutputSpec("image" if kind == "registry" else kind, dest, tar, names=names,
+                          push=push, compression=compression, force_compression=force,
+                          **own)
+
+
+def _compression(fields: dict[str, str], kind: str,
+                 layers: bool) -> tuple[Compression | None, bool]:
     """compression=, compression-level=, force-compression= (and oci-mediatypes=, which
     changes nothing here: distill's layers are always OCI's), as buildx takes them."""
     name = fields.pop("compression", None)
@@ -113,8 +165,8 @@ def _compression(fields: dict[str, str], kind: str) -> tuple[Compression | None,
         _bool(fields.pop("oci-mediatypes"), "oci-mediatypes")
     if name is None and level_text is None and not force:
         return None, False
-    if kind == "local":
-        raise UsageError("--output type=local writes files, not compressed layers")
+    if not layers:
+        raise UsageError(f"--output type={kind} writes files, not compressed layers")
     level = None
     if level_text is not None:
         try:
@@ -134,46 +186,80 @@ def _bool(value: str, key: str) -> bool:
     raise UsageError(f"--output {key}={value!r}: expected true or false")
 
 
-def export(store: Store, image: Image, spec: OutputSpec,
-           names: tuple[str, ...]) -> list[str]:
-    """Write the output; returns warnings for the user (what type=local left out)."""
-    save(store, image)
-    try:
-        return _export(store, image, spec, names)
-    except OSError as e:
-        raise ImageError(f"cannot write --output dest={spec.dest}: {e.strerror or e}") from None
+# -- the writers ------------------------------------------------------------------------
+
+def _write_image(out: Delivery, spec: OutputSpec) -> list[str]:
+    tag_in_store(out.store, out.image, out.names)
+    if spec.push:
+        if not out.names:
+            raise UsageError("pushing needs a name for the image", hint="-t REGISTRY/REPO:TAG")
+        from distill.registry.push import push_names
+        from distill.registry.registries import Registries
+
+        registries = out.registries or Registries()
+        for pushed in push_names(out.store, registries, out.image.digest, out.names,
+                                 jobs=out.jobs):
+            out.log(f"pushed {pushed.reference.familiar}@{pushed.manifest.digest}")
+    return []
 
 
-def _export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...]) -> list[str]:
-    names = spec.names or names
-    if spec.type == "image":
-        tag_in_store(store, image, names)
+def _write_local(out: Delivery, spec: OutputSpec) -> list[str]:
+    with RootfsManager(out.store).mounted(out.image) as mount:
+        report = export_rootfs(mount.merged, Path(spec.dest), devices=spec.devices,
+                               setid=spec.setuid)
+    return report.warnings()
+
+
+def _write_oci(out: Delivery, spec: OutputSpec) -> list[str]:
+    if not spec.tar:
+        write_layout_dir(out.store, [Tagged(out.image, out.names)], Path(spec.dest))
         return []
-    tagged = [Tagged(image, names)]
-    if spec.type == "local":
-        with RootfsManager(store).mounted(image) as mount:
-            report = export_rootfs(mount.merged, Path(spec.dest), devices=spec.devices,
-                                   setid=spec.setuid)
-        return report.warnings()
-    if spec.type == "oci" and not spec.tar:
-        write_layout_dir(store, tagged, Path(spec.dest))
-        return []
-    docker = spec.type == "docker"
-    if docker and not names:
-        tagged = [Tagged(image, ())]
+    _write_tar(out, spec, docker_manifest=False)
+    return []
+
+
+def _write_docker(out: Delivery, spec: OutputSpec) -> list[str]:
+    _write_tar(out, spec, docker_manifest=True)
+    return []
+
+
+def _write_tar(out: Delivery, spec: OutputSpec, *, docker_manifest: bool) -> None:
+    tagged = [Tagged(out.image, out.names)]
     if spec.dest == "-":
-        write_layout_tar(store, tagged, sys.stdout.buffer, docker_manifest=docker)
-        return []
+        write_layout_tar(out.store, tagged, sys.stdout.buffer, docker_manifest=docker_manifest)
+        return
     dest = Path(spec.dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.distill-tmp")
     try:
-        with open(tmp, "wb") as out:
-            write_layout_tar(store, tagged, out, docker_manifest=docker)
+        with open(tmp, "wb") as f:
+            write_layout_tar(out.store, tagged, f, docker_manifest=docker_manifest)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-    return []
+
+
+#: Every ``--output type=`` distill writes.
+OUTPUT_TYPES: dict[str, OutputType] = {
+    "oci": OutputType(_write_oci, tar_option=True),
+    "docker": OutputType(_write_docker),
+    "local": OutputType(_write_local, layers=False, options=("devices", "setuid")),
+    "image": OutputType(_write_image, dest=False, push=True),
+    "registry": OutputType(_write_image, dest=False, push=True, always_push=True),
+}
+
+
+def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...], *,
+           registries: Registries | None = None, jobs: int = 4,
+           log: Callable[[str], None] = lambda line: None) -> list[str]:
+    """Write the output (``names``: the build's -t, used unless the output has name=);
+    returns warnings for the user (what type=local left out). Pushes are logged."""
+    save(store, image)
+    out = Delivery(store, image, spec.names or names, registries, jobs, log)
+    try:
+        return OUTPUT_TYPES[spec.type].write(out, spec)
+    except OSError as e:
+        raise ImageError(f"cannot write --output dest={spec.dest}: {e.strerror or e}") from None
 
 
 def tag_in_store(store: Store, image: Image, names: tuple[str, ...]) -> None:

@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def _finish(store: Store, image: Image, args: argparse.Namespace, names: tuple[str, ...],
             output: OutputSpec | None) -> int:
     if output is not None:
-        export(store, image, output, names)
+        export(store, image, output, names, log=lambda line: print(line, file=sys.stderr))
     if names and output is None:
         tag_in_store(store, image, names)
     for name in names or ("(untagged)",):
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         output.check()
     if not names and output is None:
         raise UsageError("give -t NAME (to keep the image in the store) or --output")
+    if output is not None and output.push and not (output.names or names):
+        raise UsageError("pushing needs a name for the image", hint="-t REGISTRY/REPO:TAG")
     store = Store()
     if args.preset == "debian":
         if args.lock or args.write_lock:

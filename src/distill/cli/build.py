@@ -205,16 +205,13 @@ def run(args: argparse.Namespace) -> int:
     result = builder.build(plan, jobs=args.jobs)
     image = result.image.with_created(_created(sde, builder.created_from_cache(plan)))
     if output is not None:
-        for warning in export(store, image, output, names):
-            console.print(f"warning: {warning}", markup=False)
-        if output.push:
-            from distill.registry.push import push_names
+        def pushed(line: str) -> None:
+            if not quiet:
+                print(line, file=sys.stderr, flush=True)
 
-            for pushed in push_names(store, registries, image.digest, output.names or names,
-                                     jobs=max(1, args.jobs)):
-                if not quiet:
-                    print(f"pushed {pushed.reference.familiar}@{pushed.manifest.digest}",
-                          file=sys.stderr, flush=True)
+        for warning in export(store, image, output, names, registries=registries,
+                              jobs=max(1, args.jobs), log=pushed):
+            console.print(f"warning: {warning}", markup=False)
     elif names:
         tag_in_store(store, image, names)
     for spec in cache_to:
