@@ -2,7 +2,8 @@
 arguments (``_lineparsers._DISPATCH``, BuildKit's), how its node becomes a typed value
 (``typed.PARSERS``) and how it is built (``builder/steps.HANDLERS``). Adding one to some
 of them but not all fails here, naming what is missing (an instruction missing from the
-parser's table would otherwise lose its arguments silently)."""
+parser's table would otherwise lose its arguments silently). A RUN mount type lives in
+two: the parser's ``MOUNT_TYPES`` and the builder's ``runmounts.MOUNT_KINDS``."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def test_every_typed_instruction_has_a_step() -> None:
              and cls not in (ins.Instruction, ins.From)}   # FROM starts a stage: the scheduler's
     assert kinds, "no instruction classes found"
     assert sorted(k.__name__ for k in kinds - set(HANDLERS)) == []
+
+
+def test_every_mount_type_is_prepared() -> None:
+    """A RUN --mount type the parser accepts but the builder has no entry for would
+    fail with a KeyError at build time; one the builder knows but the parser refuses
+    is dead code."""
+    from distill.builder.runmounts import MOUNT_KINDS
+    from distill.dockerfile.mounts import MOUNT_TYPES
+
+    assert sorted(MOUNT_KINDS) == sorted(MOUNT_TYPES)

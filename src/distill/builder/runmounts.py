@@ -31,7 +31,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from distill.builder.contenthash import ContentHashes
@@ -65,6 +65,22 @@ class RunMounts(list[SandboxMount]):
         return {**self.env_defaults, **env}
 
 
+@dataclass
+class _Preparing:
+    """What the mounts of one RUN are prepared with, and what they have made so far."""
+
+    out: RunMounts
+    stack: ExitStack
+    store: Store
+    context: BuildContext
+    stage_rootfs: StageRootfs
+    secrets: SecretStore
+    ssh: Mapping[str, str]
+    workdir: str
+    held: dict[str, Path] = field(default_factory=dict)  # cache instances this RUN holds
+    ssh_index: int = 0
+
+
 @contextmanager
 def prepare_mounts(mounts: Sequence[Mount], *, store: Store, context: BuildContext,
                    stage_rootfs: StageRootfs, secrets: SecretStore, ssh: Mapping[str, str],
@@ -75,45 +91,20 @@ def prepare_mounts(mounts: Sequence[Mount], *, store: Store, context: BuildConte
     ``from=`` names, as a writable view whose changes are discarded
     (``RootfsManager.mounted``); with ``sandbox`` the view a RUN sees (idmapped).
     ``ssh`` maps ``--ssh`` ids to agent sockets; ``workdir`` anchors relative targets.
+    Each type is prepared by its entry of :data:`MOUNT_KINDS`.
     """
-    out = RunMounts()
     with ExitStack() as stack:
-        held: dict[str, Path] = {}  # cache instances already taken by this RUN
-        ssh_index = 0
+        p = _Preparing(RunMounts(), stack, store, context, stage_rootfs, secrets, ssh,
+                       workdir)
         for m in mounts:
-            if m.type == "ssh":
-                m = replace(m, target=ssh_target(m, ssh_index))
-                if ssh_index == 0:  # BuildKit: the first ssh mount, even if it is skipped
-                    out.env_defaults["SSH_AUTH_SOCK"] = m.resolved_target(workdir)
-                ssh_index += 1
-            target = m.resolved_target(workdir)
-            if m.type == "bind":
-                out.append(_bind(m, target, stack, store, context, stage_rootfs))
-            elif m.type == "cache":
-                directory, subdir = _cache(m, stack, store, stage_rootfs, held)
-                out.append(SandboxMount("bind", target, directory, readonly=m.readonly,
-                                        shared=True, source_path=subdir))
-            elif m.type == "tmpfs":
-                out.append(SandboxMount("tmpfs", target, size=m.size, readonly=m.readonly))
-            elif m.type == "secret":
-                _secret(m, target, stack, secrets, out)
-            elif m.type == "ssh":
-                agent = ssh.get(m.id)
-                if agent is None:
-                    if m.required:
-                        raise DockerfileError(
-                            f'no SSH key "{m.id}" forwarded from the client',
-                            hint=f"pass --ssh {m.id}=SOCKET (or --ssh default for "
-                                 "$SSH_AUTH_SOCK)")
-                    continue
-                relay = stack.enter_context(AgentRelay(
-                    agent, uid=m.uid or 0, gid=m.gid or 0,
-                    mode=0o600 if m.mode is None else m.mode))
-                out.append(SandboxMount("bind", target, relay.path))
-        yield out
+            MOUNT_KINDS[m.type](m, p)
+        yield p.out
 
 
-# -- bind ---------------------------------------------------------------------------------
+def _mount_bind(m: Mount, p: _Preparing) -> None:
+    p.out.append(_bind(m, m.resolved_target(p.workdir), p.stack, p.store, p.context,
+                       p.stage_rootfs))
+
 
 def _bind(m: Mount, target: str, stack: ExitStack, store: Store, context: BuildContext,
           stage_rootfs: StageRootfs) -> SandboxMount:
@@ -224,6 +215,12 @@ def _custom_root(m: Mount) -> bool:
     return clean("/" + m.source) == "/" and (m.mode, m.uid, m.gid) != (None, None, None)
 
 
+def _mount_cache(m: Mount, p: _Preparing) -> None:
+    directory, subdir = _cache(m, p.stack, p.store, p.stage_rootfs, p.held)
+    p.out.append(SandboxMount("bind", m.resolved_target(p.workdir), directory,
+                              readonly=m.readonly, shared=True, source_path=subdir))
+
+
 def _cache(m: Mount, stack: ExitStack, store: Store, stage_rootfs: StageRootfs,
            held: dict[str, Path]) -> tuple[Path, str | None]:
     """The cache instance's directory and the ``source=`` inside it (None: all of it).
@@ -322,6 +319,10 @@ def _init_cache(m: Mount, tmp: Path, stage_rootfs: StageRootfs) -> None:
 
 # -- secret -------------------------------------------------------------------------------
 
+def _mount_secret(m: Mount, p: _Preparing) -> None:
+    _secret(m, m.resolved_target(p.workdir), p.stack, p.secrets, p.out)
+
+
 def _secret(m: Mount, target: str, stack: ExitStack, secrets: SecretStore,
             out: RunMounts) -> None:
     value = secrets.get(m.id)
@@ -348,6 +349,40 @@ def _secret(m: Mount, target: str, stack: ExitStack, secrets: SecretStore,
     os.chown(path, m.uid or 0, m.gid or 0)
     os.chmod(path, (0o400 if m.mode is None else m.mode) & 0o7777)
     out.append(SandboxMount("bind", target, path, readonly=True))
+
+
+# -- tmpfs and ssh --------------------------------------------------------------------------
+
+def _mount_tmpfs(m: Mount, p: _Preparing) -> None:
+    p.out.append(SandboxMount("tmpfs", m.resolved_target(p.workdir), size=m.size,
+                              readonly=m.readonly))
+
+
+def _mount_ssh(m: Mount, p: _Preparing) -> None:
+    m = replace(m, target=ssh_target(m, p.ssh_index))
+    target = m.resolved_target(p.workdir)
+    if p.ssh_index == 0:  # BuildKit: the first ssh mount, even if it is skipped
+        p.out.env_defaults["SSH_AUTH_SOCK"] = target
+    p.ssh_index += 1
+    agent = p.ssh.get(m.id)
+    if agent is None:
+        if m.required:
+            raise DockerfileError(f'no SSH key "{m.id}" forwarded from the client',
+                                  hint=f"pass --ssh {m.id}=SOCKET (or --ssh default for "
+                                       "$SSH_AUTH_SOCK)")
+        return
+    relay = p.stack.enter_context(AgentRelay(agent, uid=m.uid or 0, gid=m.gid or 0,
+                                             mode=0o600 if m.mode is None else m.mode))
+    p.out.append(SandboxMount("bind", target, relay.path))
+
+
+#: How each ``--mount`` type (``dockerfile.mounts.MOUNT_TYPES``) is made ready for a RUN:
+#: it appends what the sandbox mounts (a bind or a tmpfs, ``sandbox/_mounts.py``) and
+#: any variables to the RUN's :class:`RunMounts`, and registers its cleanup.
+MOUNT_KINDS: dict[str, Callable[[Mount, _Preparing], None]] = {
+    "bind": _mount_bind, "cache": _mount_cache, "tmpfs": _mount_tmpfs,
+    "secret": _mount_secret, "ssh": _mount_ssh,
+}
 
 
 # -- cache keys ---------------------------------------------------------------------------
