@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from distill.builder.export import OUTPUT_TYPES, OutputSpec
@@ -68,6 +70,31 @@ def test_every_output_type_has_a_writer_and_parses() -> None:
     """An entry of OUTPUT_TYPES is all a new output type needs: each one parses with
     only the options it declares."""
     for kind, output in OUTPUT_TYPES.items():
-        text = f"type={kind}" + (",dest=somewhere" if output.dest else "")
+        text = f"type={kind}" + (",dest=somewhere" if output.dest is not None else "")
         assert OutputSpec.parse(text).type in OUTPUT_TYPES
         assert callable(output.write)
+
+
+@pytest.mark.parametrize(("text", "is_tar"), [
+    ("type=docker,dest=-", True), ("type=docker,dest=o.tar", True),
+    ("type=oci,dest=o.tar", True), ("type=oci,dest=o,tar=false", False),
+    ("type=local,dest=o", False),
+])
+def test_which_outputs_write_one_file(text: str, is_tar: bool) -> None:
+    """Regression: type=docker counted as a directory output once the output types
+    became a table, so `-o type=docker,dest=-` was refused and an existing tar could
+    not be overwritten."""
+    assert OutputSpec.parse(text).is_tar is is_tar
+
+
+def test_check_before_the_build(tmp_path: Path) -> None:
+    existing = tmp_path / "image.tar"
+    existing.write_bytes(b"old")
+    OutputSpec.parse(f"type=docker,dest={existing}").check()   # overwritten after
+    OutputSpec.parse("type=docker,dest=-").check()
+    with pytest.raises(UsageError, match="is a directory"):
+        OutputSpec.parse(f"type=docker,dest={tmp_path}").check()
+    with pytest.raises(UsageError, match="exists and is not a directory"):
+        OutputSpec.parse(f"type=local,dest={existing}").check()
+    with pytest.raises(UsageError, match="cannot be written to stdout"):
+        OutputSpec.parse("type=oci,dest=-,tar=false").check()

@@ -76,11 +76,12 @@ class OutputSpec:
 
     @property
     def is_tar(self) -> bool:
-        return OUTPUT_TYPES[self.type].tar_option and self.tar
+        """dest is one file (or "-", stdout), not a directory."""
+        return OUTPUT_TYPES[self.type].dest == "file" and self.tar
 
     def check(self) -> None:
-        """Fail before the build, not after it, when dest cannot be written."""
-        if not OUTPUT_TYPES[self.type].dest:
+        """Fail before the build, not after it, when dest is the wrong kind of thing."""
+        if OUTPUT_TYPES[self.type].dest is None:
             return
         if self.dest == "-":
             if not self.is_tar:
@@ -110,7 +111,8 @@ class Delivery:
 class OutputType:
     """One ``--output type=``: which options it takes and how it is written.
 
-    ``dest``: it needs ``dest=``; ``tar_option``: ``tar=false`` makes it a directory;
+    ``dest``: what ``dest=`` names: "file" (a file, or "-" for stdout), "dir", or None
+    (no dest); ``tar_option``: ``tar=false`` makes a "file" output a directory;
     ``layers``: it writes image layers, so ``compression=`` and ``name=`` apply;
     ``options``: its own boolean options (fields of :class:`OutputSpec`);
     ``push``: ``push=`` is allowed (``always``: it is implied).
@@ -118,7 +120,7 @@ class OutputType:
     """
 
     write: Callable[[Delivery, OutputSpec], list[str]]
-    dest: bool = True
+    dest: str | None = "file"
     tar_option: bool = False
     layers: bool = True
     options: tuple[str, ...] = ()
@@ -135,15 +137,15 @@ class OutputType:
             raise UsageError(f"--output type={kind} cannot push",
                              hint="use type=image,push=true or type=registry")
         compression, force = _compression(fields, kind, self.layers)
-        dest = fields.pop("dest", "") if self.dest else ""
-        if self.dest and not dest:
+        dest = fields.pop("dest", "") if self.dest is not None else ""
+        if self.dest is not None and not dest:
             raise UsageError(f"--output type={kind} needs dest=PATH")
         tar = _bool(fields.pop("tar", "true"), "tar") if self.tar_option else True
         own = {key: _bool(fields.pop(key), key) for key in self.options if key in fields}
         for key in sorted(fields):
             takers = [f"type={name}" for name, t in OUTPUT_TYPES.items()
                       if key in t.options or (key == "tar" and t.tar_option)
-                      or (key == "dest" and t.dest)]
+                      or (key == "dest" and t.dest is not None)]
             if takers:
                 raise UsageError(f"--output {key}= only applies to {', '.join(takers)}")
         if fields:
@@ -243,9 +245,9 @@ def _write_tar(out: Delivery, spec: OutputSpec, *, docker_manifest: bool) -> Non
 OUTPUT_TYPES: dict[str, OutputType] = {
     "oci": OutputType(_write_oci, tar_option=True),
     "docker": OutputType(_write_docker),
-    "local": OutputType(_write_local, layers=False, options=("devices", "setuid")),
-    "image": OutputType(_write_image, dest=False, push=True),
-    "registry": OutputType(_write_image, dest=False, push=True, always_push=True),
+    "local": OutputType(_write_local, dest="dir", layers=False, options=("devices", "setuid")),
+    "image": OutputType(_write_image, dest=None, push=True),
+    "registry": OutputType(_write_image, dest=None, push=True, always_push=True),
 }
 
 
