@@ -15,9 +15,17 @@ from datetime import UTC
 from distill.debian.archive import Archive
 from distill.debian.deb import DebFile
 from distill.debian.lock import Lock
+from distill.debian.relations import version
 from distill.debian.resolve import resolve
-from distill.distroless.files import add_distroless_files, write_status
-from distill.distroless.presets import EXCLUDE, NONROOT_UID, Selection, Variant
+from distill.distroless.files import (
+    CERTIFICATES_PACKAGE,
+    add_distroless_files,
+    link,
+    write_file,
+    write_status,
+)
+from distill.distroless.keystore import truststore_from_bundle
+from distill.distroless.presets import EXCLUDE, NONROOT_UID, Preset, Selection, Variant
 from distill.errors import ArchiveError
 from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
@@ -31,29 +39,51 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 DEBIAN_VERSIONS = {"bookworm": "12", "trixie": "13", "bullseye": "11"}
 
 
+JAVA_TRUSTSTORE = "etc/ssl/certs/java/cacerts"
+
+
 def lock_selection(archive: Archive, selection: Selection) -> Lock:
-    """Resolve a selection against the (verified) archive into a lock."""
+    """Resolve a selection against the (verified) archive into a lock: the preset's
+    packages exactly as listed, the others with their dependencies."""
     release = archive.release()
-    records = resolve(archive.packages(), selection.wanted, arch=archive.arch, exclude=EXCLUDE)
+    index = archive.packages()
+    exact = resolve(index, selection.exact, arch=archive.arch, with_deps=False)
+    given = {rec.name for rec in exact}
+    followed = resolve(index, selection.with_dependencies, arch=archive.arch,
+                       exclude=EXCLUDE | given | set(selection.preset.exclude))
+    chosen = {rec.name: rec for rec in [*exact, *followed]}
+    records = sorted(chosen.values(), key=lambda r: r.name)
     return Lock(mirror=archive.mirror, suite=archive.suite, arch=archive.arch,
                 release_date=release.date, date_epoch=release.date_epoch,
                 packages=tuple(records))
 
 
-def runtime_config(variant: Variant, debug_path: bool) -> RuntimeConfig:
-    env = [DEFAULT_PATH + (":/busybox" if debug_path else ""),
-           "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"]
+def runtime_config(variant: Variant, preset: Preset, lock: Lock) -> RuntimeConfig:
+    """Google's config for the preset and variant: PATH (with /busybox in :debug),
+    SSL_CERT_FILE, the preset's variables; user 0 or 65532; the preset's entrypoint,
+    else /busybox/sh in :debug."""
+    env = [DEFAULT_PATH + (":/busybox" if variant.debug else ""),
+           "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt", *preset.env]
+    if preset.version_env is not None:
+        name, package = preset.version_env
+        versions = {rec.name: rec.version for rec in lock.packages}
+        if package in versions:
+            # 17.0.18+8-1~deb12u1 -> 17.0.18, as Google's JAVA_VERSION
+            upstream = version(versions[package]).upstream_version or ""
+            env.append(f"{name}={upstream.partition('+')[0]}")
+    entrypoint = preset.entrypoint or (("/busybox/sh",) if variant.debug else None)
     return RuntimeConfig(
         env=tuple(env),
-        user=str(NONROOT_UID) if variant.nonroot else "",
-        working_dir="/home/nonroot" if variant.nonroot else "",
-        entrypoint=("/busybox/sh",) if variant.debug else None,
+        user=str(NONROOT_UID) if variant.nonroot else "0",
+        working_dir="/home/nonroot" if variant.nonroot else "/",
+        entrypoint=entrypoint,
     )
 
 
-def assemble(store: Store, archive: Archive, lock: Lock, variant: Variant,
+def assemble(store: Store, archive: Archive, lock: Lock, selection: Selection,
              log: Callable[[str], None] = lambda s: None) -> Image:
     """Fetch (and verify) every locked package and assemble the image."""
+    variant, preset = selection.variant, selection.preset
     debs = []
     for rec in lock.packages:
         log(f"fetch {rec.name} {rec.version}")
@@ -61,26 +91,35 @@ def assemble(store: Store, archive: Archive, lock: Lock, variant: Variant,
     suite = lock.suite.split("-")[0]
     with store.blobs.temp_dir("distroless-") as tmp:
         root = tmp / "rootfs"
-        root.mkdir()
-        os.chmod(root, 0o755)
+        certificates = tmp / "certificates"   # ca-certificates, unpacked aside
+        for directory in (root, certificates):
+            directory.mkdir()
+            os.chmod(directory, 0o755)
         for rec, path in debs:
             with DebFile(path) as deb:
+                into = certificates if rec.name == CERTIFICATES_PACKAGE else root
                 try:
-                    extract_layer(deb.data_tar(), root)
+                    extract_layer(deb.data_tar(), into)
                 except Exception as e:
                     if isinstance(e, ArchiveError):
                         raise
                     raise ArchiveError(f"{rec.name} {rec.version}: cannot unpack: {e}") from e
                 write_status(root, rec.name, deb.control(), deb.control_member("md5sums"))
-        add_distroless_files(root, version_id=DEBIAN_VERSIONS.get(suite, suite),
-                             codename=suite, debug=variant.debug)
+        bundle = add_distroless_files(root, version_id=DEBIAN_VERSIONS.get(suite, suite),
+                                      codename=suite, debug=variant.debug,
+                                      certificates=certificates)
+        for name, target in preset.links:
+            link(root, name.format(arch=lock.arch), target.format(arch=lock.arch))
+        if preset.java_keystore:
+            write_file(root, JAVA_TRUSTSTORE,
+                       truststore_from_bundle(bundle or b"", created_ms=lock.date_epoch * 1000))
         digest, size, diff_id, usize = store.blobs.write_gzip_layer(
             lambda out: write_layer_from_upper(root, out, mtime_clamp=lock.date_epoch))
     layer = Layer(Descriptor(mt.OCI_LAYER_GZIP, digest, size), diff_id, usize)
     store.record_layer(digest, LayerFacts(diff_id, usize))
     names = " ".join(rec.name for rec in lock.packages)
     config = ImageConfig(platform=Platform("linux", lock.arch),
-                         config=runtime_config(variant, variant.debug))
+                         config=runtime_config(variant, preset, lock))
     image = Image(config).append_layer(layer, f"distill base: {names}")
     return image.with_created(_rfc3339(lock.date_epoch))
 
