@@ -1,4 +1,5 @@
-"""Instructions that change only the image config (and WORKDIR's directory), plus ARG."""
+"""Instructions that change only the image config, plus ARG, and WORKDIR (which also
+makes its directory, as a layer)."""
 
 from __future__ import annotations
 

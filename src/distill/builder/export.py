@@ -26,7 +26,7 @@ from distill.builder.localout import export_rootfs
 from distill.builder.rootfs import RootfsManager
 from distill.errors import ImageError, UsageError
 from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
-from distill.formats.stored import save
+from distill.formats.stored import save, tag_in_store
 from distill.image.image import Image
 from distill.oci.reference import normalize_name
 from distill.store.blobs import Compression
@@ -262,9 +262,3 @@ def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...],
         return OUTPUT_TYPES[spec.type].write(out, spec)
     except OSError as e:
         raise ImageError(f"cannot write --output dest={spec.dest}: {e.strerror or e}") from None
-
-
-def tag_in_store(store: Store, image: Image, names: tuple[str, ...]) -> None:
-    desc = save(store, image)
-    for name in names:
-        store.names.tag(normalize_name(name), desc)

@@ -29,6 +29,7 @@ from distill.errors import DistillError, UsageError
 from distill.formats.oci_layout import Tagged, write_layout_tar
 from distill.formats.stored import save
 from distill.image.image import Image
+from distill.store.names import atomic_write
 from distill.store.store import Store
 
 #: Seconds to wait for Docker's engine to answer ``docker version``.
@@ -47,20 +48,6 @@ def metadata(image: Image, names: tuple[str, ...]) -> dict[str, object]:
     if names:
         doc["image.name"] = ",".join(names)
     return doc
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` or what it held before, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class DockerEngine:
@@ -167,10 +154,12 @@ class BuildResults:
                 log(line)
         try:
             if self.iidfile is not None:
-                write_atomic(self.iidfile, str(image.config_descriptor().digest).encode())
+                self.iidfile.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.iidfile, str(image.config_descriptor().digest).encode())
             if self.metadata_file is not None:
                 doc = json.dumps(metadata(image, names), indent=2, sort_keys=True)
-                write_atomic(self.metadata_file, doc.encode())
+                self.metadata_file.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.metadata_file, doc.encode())
         except OSError as e:
             raise DistillError(f"cannot write {e.filename or 'the result file'}: "
                                f"{e.strerror or e}") from None

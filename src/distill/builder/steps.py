@@ -1,5 +1,6 @@
-"""One handler per instruction (a table lookup); RUN lives here, the others in
-configsteps, copystep and triggers. Each takes the stage state and returns a new one."""
+"""One handler per instruction (a table lookup, :data:`HANDLERS`); RUN lives here, the
+others in configsteps and copystep (what a child stage runs of its parent's ONBUILD:
+triggers). Each takes the stage state and returns a new one."""
 
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from distill.builder.export import OutputSpec, export, tag_in_store
+from distill.builder.export import OutputSpec, export
 from distill.errors import UsageError
 from distill.formats.rootfs import import_rootfs
+from distill.formats.stored import tag_in_store
 from distill.image.image import Image
 from distill.oci.platform import Platform
 from distill.oci.reference import familiar_name, normalize_name
@@ -100,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
             lock = lock_selection(archive, selection)
         if args.write_lock:
             Path(args.write_lock).write_text(lock.to_json())
-        image = assemble(store, archive, lock, selection.variant, log)
+        image = assemble(store, archive, lock, selection, log)
     return _finish(store, image, args, names, output)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from distill.builder import memo
 from distill.builder.context import DOCKERFILE, BuildContext, read_dockerfile
-from distill.builder.export import OutputSpec, export, tag_in_store
+from distill.builder.export import OutputSpec, export
 from distill.builder.results import BuildResults
 from distill.builder.scheduler import Builder
 from distill.builder.secrets import SecretStore, parse_ssh_specs
@@ -23,7 +23,7 @@ from distill.cli.render import printable, size_table, stderr_console
 from distill.dockerfile.parser import parse
 from distill.dockerfile.typed import build_dockerfile
 from distill.errors import UsageError
-from distill.formats.stored import with_known_sizes
+from distill.formats.stored import tag_in_store, with_known_sizes
 from distill.oci.platform import Platform
 from distill.oci.reference import normalize_name
 from distill.plan.plan import SOURCE_DATE_EPOCH as SDE
@@ -63,16 +63,6 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
             value = os.environ.get(key, "")  # --build-arg NAME takes the caller's env, as docker
         out[key] = value
     return out
-
-
-def target_platform(value: str | None) -> Platform | None:
-    """--platform: one platform (buildx's list of several is not supported yet)."""
-    if not value:
-        return None
-    if "," in value:
-        raise UsageError(f"--platform {value}: building for several platforms at once is not "
-                         "supported", hint="build once per platform")
-    return Platform.parse(value)
 
 
 def source_date_epoch(plan: BuildPlan) -> int | None:
@@ -171,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     df = build_dockerfile(parse(text, str(dockerfile)))
     plan = make_plan(df, target=args.target, build_args=build_args,
                      named_contexts=frozenset(k.lower() for k in named),
-                     platform=target_platform(args.platform))
+                     platform=Platform.from_flag(args.platform))
     sde = source_date_epoch(plan)
     if args.cache_from or args.cache_to:
         from distill.builder.cache_exchange import CacheSpec, export_cache, import_caches

@@ -6,9 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.builder.export import tag_in_store
-from distill.formats.rootfs import import_rootfs
-from distill.formats.stored import load
+from distill.formats.stored import load, tag_in_store
 from distill.oci.reference import familiar_name, normalize_name
 from distill.report.sizes import human
 from distill.store.gc import prune
@@ -61,6 +59,8 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from distill.formats.rootfs import import_rootfs  # loads the sandbox's tar reader
+
     name = normalize_name(args.name)
     store = Store()
     image = import_rootfs(store, Path(args.tarball))

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from distill.builder.export import tag_in_store
 from distill.cli.render import stderr_console
 from distill.errors import UsageError
 from distill.formats.image_archive import load_archive
+from distill.formats.stored import tag_in_store
 from distill.oci.reference import normalize_reference
 from distill.store.store import Store
 

@@ -6,7 +6,6 @@ import argparse
 import getpass
 import sys
 
-from distill.cli.build import target_platform
 from distill.errors import UsageError
 from distill.oci.platform import Platform
 from distill.oci.reference import normalize_reference
@@ -47,7 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 def run_pull(args: argparse.Namespace) -> int:
     ref = normalize_reference(args.ref).with_default_tag()
-    platform = target_platform(args.platform) or Platform.host()
+    platform = Platform.from_flag(args.platform) or Platform.host()
     store = Store()
     log = (lambda line: None) if args.quiet else (
         lambda line: print(line, file=sys.stderr, flush=True))

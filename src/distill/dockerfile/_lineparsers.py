@@ -220,6 +220,9 @@ def parse_words(rest: str, escape: str = "\\") -> list[str]:
             word.append(ch)
             pos += 1
             continue
+        # In a quote: the same escape rule as in a word above, except that the quote
+        # ends at the last character; kept as two branches as BuildKit's parseWords has
+        # them, so the two stay comparable line by line.
         if ch == quote:
             in_quote, in_word = False, True
         elif ch == escape and quote != "'":

@@ -136,7 +136,7 @@ class Readable(Protocol):
 
 
 class Source(Protocol):
-    """Where a layout's files come from: a directory, or a tar read by formats/archive."""
+    """Where a layout's files come from: a directory, or a tar read by formats/image_archive."""
 
     def read_json(self, rel: str, what: str) -> bytes | None:
         """The small file ``rel`` (at most MAX_JSON_BYTES), or None when there is none."""

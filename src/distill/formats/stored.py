@@ -8,6 +8,7 @@ from distill.oci import mediatypes as mt
 from distill.oci.config import ImageConfig
 from distill.oci.descriptor import Descriptor, load_json
 from distill.oci.digest import Digest
+from distill.oci.reference import normalize_name
 from distill.store.store import LayerFacts, Store
 
 
@@ -77,3 +78,10 @@ def with_known_sizes(store: Store, image: Image) -> Image:
                 layer = Layer(layer.blob, layer.diff_id, facts.uncompressed_size)
         layers.append(layer)
     return Image(image.config, tuple(layers))
+
+
+def tag_in_store(store: Store, image: Image, names: tuple[str, ...]) -> None:
+    """Save ``image`` and tag it with each of ``names``."""
+    desc = save(store, image)
+    for name in names:
+        store.names.tag(normalize_name(name), desc)

@@ -22,7 +22,8 @@ What BuildKit does, and what this package reproduces:
 Paths are '/'-separated and relative to the context root. Bad patterns raise
 :class:`~distill.errors.ContextError` with Go's text, ``syntax error in pattern``.
 
-The package is pure: it imports only :mod:`distill.errors`.
+The package is pure: it imports only the leaves :mod:`distill.errors`, :mod:`distill.confine`
+and :mod:`distill.gopath`.
 """
 
 from __future__ import annotations

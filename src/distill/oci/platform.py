@@ -43,6 +43,17 @@ class Platform:
                    variant=str(d.get("variant", "")))
 
     @classmethod
+    def from_flag(cls, value: str | None) -> Platform | None:
+        """``--platform``: one platform, or None when not given (buildx's list of several
+        is not supported yet)."""
+        if not value:
+            return None
+        if "," in value:
+            raise UsageError(f"--platform {value}: building for several platforms at once is "
+                             "not supported", hint="build once per platform")
+        return cls.parse(value)
+
+    @classmethod
     def parse(cls, text: str) -> Platform:
         """``linux/arm64/v8``, ``linux/amd64``, or ``arm64`` (Linux assumed), as
         ``--platform`` takes it; names normalised as containerd does (x86_64 is amd64)."""

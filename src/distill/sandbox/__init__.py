@@ -1,4 +1,5 @@
-"""The only part of distill that makes mount syscalls or runs processes.
+"""The only part of distill that makes mount syscalls, and the only one that runs what a
+Dockerfile or a base image brings.
 
 * :mod:`~distill.sandbox.namespace`: a private mount namespace for the process.
 * :mod:`~distill.sandbox.overlay`: overlayfs root filesystems over snapshots.

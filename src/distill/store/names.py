@@ -81,6 +81,7 @@ class NameIndex:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` (mode 0644, on disk) or what it held before, never a part."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
