@@ -38,7 +38,7 @@ from distill.builder.contenthash import ContentHashes
 from distill.builder.context import BuildContext
 from distill.builder.secrets import AgentRelay, SecretStore, owned_private_dir
 from distill.confine import open_dir_in_root, resolve_in_root
-from distill.dockerfile.mounts import Mount, ssh_target
+from distill.dockerfile.mounts import MOUNT_TYPES, Mount, ssh_target
 from distill.errors import ContextError, DockerfileError
 from distill.gopath import clean
 from distill.ignore import walk_context
@@ -392,8 +392,8 @@ def mounts_record(mounts: Sequence[Mount], workdir: str = "/") -> list[object]:
     never its value), with the mount point resolved against the working directory."""
     out: list[object] = []
     for m in mounts:
-        target = m.resolved_target(workdir) if m.target or m.type in (
-            "bind", "cache", "tmpfs") else m.target      # "" is the workdir for these
+        target = m.resolved_target(workdir) if m.target or MOUNT_TYPES[m.type].mount_point \
+            else m.target      # "" is the workdir for mount points
         out.append({**{f.name: getattr(m, f.name) for f in fields(m)}, "target": target})
     return out
 

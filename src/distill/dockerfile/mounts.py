@@ -33,7 +33,37 @@ from distill.dockerfile.kernel import check_id, check_path
 from distill.errors import DockerfileError
 from distill.gopath import clean
 
-MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
+
+@dataclass(frozen=True)
+class MountRules:
+    """What one ``--mount`` type takes, as BuildKit checks it.
+
+    ``readonly``: the default when neither ``ro`` nor ``rw`` is given;
+    ``mount_point``: the target is a directory mounted over ("" means the working
+    directory, "/" is refused), not a file or a socket that has a default place;
+    ``required``, ``size``, ``owner`` (mode/uid/gid), ``sharing``: the keys it takes
+    besides the common ones; ``source_path``: ``source`` is a path (checked as one).
+    """
+
+    readonly: bool
+    mount_point: bool = False
+    required: bool = False
+    size: bool = False
+    owner: bool = False
+    sharing: bool = False
+    source_path: bool = False
+
+
+#: Every ``--mount`` type. A new one is a row here and an entry of the builder's
+#: ``runmounts.MOUNT_KINDS``.
+MOUNT_TYPES: dict[str, MountRules] = {
+    "bind": MountRules(readonly=True, mount_point=True, source_path=True),
+    "cache": MountRules(readonly=False, mount_point=True, owner=True, sharing=True,
+                        source_path=True),
+    "tmpfs": MountRules(readonly=False, mount_point=True, size=True),
+    "secret": MountRules(readonly=True, required=True, owner=True),
+    "ssh": MountRules(readonly=True, required=True, owner=True),
+}
 SHARING_MODES = ("shared", "private", "locked")
 NETWORK_MODES = ("default", "none", "host")
 
@@ -73,7 +103,7 @@ class Mount:
         if not posixpath.isabs(clean(target)):
             target = posixpath.join("/", workdir, target)
         target = clean(target)
-        if target == "/" and self.type in ("bind", "cache", "tmpfs"):
+        if target == "/" and MOUNT_TYPES[self.type].mount_point:
             raise DockerfileError(f"invalid mount target {_q(target)}")
         return target
 
@@ -133,7 +163,7 @@ def parse_mount(value: str, expand: Callable[[str], str]) -> Mount:
             if key in ("readonly", "ro", "readwrite", "rw"):
                 m["readonly"] = key in ("readonly", "ro")
                 ro_auto = False
-            elif key == "required" and kind in ("secret", "ssh"):
+            elif key == "required" and MOUNT_TYPES[str(kind)].required:
                 m["required"] = True
             elif key == "required":
                 raise DockerfileError(f"unexpected key '{key}' for mount type '{kind}'")
@@ -143,7 +173,7 @@ def parse_mount(value: str, expand: Callable[[str], str]) -> Mount:
         val = expand(raw)
         if key == "type":
             if val.lower() not in MOUNT_TYPES:
-                raise _suggest(f"unsupported mount type {_q(val)}", val, MOUNT_TYPES)
+                raise _suggest(f"unsupported mount type {_q(val)}", val, list(MOUNT_TYPES))
             m["type"] = val.lower()
         elif key == "from":
             m["from_"] = val
@@ -156,11 +186,11 @@ def parse_mount(value: str, expand: Callable[[str], str]) -> Mount:
             m["readonly"] = flag if key in ("readonly", "ro") else not flag
             ro_auto = False
         elif key == "required":
-            if kind not in ("secret", "ssh"):
+            if not MOUNT_TYPES[str(kind)].required:
                 raise DockerfileError(f"unexpected key '{key}' for mount type '{kind}'")
             m["required"] = _parse_bool(key, val)
         elif key == "size":
-            if kind != "tmpfs":
+            if not MOUNT_TYPES[str(kind)].size:
                 raise DockerfileError(f"unexpected key '{key}' for mount type '{kind}'")
             m["size"] = ram_in_bytes(val, key)
         elif key == "id":
@@ -182,15 +212,16 @@ def parse_mount(value: str, expand: Callable[[str], str]) -> Mount:
 
 def _validate(m: dict[str, object], ro_auto: bool) -> Mount:
     kind = str(m["type"])
-    if kind not in ("secret", "ssh", "cache"):
+    rules = MOUNT_TYPES[kind]
+    if not rules.owner:
         for key in ("mode", "uid", "gid"):
             if m.get(key) is not None:
                 raise DockerfileError(f"{key} not allowed for {_q(kind)} type mounts")
     if ro_auto:
-        m["readonly"] = kind not in ("cache", "tmpfs")
+        m["readonly"] = rules.readonly
     source, target, ident = str(m.get("source", "")), str(m.get("target", "")), str(m.get("id", ""))
     check_path(target, "mount target")   # paths on their way to mount(2)
-    if kind in ("bind", "cache"):        # (a secret's source is its id)
+    if rules.source_path:                # (a secret's source is its id)
         check_path(source, "mount source")
     if kind == "secret":
         if m.get("from_"):
@@ -201,7 +232,7 @@ def _validate(m: dict[str, object], ro_auto: bool) -> Mount:
             raise DockerfileError("invalid secret mount. one of source, target required")
         if source and ident:
             raise DockerfileError("both source and id can't be set")
-    if m.get("sharing") and kind != "cache":
+    if m.get("sharing") and not rules.sharing:
         raise DockerfileError(f"invalid cache sharing set for {kind} mount")
     if kind == "cache":
         m.setdefault("sharing", "shared")
@@ -215,7 +246,7 @@ def _validate(m: dict[str, object], ro_auto: bool) -> Mount:
             raise DockerfileError("ssh does not support source")
         m["id"] = ident or "default"
     mount = Mount(**m)  # type: ignore[arg-type]
-    if kind in ("bind", "cache", "tmpfs") and target.startswith("/"):
+    if rules.mount_point and target.startswith("/"):
         mount.resolved_target()  # an absolute "/" is wrong whatever the workdir
     return mount
 
