@@ -297,21 +297,28 @@ def debian_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-def _venv_context(venv: Path, dest: Path, base: str, cmd: str) -> Path:
+def _venv_context(venv: Path, dest: Path, base: str, cmd: str,
+                  interpreter: str = "/usr/bin/python3") -> Path:
+    """A context whose venv's python is ``interpreter``: /usr/bin/python3 from
+    `python3 -m venv`, /usr/bin/python from `python -m venv` with python-is-python3."""
     dest.mkdir()
     subprocess.run(["cp", "-a", str(venv), str(dest / "venv")], check=True)
+    link = dest / "venv/bin/python3"
+    link.unlink()
+    link.symlink_to(interpreter)
     (dest / "Dockerfile").write_text(f"FROM {base}\nCOPY venv /venv\n"
                                      f"ENTRYPOINT [\"/venv/bin/python\", \"-c\", {json.dumps(cmd)}]\n")
     return dest
 
 
+@pytest.mark.parametrize("interpreter", ["/usr/bin/python", "/usr/bin/python3"])
 def test_python3_runs_a_virtualenv_from_a_debian_stage(
         distill: RunDistill, docker: Docker, distroless_python3: str, debian_venv: Path,
-        tmp_path: Path) -> None:
-    """Regression: no /usr/bin/python3 -> python3.11 link (nor /usr/bin/python), so a
-    virtualenv made on Debian could not start."""
+        tmp_path: Path, interpreter: str) -> None:
+    """Regression: no /usr/bin/python link, so a virtualenv made on Debian by
+    `python -m venv` could not start."""
     ctx = _venv_context(debian_venv, tmp_path / "venv-app", distroless_python3,
-                        "import sys; print(sys.prefix, sys.executable)")
+                        "import sys; print(sys.prefix, sys.executable)", interpreter)
     proc = _build_and_run(distill, docker, ctx, "parity/venv:1")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "/venv /venv/bin/python\n"
