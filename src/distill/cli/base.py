@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="PRESET is static, base, cc or python3 (optionally :nonroot, :debug, "
                     ":debug-nonroot), assembled from verified .deb files without running "
                     "anything; or debian, a full Debian made with mmdebstrap where apt works.")
-    p.add_argument("preset", nargs="?", help="static|base|cc|python3[:VARIANT] or debian")
+    p.add_argument("preset", nargs="?", help="static|base|cc|python3|nodejs|java17[:VARIANT] or debian")
     p.add_argument("--package", action="append", default=[], metavar="P",
                    help="packages to install (with their dependencies); repeatable")
     p.add_argument("-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
