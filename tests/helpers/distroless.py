@@ -3,9 +3,12 @@ to an OCI layout, validated, inspected by skopeo and unpacked by umoci."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from distill.debian.lock import Lock
 from tests.conftest import RunDistill
@@ -66,3 +69,14 @@ def build_unpacked(distill: RunDistill, preset: str, workdir: Path) -> Built:
                  Lock.from_json(lock_file.read_text()))
 
 
+def unpacker(distill: RunDistill, tmp_path_factory: pytest.TempPathFactory,
+             name: str) -> Callable[[str], Built]:
+    """PRESET[:VARIANT] -> its Built, each built and unpacked once (for a module fixture)."""
+    root = tmp_path_factory.mktemp(name)
+    done: dict[str, Built] = {}
+
+    def get(preset: str) -> Built:
+        if preset not in done:
+            done[preset] = build_unpacked(distill, preset, root / preset.replace(":", "-"))
+        return done[preset]
+    return get

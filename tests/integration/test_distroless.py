@@ -21,7 +21,7 @@ import pytest
 from distill.debian.lock import Lock
 from distill.oci.reference import normalize_name
 from tests.conftest import RunDistill
-from tests.helpers.distroless import Built, build_unpacked, printed_digest
+from tests.helpers.distroless import Built, printed_digest, unpacker
 from tests.helpers.mirror import (
     INRELEASE,
     PACKAGES_XZ,
@@ -53,15 +53,7 @@ FORBIDDEN_NAMES = re.compile(r"(sh|bash|dash|rbash|busybox|dpkg(-.*)?|apt(-.*)?|
 @pytest.fixture(scope="module")
 def unpacked(distill: RunDistill,
              tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Built]:
-    """PRESET -> its Built (each preset built once per module)."""
-    root = tmp_path_factory.mktemp("distroless")
-    done: dict[str, Built] = {}
-
-    def get(preset: str) -> Built:
-        if preset not in done:
-            done[preset] = build_unpacked(distill, preset, root / preset.replace(":", "-"))
-        return done[preset]
-    return get
+    return unpacker(distill, tmp_path_factory, "distroless")
 
 
 STATIC_VARIANTS = ["static", "static:nonroot", "static:debug"]

@@ -24,7 +24,7 @@ import pytest
 from distill.debian.lock import Lock
 from distill.oci.reference import normalize_name
 from tests.conftest import REPO, RunDistill
-from tests.helpers.distroless import Built, build_unpacked
+from tests.helpers.distroless import Built, unpacker
 from tests.helpers.dockerd import Docker, private_dockerd
 from tests.helpers.readback import skopeo_inspect
 from tests.helpers.unpacked import entries, is_elf, resolve_in
@@ -52,15 +52,7 @@ def test_the_facts_cover_every_preset() -> None:
 @pytest.fixture(scope="module")
 def unpacked(distill: RunDistill,
              tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Built]:
-    """PRESET[:VARIANT] -> its Built, each built and unpacked once per module."""
-    root = tmp_path_factory.mktemp("parity")
-    done: dict[str, Built] = {}
-
-    def get(ref: str) -> Built:
-        if ref not in done:
-            done[ref] = build_unpacked(distill, ref, root / ref.replace(":", "-"))
-        return done[ref]
-    return get
+    return unpacker(distill, tmp_path_factory, "parity")
 
 
 @pytest.fixture(scope="module")
