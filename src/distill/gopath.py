@@ -1,4 +1,5 @@
-"""Go's ``path.Clean``, which BuildKit and moby/patternmatcher apply to paths and patterns."""
+"""Go's ``path.Clean`` and ``path.Base``, which BuildKit and moby/patternmatcher apply to
+paths and patterns."""
 
 from __future__ import annotations
 
@@ -21,3 +22,13 @@ def clean(path: str) -> str:
         out.append(part)
     joined = "/".join(out)
     return "/" + joined if rooted else (joined or ".")
+
+
+def basename(path: str) -> str:
+    """Go's ``path.Base``."""
+    if not path:
+        return "."
+    path = path.rstrip("/")
+    if not path:
+        return "/"
+    return path.rsplit("/", 1)[-1]

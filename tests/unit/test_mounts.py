@@ -11,7 +11,6 @@ import pytest
 from distill.builder.secrets import MAX_SECRET_SIZE, SecretStore, parse_ssh_specs
 from distill.dockerfile.mounts import (
     Mount,
-    base,
     clean,
     csv_fields,
     mount_from,
@@ -22,6 +21,7 @@ from distill.dockerfile.mounts import (
     suggestion,
 )
 from distill.errors import DockerfileError, ShellExpansionError, UsageError
+from distill.gopath import basename
 
 
 def same(word: str) -> str:
@@ -221,7 +221,7 @@ def test_network() -> None:
 def test_helpers() -> None:
     assert [clean(p) for p in ("", "a/../..", "//a//b/", "/../x", "./")] == [
         ".", "..", "/a/b", "/x", "."]
-    assert [base(p) for p in ("", "/", "a/b/", "c")] == [".", "/", "b", "c"]
+    assert [basename(p) for p in ("", "/", "a/b/", "c")] == [".", "/", "b", "c"]
     assert ram_in_bytes("3") == 3 and ram_in_bytes("1t") == 1 << 40
     assert suggestion("bind", ["bind"]) is None
     assert suggestion("cahce", ["bind", "cache"]) == "cache"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from distill.dockerfile.kernel import check_id, check_path
 from distill.errors import DockerfileError
-from distill.gopath import clean
+from distill.gopath import basename, clean
 
 
 @dataclass(frozen=True)
@@ -112,16 +112,6 @@ def ssh_target(mount: Mount, index: int) -> str:
     """Where an ssh mount's socket goes: its target, else ``/run/buildkit/ssh_agent.<index>``
     (``index`` counts the RUN's ssh mounts from 0)."""
     return mount.target or f"/run/buildkit/ssh_agent.{index}"
-
-
-def base(path: str) -> str:
-    """Go's ``path.Base``."""
-    if not path:
-        return "."
-    path = path.rstrip("/")
-    if not path:
-        return "/"
-    return path.rsplit("/", 1)[-1]
 
 
 def parse_network(value: str) -> str:
@@ -238,9 +228,9 @@ def _validate(m: dict[str, object], ro_auto: bool) -> Mount:
         m.setdefault("sharing", "shared")
         m["id"] = ident or clean(target)
     elif kind == "secret":
-        m["id"] = source or ident or base(target)
+        m["id"] = source or ident or basename(target)
         if m.get("env") is None and not target:
-            m["target"] = "/run/secrets/" + base(str(m["id"]))
+            m["target"] = "/run/secrets/" + basename(str(m["id"]))
     elif kind == "ssh":
         if source:
             raise DockerfileError("ssh does not support source")
