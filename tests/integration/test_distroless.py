@@ -382,3 +382,19 @@ def test_verified_cache_outlasts_a_later_tampered_deb(distill: RunDistill, mirro
                     root=store)
     assert (printed_digest(again.stdout, "local/base:latest")
             == printed_digest(first.stdout, "local/base:latest"))
+
+
+def test_shell_form_run_on_a_base_without_a_shell_says_why(
+        distill: RunDistill, distroless_static: str, tmp_path: Path) -> None:
+    """A RUN in shell form on a distroless base (no /bin/sh, as in Google's images) fails
+    with exit code 127; the error says the image has no shell and what to write instead
+    (it said only "exit code: 127" after bwrap's "execvp /bin/sh")."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {distroless_static}\nRUN echo hello\n")
+    proc = distill("build", str(ctx), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "exit code: 127" in proc.stderr
+    assert "the image has no /bin/sh" in proc.stderr
+    assert 'SHELL ["/busybox/sh", "-c"]' in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -37,6 +37,7 @@ from distill.builder.layerstep import (
 from distill.builder.runmounts import mounts_inputs, mounts_record, prepare_mounts
 from distill.builder.state import StageState
 from distill.builder.users import home_of, resolve_user, supplementary_groups
+from distill.confine import resolve_in_root
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.kernel import check_process
 from distill.dockerfile.mounts import parse_mount
@@ -121,6 +122,20 @@ def heredoc_command(inst: ins.Run) -> tuple[list[str], tuple[str, str] | None]:
     return [data], None
 
 
+def _missing_program_hint(root: Path, argv: list[str], code: int, exec_form: bool) -> str | None:
+    """Why a RUN exited 127 when the program it names is not in the image at all: most
+    often a shell-form RUN on a base with no /bin/sh (distroless)."""
+    program = argv[0]
+    if code != 127 or not program.startswith("/") or \
+            os.path.lexists(resolve_in_root(root, program)):
+        return None
+    if exec_form:
+        return f"{program} is not in the image"
+    return (f"the image has no {program} (a distroless base has no shell): use the exec "
+            'form, RUN ["/path/to/program", "arg"], or on a :debug base '
+            'SHELL ["/busybox/sh", "-c"]')
+
+
 def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     command, script = heredoc_command(inst)
     argv = command if inst.json else [*state.shell, command[0]]
@@ -174,7 +189,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
             code = run_in_rootfs(root, spec, stdout=ctx.output, idmapped=True,
                                  group=ctx.processes)
         if code != 0:
-            raise RunError(shown, code, location=inst.location)
+            raise RunError(shown, code, location=inst.location,
+                           hint=_missing_program_hint(root, argv, code, inst.json))
 
     return layer_step(ctx, state, op, f"RUN {shown}", work, sandbox=True)
 
