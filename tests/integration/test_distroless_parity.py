@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -133,10 +134,15 @@ def test_packages(unpacked: Callable[[str], Built], preset: str, variant: str) -
         assert set(facts["packages"]) | debug <= installed
         assert "nodejs" in installed and "python3" not in installed
         return
-    # Exactly Google's list; ca-certificates is listed (as at Google's newer commits),
-    # though only its bundle and copyright are in the image.
-    assert installed == set(facts["packages"]) | {"ca-certificates"} | debug
+    # Exactly Google's list, and the packages Google takes only some files of (listed
+    # in status.d, as at Google's newer commits): ca-certificates, java17's libc-bin.
+    partial = {**COMMON["partial_packages"], **facts.get("partial_packages", {})}
+    assert installed == set(facts["packages"]) | set(partial) | debug
     assert not os.path.lexists(built.rootfs / "usr/sbin/update-ca-certificates")
+    assert not os.path.lexists(built.rootfs / "usr/sbin/ldconfig")   # libc-bin's, not taken
+    for paths in partial.values():
+        for path in paths:
+            assert resolve_in(built.rootfs, path) is not None, path
 
 
 @pytest.mark.parametrize(("preset", "variant"), _variant_refs())
@@ -188,6 +194,22 @@ def test_nonroot_shares_the_layer(configs: Callable[[str, str], tuple[dict[str, 
         a, _ = configs(preset, root_variant)
         b, _ = configs(preset, nonroot)
         assert a["rootfs"] == b["rootfs"]
+
+
+def test_java_default_charset_is_utf8(unpacked: Callable[[str], Built]) -> None:
+    """Regression: without the C.utf8 locale (Google copies it from libc-bin) Java fell
+    back to US-ASCII: non-ASCII output became '?', and such file names threw."""
+    built = unpacked("java17:latest")
+    config = built.config["config"]
+    env = [arg for item in config["Env"] for arg in ("--setenv", *item.split("=", 1))]
+    proc = subprocess.run(["bwrap", "--ro-bind", str(built.rootfs), "/", "--proc", "/proc",
+                           "--dev", "/dev", "--tmpfs", "/tmp", "--unshare-all", "--clearenv",
+                           *env, "/usr/bin/java", "-XshowSettings:properties", "-version"],
+                          check=False, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    settings = dict(re.findall(r"^\s+(\S+) = (.*)$", proc.stderr, re.MULTILINE))
+    assert settings["file.encoding"] == "UTF-8", settings.get("file.encoding")
+    assert settings["sun.jnu.encoding"] == "UTF-8", settings.get("sun.jnu.encoding")
 
 
 def test_java_trust_store_holds_the_bundle(unpacked: Callable[[str], Built]) -> None:

@@ -18,14 +18,21 @@ from distill.debian.lock import Lock
 from distill.debian.relations import version
 from distill.debian.resolve import resolve
 from distill.distroless.files import (
-    CERTIFICATES_PACKAGE,
     add_distroless_files,
+    copy_kept,
     link,
     write_file,
     write_status,
 )
 from distill.distroless.keystore import truststore_from_bundle
-from distill.distroless.presets import EXCLUDE, NONROOT_UID, Preset, Selection, Variant
+from distill.distroless.presets import (
+    CERTIFICATES_PACKAGE,
+    EXCLUDE,
+    NONROOT_UID,
+    Preset,
+    Selection,
+    Variant,
+)
 from distill.errors import ArchiveError
 from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
@@ -90,14 +97,15 @@ def assemble(store: Store, archive: Archive, lock: Lock, selection: Selection,
         debs.append((rec, archive.fetch_deb(rec)))
     suite = lock.suite.split("-")[0]
     with store.blobs.temp_dir("distroless-") as tmp:
-        root = tmp / "rootfs"
-        certificates = tmp / "certificates"   # ca-certificates, unpacked aside
-        for directory in (root, certificates):
+        root, aside = tmp / "rootfs", tmp / "aside"   # aside: packages taken in part
+        for directory in (root, aside):
             directory.mkdir()
             os.chmod(directory, 0o755)
+        partial = selection.partial
         for rec, path in debs:
+            into = aside / rec.name if rec.name in partial else root
+            into.mkdir(exist_ok=True)
             with DebFile(path) as deb:
-                into = certificates if rec.name == CERTIFICATES_PACKAGE else root
                 try:
                     extract_layer(deb.data_tar(), into)
                 except Exception as e:
@@ -105,6 +113,10 @@ def assemble(store: Store, archive: Archive, lock: Lock, selection: Selection,
                         raise
                     raise ArchiveError(f"{rec.name} {rec.version}: cannot unpack: {e}") from e
                 write_status(root, rec.name, deb.control(), deb.control_member("md5sums"))
+            if rec.name in partial:
+                copy_kept(into, root, partial[rec.name])
+        certificates = aside / CERTIFICATES_PACKAGE
+        certificates.mkdir(exist_ok=True)
         bundle = add_distroless_files(root, version_id=DEBIAN_VERSIONS.get(suite, suite),
                                       codename=suite, debug=variant.debug,
                                       certificates=certificates)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
 from pathlib import Path
 
 from distill.confine import make_dirs, resolve_in_root
@@ -50,11 +51,7 @@ NSSWITCH = (     # Google's distroless file (Debian's default one)
     "netgroup:       nis\n"
 )
 CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
-#: As in Google's images, only the bundle made from this package's certificates and its
-#: copyright go into the image (no update-ca-certificates, no loose certificates).
-CERTIFICATES_PACKAGE = "ca-certificates"
 MOZILLA_CERTS = "usr/share/ca-certificates/mozilla"
-_CERTIFICATES_COPYRIGHT = "usr/share/doc/ca-certificates/copyright"
 
 
 def write_file(root: Path, rel: str, text: str | bytes, mode: int = 0o644) -> None:
@@ -114,6 +111,29 @@ def ca_bundle(root: Path) -> bytes | None:
     return b"".join(parts)
 
 
+def copy_kept(aside: Path, root: Path, keep: tuple[str, ...]) -> None:
+    """Copy the ``keep`` paths (files, or directories with what is in them) of a package
+    unpacked in ``aside`` into ``root``: directories and regular files only."""
+    for rel in keep:
+        src = resolve_in_root(aside, "/" + rel, follow_final=False)
+        if src.is_symlink() or not src.exists():
+            continue
+        if src.is_file():
+            write_file(root, rel, src.read_bytes(), stat.S_IMODE(src.lstat().st_mode))
+            continue
+        for dirpath, dirnames, filenames in os.walk(src):
+            here = Path(dirpath)
+            sub = os.path.relpath(here, src)
+            inside = rel if sub == "." else posixpath.join(rel, sub)
+            _dir(root, inside, stat.S_IMODE(here.lstat().st_mode))
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = here / name
+                if path.is_file() and not path.is_symlink():
+                    write_file(root, f"{inside}/{name}", path.read_bytes(),
+                               stat.S_IMODE(path.lstat().st_mode))
+
+
 def add_distroless_files(root: Path, *, version_id: str, codename: str, debug: bool,
                          certificates: Path) -> bytes | None:
     """passwd, group, nsswitch.conf, os-release, the home directories, the CA bundle
@@ -131,9 +151,6 @@ def add_distroless_files(root: Path, *, version_id: str, codename: str, debug: b
     bundle = ca_bundle(certificates)
     if bundle is not None:
         write_file(root, CA_BUNDLE, bundle)
-        copyright_file = resolve_in_root(certificates, _CERTIFICATES_COPYRIGHT)
-        if copyright_file.is_file() and not copyright_file.is_symlink():
-            write_file(root, _CERTIFICATES_COPYRIGHT, copyright_file.read_bytes())
     if debug:
         add_busybox(root)
     return bundle

@@ -39,6 +39,8 @@ class Preset:
     ``version_env`` is (variable, package): the variable holds that package's
     upstream version (Google's JAVA_VERSION). ``debug_packages`` go only into
     :debug. ``java_keystore``: write /etc/ssl/certs/java/cacerts from the CA bundle.
+    ``partial``: packages of which only these paths go into the image (Google takes the
+    C.UTF-8 locale from libc-bin without installing it; see :data:`PARTIAL`).
     """
 
     packages: tuple[str, ...]
@@ -50,6 +52,13 @@ class Preset:
     links: tuple[tuple[str, str], ...] = ()
     debug_packages: tuple[str, ...] = ()
     java_keystore: bool = False
+    partial: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+#: In every preset, as in Google's images: of ca-certificates only the bundle made from
+#: its certificates (files.ca_bundle) and its copyright.
+CERTIFICATES_PACKAGE = "ca-certificates"
+PARTIAL = ((CERTIFICATES_PACKAGE, ("usr/share/doc/ca-certificates/copyright",)),)
 
 
 # Each list is Google's, in the order its build files give it (tests/data/distroless_facts.json).
@@ -64,7 +73,7 @@ _PYTHON3 = _CC + (
     "libnsl2", "libreadline8", "libtirpc3", "libffi8", "libpython3.11-minimal",
     "libpython3.11-stdlib", "python3.11-minimal",
 )
-_JAVA_BASE = _BASE_NOSSL + (
+_JAVA_BASE = _BASE_NOSSL + ("libc-bin",) + (
     "zlib1g", "libjpeg62-turbo", "liblcms2-2", "libfreetype6", "fonts-dejavu-core",
     "fontconfig-config", "libexpat1", "libfontconfig1", "libuuid1", "libbrotli1",
     "libcrypt1", "libstdc++6", "libgcc-s1", "gcc-12-base", "libpng16-16", "libharfbuzz0b",
@@ -90,7 +99,10 @@ PRESETS: dict[str, Preset] = {
         _JAVA_BASE + ("openjdk-17-jre-headless",), entrypoint=("/usr/bin/java", "-jar"),
         env=("LANG=C.UTF-8",), version_env=("JAVA_VERSION", "openjdk-17-jre-headless"),
         links=(("/usr/bin/java", _JVM + "/bin/java"),),
-        debug_packages=("openjdk-17-jdk-headless",), java_keystore=True),
+        debug_packages=("openjdk-17-jdk-headless",), java_keystore=True,
+        # Java reads its default charset from the locale: without C.UTF-8's files it
+        # falls back to US-ASCII (glibc builds in only C/POSIX).
+        partial=(("libc-bin", ("usr/lib/locale/C.utf8", "usr/share/doc/libc-bin/copyright")),)),
 }
 
 
@@ -124,6 +136,13 @@ class Selection:
         """Installed as listed."""
         debug = (BUSYBOX_PACKAGE, *self.preset.debug_packages) if self.variant.debug else ()
         return self.preset.packages + debug
+
+    @property
+    def partial(self) -> dict[str, tuple[str, ...]]:
+        """Packages of which only some paths go into the image (none the user asked for
+        by name with --package: those are installed whole)."""
+        return {name: keep for name, keep in (*PARTIAL, *self.preset.partial)
+                if name not in self.extra}
 
     @property
     def with_dependencies(self) -> tuple[str, ...]:
