@@ -398,3 +398,15 @@ def test_shell_form_run_on_a_base_without_a_shell_says_why(
     assert "the image has no /bin/sh" in proc.stderr
     assert 'SHELL ["/busybox/sh", "-c"]' in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_package_asked_for_by_name_is_installed_even_if_left_out_by_default(
+        distill: RunDistill, tmp_path: Path) -> None:
+    """Regression (outsider review): `--package openssl` failed with "openssl is both
+    wanted and excluded": the list of what distroless leaves out is for dependencies."""
+    lock = tmp_path / "lock.json"
+    distill("base", "base", "--package", "openssl", "-t", "x/base-openssl",
+            "--write-lock", str(lock), root=tmp_path / "store")
+    names = {rec.name for rec in Lock.from_json(lock.read_text()).packages}
+    assert "openssl" in names
+    assert "debconf" not in names and "perl-base" not in names   # still left out

@@ -69,6 +69,13 @@ def _mutated(change: Any) -> str:
     (lambda d: d["packages"][0]["fields"].update({"Bad Key": "x"}), "bad field name"),
     (lambda d: d["packages"][0]["fields"].update(Extra=3), "field Extra"),
     (lambda d: d["packages"].append(d["packages"][0]), "listed twice"),
+    # Regression (outsider review): suite and arch were taken as written, into
+    # /etc/os-release and the image config ("bookworm\nID=evil", "../x").
+    (lambda d: d.update(suite="bookworm\nID=evil"), "not a Debian suite name"),
+    (lambda d: d.update(suite="../../x"), "not a Debian suite name"),
+    (lambda d: d.update(arch="../x"), "not a Debian architecture"),
+    (lambda d: d.update(arch="amd64\u0000"), "not a Debian architecture"),
+    (lambda d: d.update(arch="arm64"), "packages not for arm64"),
 ])
 def test_from_json_is_strict(change: Any, message: str) -> None:
     with pytest.raises(ArchiveError, match=message):

@@ -21,9 +21,11 @@ from distill.store.store import Store
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "base", help="make a base image from Debian packages",
-        description="PRESET is static, base, cc or python3 (optionally :nonroot, :debug, "
-                    ":debug-nonroot), assembled from verified .deb files without running "
-                    "anything; or debian, a full Debian made with mmdebstrap where apt works.")
+        description="PRESET is static, base, cc, python3, nodejs or java17 (optionally "
+                    ":nonroot, :debug, :debug-nonroot), as Google's distroless images, "
+                    "assembled from verified .deb files without running anything; or debian, "
+                    "a full Debian made with mmdebstrap where apt works. With --lock, name "
+                    "the preset the lock was written for.")
     p.add_argument("preset", nargs="?", help="static|base|cc|python3|nodejs|java17[:VARIANT] or debian")
     p.add_argument("--package", action="append", default=[], metavar="P",
                    help="packages to install (with their dependencies); repeatable")

@@ -38,6 +38,10 @@ DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 _INRELEASE_LIMIT = 64 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: What a suite (bookworm, bookworm-security) and a Debian architecture may be: they
+#: become parts of URLs and of /etc/os-release.
+SUITE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")
+ARCH = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _SAFE_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~%-]*(/[A-Za-z0-9][A-Za-z0-9._+~%-]*)*")
 # Index compressions in order of preference (bookworm serves .xz and .gz).
 _INDEX_SUFFIXES = (".xz", ".gz", ".bz2", "")
@@ -52,6 +56,10 @@ class Archive:
                  client: httpx.Client | None = None, check_valid_until: bool = True) -> None:
         if not re.fullmatch(r"https?://[^\s]+", mirror):
             raise ArchiveError(f"mirror {mirror!r} is not an http(s) URL")
+        if not SUITE.fullmatch(suite):
+            raise ArchiveError(f"suite {suite!r} is not a Debian suite name")
+        if not ARCH.fullmatch(arch):
+            raise ArchiveError(f"architecture {arch!r} is not a Debian architecture name")
         self.mirror = mirror.rstrip("/")
         self.suite = suite
         self.arch = arch

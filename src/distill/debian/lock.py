@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from distill.debian.archive import Archive
+from distill.debian.archive import ARCH, SUITE, Archive
 from distill.debian.control import PackageRecord
 from distill.errors import ArchiveError
 
@@ -74,7 +74,14 @@ class Lock:
         epoch = _integer(doc["date_epoch"], "lock file: date_epoch")
         if not isinstance(doc["packages"], list):
             raise ArchiveError("lock file: packages is not a list")
+        if not SUITE.fullmatch(doc["suite"]):
+            raise ArchiveError(f"lock file: suite {doc['suite']!r} is not a Debian suite name")
+        if not ARCH.fullmatch(doc["arch"]):
+            raise ArchiveError(f"lock file: arch {doc['arch']!r} is not a Debian architecture")
         packages = tuple(_package(entry, i) for i, entry in enumerate(doc["packages"]))
+        other = [p.name for p in packages if p.architecture not in (doc["arch"], "all")]
+        if other:
+            raise ArchiveError(f"lock file: packages not for {doc['arch']}: {', '.join(other)}")
         names = [p.name for p in packages]
         if len(set(names)) != len(names):
             raise ArchiveError("lock file: a package is listed twice")

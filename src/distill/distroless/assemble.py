@@ -56,8 +56,11 @@ def lock_selection(archive: Archive, selection: Selection) -> Lock:
     index = archive.packages()
     exact = resolve(index, selection.exact, arch=archive.arch, with_deps=False)
     given = {rec.name for rec in exact}
+    # What the user names with --package is installed even if distroless leaves it out
+    # by default (openssl, dash...): EXCLUDE only stops dependencies from pulling it in.
+    asked = {spec.partition("=")[0].strip() for spec in selection.extra}
     followed = resolve(index, selection.with_dependencies, arch=archive.arch,
-                       exclude=EXCLUDE | given | set(selection.preset.exclude))
+                       exclude=(EXCLUDE | given | set(selection.preset.exclude)) - asked)
     chosen = {rec.name: rec for rec in [*exact, *followed]}
     records = sorted(chosen.values(), key=lambda r: r.name)
     return Lock(mirror=archive.mirror, suite=archive.suite, arch=archive.arch,

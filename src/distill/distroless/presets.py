@@ -159,7 +159,7 @@ def select(preset: str | None, packages: tuple[str, ...]) -> Selection:
     if preset is None:
         if not packages:
             raise UsageError("name a preset or give --package")
-        return Selection(Preset(()), tuple(packages), Variant(), "packages")
+        return Selection(Preset(()), tuple(packages), Variant(), "your --package list")
     name, _, variant = preset.partition(":")
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}",
