@@ -7,12 +7,14 @@ nothing stored — when any link of the archive's chain of trust is tampered wit
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import re
 import shutil
 import ssl
 import stat
 import subprocess
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -410,3 +412,36 @@ def test_a_package_asked_for_by_name_is_installed_even_if_left_out_by_default(
     names = {rec.name for rec in Lock.from_json(lock.read_text()).packages}
     assert "openssl" in names
     assert "debconf" not in names and "perl-base" not in names   # still left out
+
+
+def _security_versions(arch: str) -> dict[str, str]:
+    """bookworm-security's packages and versions, read here (urllib, lzma), not by distill."""
+    url = (f"http://deb.debian.org/debian-security/dists/bookworm-security/main/"
+           f"binary-{arch}/Packages.xz")
+    with urllib.request.urlopen(url, timeout=120) as resp:
+        text = lzma.decompress(resp.read()).decode()
+    versions = {}
+    for paragraph in text.split("\n\n"):
+        fields = dict(re.findall(r"^(Package|Version): (.*)$", paragraph, re.MULTILINE))
+        if "Package" in fields:
+            versions[fields["Package"]] = fields["Version"]
+    return versions
+
+
+def test_security_updates_are_in_the_image(distill: RunDistill, tmp_path: Path) -> None:
+    """Regression (outsider review): only bookworm itself was read, so a fix published in
+    bookworm-security (OpenSSL, CA certificates, tzdata) was not in the image, unlike
+    Google's images. No locked package may be older than bookworm-security's, and what
+    comes from there is fetched from debian-security."""
+    lock_file = tmp_path / "python3.lock.json"
+    distill("base", "python3", "-t", "x/python3-security", "--write-lock", str(lock_file))
+    lock = Lock.from_json(lock_file.read_text())
+    security = _security_versions(lock.arch)
+    older = [f"{rec.name} {rec.version} < {security[rec.name]}" for rec in lock.packages
+             if rec.name in security and subprocess.run(
+                 ["dpkg", "--compare-versions", security[rec.name], "gt", rec.version],
+                 check=False).returncode == 0]
+    assert not older, older
+    for name, mirror in lock.mirrors:
+        assert mirror == "http://deb.debian.org/debian-security", (name, mirror)
+        assert security[name] == next(r.version for r in lock.packages if r.name == name)

@@ -58,7 +58,7 @@ def _mutated(change: Any) -> str:
 @pytest.mark.parametrize(("change", "message"), [
     (lambda d: d.pop("suite"), "missing suite"),
     (lambda d: d.update(extra=1), "unknown extra"),
-    (lambda d: d.update(lock_version=2), "unsupported lock_version"),
+    (lambda d: d.update(lock_version=3), "unsupported lock_version"),
     (lambda d: d.update(date_epoch="1707559501"), "date_epoch"),
     (lambda d: d.update(packages={}), "packages is not a list"),
     (lambda d: d["packages"][0].update(sha256="A" * 64), "sha256 is not 64 lowercase hex"),
@@ -90,3 +90,37 @@ def test_from_json_rejects_non_json_and_duplicate_keys() -> None:
     text = LOCK.to_json().replace('"suite": "bookworm",', '"suite": "bookworm", "suite": "x",')
     with pytest.raises(ArchiveError, match="duplicate key 'suite'"):
         Lock.from_json(text)
+
+
+def test_packages_from_another_mirror_make_a_version_2_lock() -> None:
+    """A security update is fetched from debian-security: the lock says so per package,
+    and only then is it version 2 (a lock of one mirror stays as it was)."""
+    security = "http://deb.debian.org/debian-security"
+    lock = Lock(**{**LOCK.__dict__, "mirrors": (("libc6", security),)})
+    doc = json.loads(lock.to_json())
+    assert doc["lock_version"] == 2 and doc["mirrors"] == {"libc6": security}
+    again = Lock.from_json(lock.to_json())
+    assert again.to_json() == lock.to_json() and again.mirrors == lock.mirrors
+    assert again.mirror_for("libc6") == security
+    assert again.mirror_for("base-files") == LOCK.mirror
+    assert json.loads(LOCK.to_json())["lock_version"] == 1 and "mirrors" not in LOCK.to_json()
+
+
+@pytest.mark.parametrize(("mirrors", "message"), [
+    ({"curl": "http://deb.debian.org/debian-security"}, "which it does not list"),
+    ({"libc6": "file:///etc"}, "not an http"),
+    ({"libc6": 3}, "not an http"),
+    ([], "mirrors is not an object"),
+])
+def test_version_2_mirrors_are_checked(mirrors: Any, message: str) -> None:
+    doc = json.loads(LOCK.to_json())
+    doc.update(lock_version=2, mirrors=mirrors)
+    with pytest.raises(ArchiveError, match=message):
+        Lock.from_json(json.dumps(doc))
+
+
+def test_version_1_has_no_mirrors_key() -> None:
+    doc = json.loads(LOCK.to_json())
+    doc["mirrors"] = {}
+    with pytest.raises(ArchiveError, match="unknown mirrors"):
+        Lock.from_json(json.dumps(doc))

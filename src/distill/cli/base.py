@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--suite", default="bookworm")
     p.add_argument("--arch", default=Platform.host().architecture)
     p.add_argument("--mirror", default=DEFAULT_MIRROR)
+    p.add_argument("--no-updates", dest="updates", action="store_false",
+                   help="read only --suite, not also its -updates and -security suites "
+                        "(which are read with Debian's own mirror and a stable codename)")
     p.add_argument("--lock", metavar="FILE", help="build exactly what this lock file pins")
     p.add_argument("--write-lock", metavar="FILE", help="write the resolved package set here")
     p.add_argument("-o", "--output", metavar="SPEC", help="as for distill build")
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from distill.debian.archive import Archive
     from distill.debian.lock import Lock
+    from distill.debian.sources import Sources, default_suites
     from distill.distroless.assemble import assemble, lock_selection
     from distill.distroless.presets import select
 
@@ -98,10 +102,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"# {line}", file=sys.stderr, flush=True)
 
     # The store keeps verified .deb files and indexes, content-addressed, under debs/, indexes/.
-    with Archive(mirror, suite, arch, cache_dir=store.root) as archive:
+    # A lock pins every package's sha256: its release's archive is enough to fetch them.
+    suites = [(mirror, suite)] if lock is not None or not args.updates else \
+        default_suites(mirror, suite)
+    with Sources([Archive(m, s, arch, cache_dir=store.root) for m, s in suites]) as sources:
         if lock is None:
-            lock = lock_selection(archive, selection)
+            lock = lock_selection(sources, selection)
         if args.write_lock:
             Path(args.write_lock).write_text(lock.to_json())
-        image = assemble(store, archive, lock, selection, log)
+        image = assemble(store, sources.primary, lock, selection, log)
     return _finish(store, image, args, names, output)

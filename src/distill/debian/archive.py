@@ -31,9 +31,12 @@ from distill.debian.download import (
 from distill.errors import ArchiveError, VerificationError
 from distill.sandbox.gpg import verify_clearsigned
 
-__all__ = ["DEFAULT_KEYRING", "DEFAULT_MIRROR", "Archive", "PackageRecord", "Release"]
+__all__ = ["DEFAULT_KEYRING", "DEFAULT_MIRROR", "SECURITY_MIRROR", "Archive", "PackageRecord",
+           "Release"]
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+#: Where Debian's security updates for a stable release are (suite CODENAME-security).
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 _INRELEASE_LIMIT = 64 << 20
@@ -127,7 +130,9 @@ class Archive:
             raise ArchiveError(f"{url}: no architecture {self.arch!r} "
                                f"(has {', '.join(release.architectures)})")
         for component in self.components:
-            if release.components and component not in release.components:
+            # debian-security names its components updates/main, ... (apt reads main)
+            if release.components and component not in release.components and \
+                    f"updates/{component}" not in release.components:
                 raise ArchiveError(f"{url}: no component {component!r} "
                                    f"(has {', '.join(release.components)})")
 
@@ -173,8 +178,12 @@ class Archive:
         raise ArchiveError(f"{base}: no Packages index for {directory} could be downloaded "
                            f"(tried {', '.join(tried)})")
 
-    def fetch_deb(self, rec: PackageRecord) -> Path:
-        """The .deb of ``rec`` in the cache (content-addressed), verified; downloads if needed."""
+    def fetch_deb(self, rec: PackageRecord, mirror: str | None = None) -> Path:
+        """The .deb of ``rec`` in the cache (content-addressed), verified; downloads if needed
+        (from ``mirror``, when the record came from another archive of the same lock: the
+        sha256 it must have was read from that archive's signed index)."""
+        if mirror is not None and not re.fullmatch(r"https?://[^\s]+", mirror):
+            raise ArchiveError(f"mirror {mirror!r} is not an http(s) URL")
         if not _HEX64.fullmatch(rec.sha256):
             raise ArchiveError(f"{rec.name}: SHA256 {rec.sha256!r} is not a sha256")
         if not _SAFE_PATH.fullmatch(rec.filename) or ".." in rec.filename.split("/"):
@@ -183,7 +192,7 @@ class Archive:
         if file_matches(dest, rec.sha256, rec.size):
             return dest
         dest.unlink(missing_ok=True)  # a damaged cache entry is replaced, never used
-        url = f"{self.mirror}/{rec.filename}"
+        url = f"{(mirror or self.mirror).rstrip('/')}/{rec.filename}"
         try:
             return download_verified(self._client, [url], dest, sha256=rec.sha256,
                                      size=rec.size, what=f"{rec.name} {rec.version}")

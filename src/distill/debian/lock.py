@@ -18,8 +18,12 @@ from distill.debian.archive import ARCH, SUITE, Archive
 from distill.debian.control import PackageRecord
 from distill.errors import ArchiveError
 
-LOCK_VERSION = 1
+#: 1: every package from ``mirror``; 2: also ``mirrors``, the packages fetched from
+#: another mirror (debian-security's updates). A lock needing no other mirror is written
+#: as version 1, so existing locks and their readers stay as they were.
+LOCK_VERSION = 2
 _TOP = ("lock_version", "mirror", "suite", "arch", "release_date", "date_epoch", "packages")
+_TOP_V2 = (*_TOP, "mirrors")
 _PACKAGE = ("name", "version", "architecture", "filename", "sha256", "size", "fields")
 _SUMMARY = {"name": "Package", "version": "Version", "architecture": "Architecture",
             "filename": "Filename", "sha256": "SHA256", "size": "Size"}
@@ -34,6 +38,12 @@ class Lock:
     release_date: str
     date_epoch: int
     packages: tuple[PackageRecord, ...]
+    #: (package name, mirror) for the packages not fetched from ``mirror``
+    mirrors: tuple[tuple[str, str], ...] = ()
+
+    def mirror_for(self, name: str) -> str:
+        """Where the package ``name`` is fetched from."""
+        return dict(self.mirrors).get(name, self.mirror)
 
     @classmethod
     def of(cls, archive: Archive, packages: Iterable[PackageRecord]) -> Lock:
@@ -44,8 +54,8 @@ class Lock:
                    packages=tuple(sorted(packages, key=_order)))
 
     def to_json(self) -> str:
-        doc = {
-            "lock_version": LOCK_VERSION,
+        doc: dict[str, Any] = {
+            "lock_version": 2 if self.mirrors else 1,
             "mirror": self.mirror,
             "suite": self.suite,
             "arch": self.arch,
@@ -58,6 +68,8 @@ class Lock:
                 for p in sorted(self.packages, key=_order)
             ],
         }
+        if self.mirrors:
+            doc["mirrors"] = dict(sorted(self.mirrors))
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -66,9 +78,10 @@ class Lock:
             doc = json.loads(text, object_pairs_hook=_no_duplicates)
         except (ValueError, RecursionError) as exc:
             raise ArchiveError(f"lock file is not valid JSON: {exc}") from exc
-        _exact_keys(doc, _TOP, "lock file")
-        if doc["lock_version"] != LOCK_VERSION or isinstance(doc["lock_version"], bool):
-            raise ArchiveError(f"lock file: unsupported lock_version {doc['lock_version']!r}")
+        version = doc.get("lock_version") if isinstance(doc, dict) else None
+        _exact_keys(doc, _TOP_V2 if version == 2 else _TOP, "lock file")
+        if version not in (1, 2) or isinstance(version, bool):
+            raise ArchiveError(f"lock file: unsupported lock_version {version!r}")
         for key in ("mirror", "suite", "arch", "release_date"):
             _string(doc[key], f"lock file: {key}")
         epoch = _integer(doc["date_epoch"], "lock file: date_epoch")
@@ -85,8 +98,17 @@ class Lock:
         names = [p.name for p in packages]
         if len(set(names)) != len(names):
             raise ArchiveError("lock file: a package is listed twice")
+        mirrors = doc.get("mirrors", {})
+        if not isinstance(mirrors, dict):
+            raise ArchiveError("lock file: mirrors is not an object")
+        for name, url in mirrors.items():
+            if name not in names:
+                raise ArchiveError(f"lock file: mirrors names {name!r}, which it does not list")
+            if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s]+", url):
+                raise ArchiveError(f"lock file: mirror {url!r} of {name} is not an http(s) URL")
         return cls(mirror=doc["mirror"], suite=doc["suite"], arch=doc["arch"],
-                   release_date=doc["release_date"], date_epoch=epoch, packages=packages)
+                   release_date=doc["release_date"], date_epoch=epoch, packages=packages,
+                   mirrors=tuple(sorted(mirrors.items())))
 
 
 def _order(rec: PackageRecord) -> tuple[str, str, str]:

@@ -17,6 +17,7 @@ from distill.debian.deb import DebFile
 from distill.debian.lock import Lock
 from distill.debian.relations import version
 from distill.debian.resolve import resolve
+from distill.debian.sources import Sources
 from distill.distroless.files import (
     add_distroless_files,
     copy_kept,
@@ -49,23 +50,20 @@ DEBIAN_VERSIONS = {"bookworm": "12", "trixie": "13", "bullseye": "11"}
 JAVA_TRUSTSTORE = "etc/ssl/certs/java/cacerts"
 
 
-def lock_selection(archive: Archive, selection: Selection) -> Lock:
-    """Resolve a selection against the (verified) archive into a lock: the preset's
-    packages exactly as listed, the others with their dependencies."""
-    release = archive.release()
-    index = archive.packages()
-    exact = resolve(index, selection.exact, arch=archive.arch, with_deps=False)
+def lock_selection(sources: Sources, selection: Selection) -> Lock:
+    """Resolve a selection against the (verified) archives into a lock: the preset's
+    packages exactly as listed, the others with their dependencies; of each, the newest
+    version any archive has (a security update over the release's own)."""
+    index = sources.packages()
+    exact = resolve(index, selection.exact, arch=sources.arch, with_deps=False)
     given = {rec.name for rec in exact}
     # What the user names with --package is installed even if distroless leaves it out
     # by default (openssl, dash...): EXCLUDE only stops dependencies from pulling it in.
     asked = {spec.partition("=")[0].strip() for spec in selection.extra}
-    followed = resolve(index, selection.with_dependencies, arch=archive.arch,
+    followed = resolve(index, selection.with_dependencies, arch=sources.arch,
                        exclude=(EXCLUDE | given | set(selection.preset.exclude)) - asked)
     chosen = {rec.name: rec for rec in [*exact, *followed]}
-    records = sorted(chosen.values(), key=lambda r: r.name)
-    return Lock(mirror=archive.mirror, suite=archive.suite, arch=archive.arch,
-                release_date=release.date, date_epoch=release.date_epoch,
-                packages=tuple(records))
+    return sources.lock(chosen.values())
 
 
 def runtime_config(variant: Variant, preset: Preset, lock: Lock) -> RuntimeConfig:
@@ -97,7 +95,7 @@ def assemble(store: Store, archive: Archive, lock: Lock, selection: Selection,
     debs = []
     for rec in lock.packages:
         log(f"fetch {rec.name} {rec.version}")
-        debs.append((rec, archive.fetch_deb(rec)))
+        debs.append((rec, archive.fetch_deb(rec, lock.mirror_for(rec.name))))
     suite = lock.suite.split("-")[0]
     with store.blobs.temp_dir("distroless-") as tmp:
         root, aside = tmp / "rootfs", tmp / "aside"   # aside: packages taken in part
