@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from distill.debian import Archive, DebFile, Lock, resolve
+from distill.debian.sources import Sources
 from distill.errors import ArchiveError, VerificationError
 from tests.helpers.mirror import DEBS, INRELEASE, PACKAGES_XZ, LocalMirror, build_local_mirror
 from tests.helpers.mirror import serve_mirror as _serve_mirror
@@ -84,7 +85,7 @@ def test_resolve_fetch_and_read_from_the_local_mirror(mirror: LocalMirror,
         # A second fetch is served (re-verified) from the cache.
         assert archive.fetch_deb(index["netbase"][0]) == path.parent / (
             index["netbase"][0].sha256 + ".deb")
-        lock = Lock.of(archive, chosen)
+        lock = Sources([archive]).lock(chosen)   # one archive: every package from it
     assert Lock.from_json(lock.to_json()) == lock
     assert lock.date_epoch == release.date_epoch
 

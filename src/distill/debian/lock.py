@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from distill.debian.archive import ARCH, SUITE, Archive
+from distill.debian.archive import ARCH, SUITE
 from distill.debian.control import PackageRecord
 from distill.errors import ArchiveError
 
@@ -44,14 +43,6 @@ class Lock:
     def mirror_for(self, name: str) -> str:
         """Where the package ``name`` is fetched from."""
         return dict(self.mirrors).get(name, self.mirror)
-
-    @classmethod
-    def of(cls, archive: Archive, packages: Iterable[PackageRecord]) -> Lock:
-        """A lock of ``packages`` from ``archive`` (its verified Release gives the date)."""
-        release = archive.release()
-        return cls(mirror=archive.mirror, suite=archive.suite, arch=archive.arch,
-                   release_date=release.date, date_epoch=release.date_epoch,
-                   packages=tuple(sorted(packages, key=_order)))
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {

@@ -70,6 +70,7 @@ class Sources:
 
     def lock(self, records: Iterable[PackageRecord]) -> Lock:
         release = self.newest_release()
+        self.packages()     # where each record came from (read once, cached)
         records = list(records)
         mirrors = {rec.name: self._origin[_key(rec)].mirror for rec in records
                    if self._origin[_key(rec)].mirror != self.primary.mirror}
