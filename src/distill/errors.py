@@ -100,3 +100,37 @@ class VerificationError(ArchiveError):
 
 class RegistryError(DistillError):
     """A registry refused a request, could not be reached, or sent something unusable."""
+
+
+class MachineError(DistillError):
+    """The machine refused an operation: a full disk, a denied permission, a read-only
+    filesystem, an I/O error. Not the input's fault, but one clear line all the same."""
+
+    def __init__(self, message: str, errno: int | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.errno = errno
+
+
+def _hint_for(errno: int | None, path: str) -> str | None:
+    import errno as codes
+
+    where = f" holding {path}" if path else ""
+    if errno in (codes.ENOSPC, codes.EDQUOT):
+        return (f"free space on the filesystem{where} (df -h); 'distill prune' removes "
+                "what no tagged image needs, and nothing half-written was kept")
+    if errno in (codes.EACCES, codes.EPERM):
+        return f"the user running distill must be allowed to write{' ' + path if path else ' there'}"
+    if errno == codes.EROFS:
+        return "the filesystem is mounted read-only; DISTILL_ROOT can name a store elsewhere"
+    if errno == codes.EIO:
+        return "the disk reported an I/O error: check the kernel log (dmesg)"
+    return None
+
+
+def os_failure(e: OSError, doing: str, path: object = None) -> MachineError:
+    """``e`` as one line naming what was being done and where: "cannot write a layer blob
+    to /store/tmp/x: No space left on device"."""
+    where = str(path if path is not None else (e.filename or ""))
+    reason = e.strerror or str(e)
+    message = f"{doing} {where}: {reason}" if where else f"{doing}: {reason}"
+    return MachineError(message, e.errno, hint=_hint_for(e.errno, where))

@@ -163,9 +163,50 @@ def test_copy_exclude(distill: RunDistill, busybox_image: str, tmp_path: Path) -
     out, _ = _build(distill, tmp_path, dockerfile, CONTEXT)
     assert {p for p in _tree(out / "dir")} == {"main.py", "sub", "sub/keep.py"}
     assert _tree(out / "src") == {"a", "a/x.go", "b", "b/y.go"}
-    # a wildcard's matches are copied from the directory before the wildcard: patterns
-    # match paths from there (notes.txt, sub/deep.txt), so *.txt spares sub/deep.txt
-    assert _tree(out / "glob") == {"README.md", "main.py", "deep.txt", "keep.py"}
+    # each wildcard match is a copy root of its own (BuildKit copies every match as if
+    # named): patterns match paths inside it (sub/deep.txt is deep.txt there), and never
+    # the match itself (notes.txt is copied)
+    assert _tree(out / "glob") == {"README.md", "main.py", "notes.txt", "keep.py"}
+
+
+def test_copy_exclude_glob_matches_are_alike(distill: RunDistill, busybox_image: str,
+                                             tmp_path: Path) -> None:
+    """Regression (issue 13): every glob match took the last directory the walk visited
+    as its copy root, so ``--exclude=x.txt */x.txt`` left out b/x.txt but not a/x.txt."""
+    dockerfile = (
+        f"FROM {busybox_image}\n"
+        "COPY --exclude=x.txt */x.txt /one/\n"
+        "COPY --exclude=x.txt ?/ /two/\n"
+    )
+    files = {"a/x.txt": "a", "a/y.txt": "ay", "b/x.txt": "b", "b/y.txt": "by"}
+    out, _ = _build(distill, tmp_path, dockerfile, files)
+    # both matches are copied (the match itself is never excluded); b's is copied last
+    assert _tree(out / "one") == {"x.txt"}
+    assert (out / "one" / "x.txt").read_text() == "b"
+    # inside each matched directory, x.txt is excluded alike
+    assert _tree(out / "two") == {"y.txt"}
+
+
+def test_copy_exclude_wildcard_sources_as_buildkit(distill: RunDistill, busybox_image: str,
+                                                   tmp_path: Path) -> None:
+    """BuildKit's own case (frontend/dockerfile/exclude_patterns_test.go, builder4-6):
+    with ``dir*`` as the source, the patterns match inside each matched directory."""
+    dockerfile = (
+        f"FROM {busybox_image}\n"
+        "COPY --exclude=*.mp3 --exclude=*.jpeg --exclude=*.png --exclude=*.pdf "
+        "--exclude=*.txt dir* /4/\n"
+        "ADD --exclude=*.mp* --exclude=*.jpeg --exclude=*.png --exclude=*.pdf dir* /5\n"
+        "ADD --exclude=* dir* /6\n"
+    )
+    files = {"dir1/file-101.png": "2", "dir1/file-102.txt": "3", "dir1/file-103.jpeg": "4",
+             "dir2/file-201.pdf": "6", "dir2/file-202.jpeg": "7", "dir2/file-203.png": "8",
+             "dir3/file-301.mp3": "9", "dir3/file-302.mpeg": "10",
+             "dir4/file-401.txt": "11"}
+    out, _ = _build(distill, tmp_path, dockerfile, files)
+    assert _tree(out / "4") == {"file-302.mpeg"}
+    assert _tree(out / "5") == {"file-102.txt", "file-401.txt"}
+    assert (out / "5" / "file-102.txt").read_text() == "3"
+    assert _tree(out / "6") == set()
 
 
 def test_copy_parents(distill: RunDistill, busybox_image: str, tmp_path: Path) -> None:

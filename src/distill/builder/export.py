@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from distill.builder.localout import export_rootfs
 from distill.builder.rootfs import RootfsManager
-from distill.errors import ImageError, UsageError
+from distill.errors import UsageError, os_failure
 from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
 from distill.formats.stored import save, tag_in_store
 from distill.image.image import Image
@@ -261,4 +261,4 @@ def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...],
     try:
         return OUTPUT_TYPES[spec.type].write(out, spec)
     except OSError as e:
-        raise ImageError(f"cannot write --output dest={spec.dest}: {e.strerror or e}") from None
+        raise os_failure(e, "cannot write the output", spec.dest) from None

@@ -26,7 +26,7 @@ from distill.builder.triggers import onbuild_triggers
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.mounts import mount_from
 from distill.dockerfile.shell import Lexer
-from distill.errors import DistillError, SourceLocation, UsageError
+from distill.errors import DistillError, SourceLocation, UsageError, os_failure
 from distill.formats.oci_layout import import_layout
 from distill.image.image import Image, Layer
 from distill.oci.config import ImageConfig, RuntimeConfig
@@ -351,6 +351,8 @@ class Builder:
                 state = handler(ctx, state, inst)
             except DistillError as e:
                 raise e.at(inst.location) from None
+            except OSError as e:    # the machine's refusal, shown at the step it stopped
+                raise os_failure(e, "the step could not finish").at(inst.location) from None
         self.stage_images[stage.index] = state.image
         self.stage_args[stage.index] = state.args
         return StageResult(stage.index, stage.name, base, state.image,

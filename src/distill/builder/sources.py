@@ -22,8 +22,8 @@ class Source:
     rel: str          # the path inside the root, for messages and cache keys
     host: Path        # resolved host path (symlinks followed inside the root)
     #: the copy's root inside the root (BuildKit's copy source): the source itself for a
-    #: literal path, the directory before the first wildcard for a glob match, the
-    #: ``/./`` pivot (or the root) for ``--parents``. --exclude patterns match paths
+    #: literal path or a glob match (None), the ``/./`` pivot (or the root) for
+    #: ``--parents``. --exclude patterns match paths
     #: relative to it, and --parents keeps the source's path relative to it.
     base: str | None = None
     #: the root it was resolved in (a context or a rootfs), when it was resolved in one:
@@ -86,33 +86,30 @@ Allow = Callable[[Path], bool]
 
 
 def _glob(root: Path, pattern: str, allow: Allow | None) -> list[Source]:
+    """Every path inside ``root`` the glob matches. Each match is a copy root of its own
+    (BuildKit resolves the wildcard, then copies each match as if named literally), so
+    --exclude patterns match paths relative to it and never exclude the match itself."""
     parts = [p for p in pattern.split("/") if p not in ("", ".")]
-    fixed = []
-    for part in parts:
-        if has_glob(part):
-            break
-        fixed.append(part)
-    base = os.path.normpath("/".join(fixed) or ".")
     current: list[str] = [""]
     for part in parts:
         nxt: list[str] = []
-        for base in current:
+        for parent in current:
             if not has_glob(part):
-                nxt.append(f"{base}/{part}" if base else part)
+                nxt.append(f"{parent}/{part}" if parent else part)
                 continue
-            directory = resolve_in_root(root, base or "/")
+            directory = resolve_in_root(root, parent or "/")
             try:
                 names = sorted(os.listdir(directory))
             except (NotADirectoryError, FileNotFoundError):
                 continue
             rx = _compile(part)
-            nxt += [f"{base}/{n}" if base else n for n in names if rx.match(n)]
+            nxt += [f"{parent}/{n}" if parent else n for n in names if rx.match(n)]
         current = nxt
     found = []
     for rel in current:
         host = resolve_in_root(root, rel)
         if os.path.lexists(host) and (allow is None or allow(host)):
-            found.append(Source(rel, host, base, root))
+            found.append(Source(rel, host, root=root))
     return found
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,6 +135,25 @@ def _missing_program_hint(root: Path, argv: list[str], code: int, exec_form: boo
             'SHELL ["/busybox/sh", "-c"]')
 
 
+#: Below this much free space, a failed RUN may well have failed for want of it.
+_LOW_SPACE = 64 << 20
+
+
+def _low_space_hint(store_root: Path) -> str | None:
+    """A RUN writes into the store (its upper directory): when the store's filesystem is
+    (nearly) full, the program's own error ("I/O error", "No space left") is the cause."""
+    try:
+        st = os.statvfs(store_root)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if free >= _LOW_SPACE:
+        return None
+    return (f"the filesystem holding distill's store ({store_root}) has only "
+            f"{free // 1024} KiB free, and a RUN writes there: free space (df -h), or "
+            "'distill prune'")
+
+
 def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
     command, script = heredoc_command(inst)
     argv = command if inst.json else [*state.shell, command[0]]
@@ -169,7 +187,7 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
         with prepare_mounts(mounts, store=ctx.rootfs.store, context=ctx.context,
                             stage_rootfs=ctx.mount_source, secrets=ctx.secrets,
                             ssh=ctx.ssh, workdir=cwd) as prepared, \
-                tempfile.TemporaryDirectory(prefix="distill-heredoc-") as pipes:
+                ctx.rootfs.store.blobs.temp_dir("heredoc-") as pipes:
             sandbox_mounts = tuple(prepared)
             if script is not None:
                 script_path = Path(pipes, _SCRIPT)
@@ -190,7 +208,8 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                                  group=ctx.processes)
         if code != 0:
             raise RunError(shown, code, location=inst.location,
-                           hint=_missing_program_hint(root, argv, code, inst.json))
+                           hint=_missing_program_hint(root, argv, code, inst.json)
+                           or _low_space_hint(ctx.rootfs.store.root))
 
     return layer_step(ctx, state, op, f"RUN {shown}", work, sandbox=True)
 

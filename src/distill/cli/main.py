@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -51,8 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         # the error types and their rendering load only when there is an error to show
         from distill.cli.render import print_error
-        from distill.errors import DistillError, UsageError
+        from distill.errors import DistillError, UsageError, os_failure
 
+        if isinstance(e, OSError) and not os.environ.get("DISTILL_DEBUG"):
+            # a refusal no layer turned into a message (a full disk, a read-only store):
+            # one line naming the path, never a traceback (DISTILL_DEBUG=1 shows it)
+            e = os_failure(e, "distill could not go on")
         if not isinstance(e, DistillError):
             raise
         print_error(e)

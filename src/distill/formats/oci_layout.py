@@ -122,28 +122,41 @@ class _TarWriter:
     def close(self) -> None:
         self.tar.close()
 
+    def abandon(self) -> None:
+        """Give up after a failed write (a full disk): nothing more is written, not even
+        at garbage collection, where the stream would try to flush its buffer again."""
+        stream = self.tar.fileobj
+        self.tar.closed = True  # type: ignore[attr-defined]
+        if stream is not None:
+            stream.closed = True  # type: ignore[attr-defined]
+
 
 def write_layout_tar(store: Store, images: Sequence[Tagged], out: BinaryIO,
                      docker_manifest: bool = False) -> None:
     """An OCI layout as a tar; with docker_manifest, also Docker's manifest.json (docker load)."""
     tw = _TarWriter(out)
-    tw.add_bytes("oci-layout", _LAYOUT)
-    tw.add_bytes("index.json", _index(images))
-    tw.add_dir("blobs/")
-    tw.add_dir("blobs/sha256/")
-    for digest, src in _blob_entries(store, images):
-        tw.add(f"blobs/sha256/{digest.hex}", src)
-    if docker_manifest:
-        entries = []
-        for tagged in images:
-            img = tagged.image
-            entries.append({
-                "Config": f"blobs/sha256/{img.config_descriptor().digest.hex}",
-                "RepoTags": [docker_tag(n) for n in tagged.names],
-                "Layers": [f"blobs/sha256/{layer.compressed.digest.hex}" for layer in img.layers],
-            })
-        tw.add_bytes("manifest.json", json.dumps(entries).encode())
-    tw.close()
+    try:
+        tw.add_bytes("oci-layout", _LAYOUT)
+        tw.add_bytes("index.json", _index(images))
+        tw.add_dir("blobs/")
+        tw.add_dir("blobs/sha256/")
+        for digest, src in _blob_entries(store, images):
+            tw.add(f"blobs/sha256/{digest.hex}", src)
+        if docker_manifest:
+            entries = []
+            for tagged in images:
+                img = tagged.image
+                entries.append({
+                    "Config": f"blobs/sha256/{img.config_descriptor().digest.hex}",
+                    "RepoTags": [docker_tag(n) for n in tagged.names],
+                    "Layers": [f"blobs/sha256/{layer.compressed.digest.hex}"
+                               for layer in img.layers],
+                })
+            tw.add_bytes("manifest.json", json.dumps(entries).encode())
+        tw.close()
+    except BaseException:
+        tw.abandon()
+        raise
 
 
 def docker_tag(name: str) -> str:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill import owned
 from distill.errors import VerificationError
 
 _BEGIN_MESSAGE = b"-----BEGIN PGP SIGNED MESSAGE-----"
@@ -51,8 +51,7 @@ def verify_clearsigned(data: bytes, keyring: Path) -> bytes:
     if not keyring.is_file():
         raise VerificationError(f"keyring {keyring} does not exist (or is not a file)",
                                 hint="apt-get install debian-archive-keyring")
-    with tempfile.TemporaryDirectory(prefix="distill-gpgv-") as tmp:
-        home = Path(tmp)
+    with owned.temp_dir("distill-gpgv-") as home:
         home.chmod(0o700)
         signed = home / "signed.asc"
         signed.write_bytes(parts.block)

@@ -8,6 +8,7 @@ temp file and the rename of identical content is atomic.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import shutil
@@ -20,7 +21,7 @@ from typing import BinaryIO
 
 from isal import igzip
 
-from distill.errors import DigestMismatchError, ImageError, UsageError
+from distill.errors import DigestMismatchError, ImageError, UsageError, os_failure
 from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest, HashingWriter
 from distill.owned import is_alive, process_tag
@@ -90,6 +91,11 @@ class Compression:
 DEFAULT_COMPRESSION = Compression()
 
 
+#: What a full or failing disk makes a write fail with (others are the source's failure).
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS,
+                             errno.EFBIG})
+
+
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -121,12 +127,20 @@ class BlobStore:
             return f.read()
 
     @contextmanager
-    def _temp(self) -> Iterator[tuple[BinaryIO, Path]]:
-        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
-        path = Path(name)
+    def _temp(self, what: str = "a blob") -> Iterator[tuple[BinaryIO, Path]]:
+        """A temp file for a blob; the machine's refusals (a full disk, an I/O error)
+        become one line naming it, and the file is gone either way."""
+        path = self.tmp_dir / "blob-"
         try:
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
+            path = Path(name)
             with os.fdopen(fd, "wb") as f:
                 yield f, path
+        except OSError as e:
+            if e.errno not in _STORAGE_ERRNOS:
+                raise       # a source that could not be read, a download that failed
+            raise os_failure(e, f"cannot write {what} into the store at",
+                             self.root) from None
         finally:
             path.unlink(missing_ok=True)
 
@@ -161,7 +175,7 @@ class BlobStore:
         """A blob arriving in pieces (a download that may restart or resume): written to
         a temp file, and committed only if it is exactly ``size`` bytes hashing to
         ``expected``; otherwise (or on any error) nothing is kept."""
-        with self._temp() as (f, tmp):
+        with self._temp(what) as (f, tmp):
             blob = Incoming(f, size, what)
             yield blob
             if blob.size != size:
@@ -201,7 +215,7 @@ class BlobStore:
         overlap. The same tar always gives the same blob (no times or names in
         headers). Returns (blob digest, blob size, diff_id, uncompressed size).
         """
-        with self._temp() as (f, tmp):
+        with self._temp("a layer blob") as (f, tmp):
             blob = HashingWriter(f)
             diff = HashingWriter(None)
 
