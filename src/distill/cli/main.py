@@ -19,7 +19,7 @@ MOUNTING_COMMANDS = {"base"}
 #: command's module, and what it imports, is loaded only when it runs)
 COMMANDS = {"build": "build_flags", "base": "base", "images": "images", "prune": "images",
             "import": "images", "pull": "registry", "push": "registry", "login": "registry",
-            "logout": "registry", "load": "load"}
+            "logout": "registry", "load": "load", "store": "store"}
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -70,6 +70,16 @@ class NameIndex:
             entries.sort(key=lambda d: d.annotations.get(mt.ANNOTATION_REF_NAME, ""))
             self._save(entries)
 
+    def untag(self, name: str) -> bool:
+        """Remove the name ``name``; False when there was none."""
+        with self._locked():
+            entries = self._load()
+            kept = [e for e in entries if e.annotations.get(mt.ANNOTATION_REF_NAME) != name]
+            if len(kept) == len(entries):
+                return False
+            self._save(kept)
+            return True
+
     def resolve(self, name: str) -> Descriptor | None:
         for entry in self._load():
             if entry.annotations.get(mt.ANNOTATION_REF_NAME) == name:

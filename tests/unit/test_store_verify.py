@@ -1,0 +1,129 @@
+"""``distill store verify``: each kind of damage is found, named, and repaired."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from distill.errors import StoreError
+from distill.oci import mediatypes as mt
+from distill.oci.descriptor import Descriptor
+from distill.store.store import LayerFacts, Store
+from distill.store.verify import verify
+
+
+def _tar(text: str) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        data = text.encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _image(store: Store, name: str, text: str) -> tuple[Descriptor, str]:
+    """A tagged one-layer image; returns its manifest descriptor and its layer's hex."""
+    tar = _tar(text)
+    blob, size, diff_id, usize = store.blobs.write_gzip_layer(lambda out: out.write(tar))
+    store.record_layer(blob, LayerFacts(diff_id, usize))
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]}}).encode()
+    cdigest, csize = store.blobs.put_bytes(config)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": str(cdigest), "size": csize},
+        "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(blob), "size": size}],
+    }).encode()
+    mdigest, msize = store.blobs.put_bytes(manifest)
+    desc = Descriptor(mt.OCI_MANIFEST, mdigest, msize)
+    store.names.tag(name, desc)
+    return desc, blob.hex
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+def _kinds(report) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return sorted((f.kind, f.path.name) for f in report.findings)
+
+
+def test_a_whole_store_is_consistent(store: Store) -> None:
+    _image(store, "app:1", "hello")
+    report = verify(store)
+    assert report.findings == []
+    assert report.consistent
+    assert report.checked["images"] == 1 and report.checked["blobs"] == 3
+
+
+def test_a_blob_that_does_not_hash_to_its_name_is_corrupt(store: Store) -> None:
+    _, layer = _image(store, "app:1", "hello")
+    store.blobs.blob_dir.joinpath(layer).write_bytes(b"bit rot")
+    report = verify(store)
+    assert ("corrupt", layer) in _kinds(report)
+    # the tagged image now reaches a blob that is not whole
+    assert ("missing", "index.json") in _kinds(report)
+    assert not report.consistent
+    repaired = verify(store, repair=True)
+    assert repaired.consistent
+    assert not store.blobs.blob_dir.joinpath(layer).exists()
+    assert store.lookup("app:1") is None            # untagged: it could never be used
+    assert verify(store).findings == []
+
+
+def test_a_layer_fact_the_blob_disagrees_with_is_corrupt(store: Store) -> None:
+    _, layer = _image(store, "app:1", "hello")
+    fact = store.facts_dir / layer
+    fact.write_text(json.dumps({"diff_id": "sha256:" + "0" * 64, "size": 1}))
+    report = verify(store)
+    assert _kinds(report) == [("corrupt", layer)]
+    assert "unpacks to" in report.findings[0].what
+    assert verify(store, repair=True).consistent
+    assert not fact.exists() and verify(store).findings == []
+
+
+def test_records_of_blobs_the_store_lacks_are_dangling(store: Store) -> None:
+    _image(store, "app:1", "hello")
+    gone = "ab" * 32
+    (store.facts_dir / gone).write_text(json.dumps({"diff_id": "sha256:" + gone, "size": 1}))
+    (store.cache_dir / "k1").write_text(json.dumps(
+        {"blob": {"digest": "sha256:" + gone, "size": 1, "mediaType": mt.OCI_LAYER_GZIP}}))
+    report = verify(store)
+    assert _kinds(report) == [("dangling", gone), ("dangling", "k1")]
+    assert report.consistent                 # builds check before they trust a record
+    verify(store, repair=True)
+    assert verify(store).findings == []
+
+
+def test_torn_records_and_temp_files_are_found_and_removed(store: Store) -> None:
+    _image(store, "app:1", "hello")
+    (store.cache_dir / "k2").write_text('{"blob": ')            # torn: a bug or a bad disk
+    (store.cache_dir / ".k3.x1y2").write_text("{}")            # atomic_write's temp file
+    (store.root / ".index.json.abcd").write_text("{")
+    report = verify(store)
+    assert _kinds(report) == [("corrupt", "k2"), ("leftover", ".index.json.abcd"),
+                              ("leftover", ".k3.x1y2")]
+    verify(store, repair=True)
+    assert verify(store).findings == []
+    assert store.lookup("app:1") is not None
+
+
+def test_an_index_that_does_not_parse_is_set_aside(store: Store) -> None:
+    _image(store, "app:1", "hello")
+    (store.root / "index.json").write_text('{"manifests": [')
+    report = verify(store)
+    assert _kinds(report) == [("corrupt", "index.json")]
+    verify(store, repair=True)
+    assert (store.root / "index.json.broken").exists()
+
+
+def test_verify_does_not_run_beside_another_store_user(store: Store) -> None:
+    Store(store.root)                           # another user, holding the lock shared
+    with pytest.raises(StoreError, match="in use"):
+        verify(Store(store.root))
