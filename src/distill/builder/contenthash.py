@@ -42,8 +42,9 @@ def _stat_key(st: os.stat_result) -> StatKey:
 class ContentHashes:
     """File digests by path and stat; ``save`` keeps them for the next build."""
 
-    def __init__(self, cache_file: Path | None = None) -> None:
+    def __init__(self, cache_file: Path | None = None, temp_dir: Path | None = None) -> None:
         self.cache_file = cache_file
+        self.temp_dir = temp_dir      # for the file being saved: the store's, for this process
         self._lock = threading.Lock()
         self._started = time.time_ns()
         self._old: dict[str, list[object]] = {}
@@ -108,7 +109,8 @@ class ContentHashes:
             merged = {**self._old, **self._new}
             if len(merged) > MAX_ENTRIES:
                 merged = dict(self._new)
-        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
+        tmp = (self.temp_dir or self.cache_file.parent) / \
+            f".{self.cache_file.name}.{os.getpid()}.tmp"
         try:
             self.cache_file.parent.mkdir(mode=0o700, exist_ok=True)
             tmp.write_bytes(json.dumps(merged, separators=(",", ":"),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distill import phases
 from distill.builder.localout import export_rootfs
 from distill.builder.rootfs import RootfsManager
 from distill.errors import UsageError, os_failure
@@ -257,6 +258,7 @@ def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...],
     """Write the output (``names``: the build's -t, used unless the output has name=);
     returns warnings for the user (what type=local left out). Pushes are logged."""
     save(store, image)
+    phases.enter("output")
     out = Delivery(store, image, spec.names or names, registries, jobs, log)
     try:
         return OUTPUT_TYPES[spec.type].write(out, spec)

@@ -26,7 +26,8 @@ only with outputs the record can replay (the store),
 and only when no input changed while it ran nor within the clock's granularity before
 (git's racy-clean rule, as for builder/contenthash.py).
 
-This module imports only the standard library (and the store's location, a leaf): it runs
+This module imports only the standard library (and the store's location, a leaf; and
+``owned`` when it records): it runs
 before anything else is loaded.
 """
 
@@ -184,7 +185,12 @@ def record(root: Path, before: Inputs, args: Any, *, digest: str,
         memo = root / "memo"
         memo.mkdir(mode=0o700, exist_ok=True)
         path = memo / after.key(index)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # in the store's temp directory of this process (removed if it is killed), when
+        # there is one; else beside the record
+        from distill.owned import process_tag  # only when recording: replays stay lean
+
+        own = root / "tmp" / process_tag(os.getpid())
+        tmp = (own if own.is_dir() else memo) / f".{path.name}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(value))
         os.replace(tmp, path)
         return True

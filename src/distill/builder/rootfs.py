@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from distill import phases
 from distill.errors import ImageError
 from distill.formats.layers import open_layer_stream, verify_diff_id
 from distill.formats.stored import record_facts
@@ -53,6 +54,7 @@ class RootfsManager:
             layer = Layer(made, layer.diff_id, layer.uncompressed_size)
         assert layer.blob is not None
         what = f"layer {layer.blob.digest}"
+        phases.enter("unpack")
         tmp = Path(tempfile.mkdtemp(dir=self.store.blobs.tmp_dir, prefix="snap-"))
         try:
             with self.store.blobs.open(layer.blob.digest) as raw, \
@@ -101,6 +103,7 @@ class RootfsManager:
         only COPY --from reads) is then never compressed, as with BuildKit's lazy blobs."""
         if not any(os.scandir(upper)):
             return None
+        phases.enter("diff")
         if lazy:
             diff_id, size = hash_stream(
                 lambda out: write_layer_from_upper(upper, out, mtime_clamp=self.mtime_clamp))

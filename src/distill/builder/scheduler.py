@@ -104,7 +104,7 @@ class Builder:
         self.context = context
         # file digests by stat, kept in the store per context directory
         self.hashes = ContentHashes(store.root / "contenthash" / (hashlib.sha256(
-            os.fsencode(context.root)).hexdigest() + ".json"))
+            os.fsencode(context.root)).hexdigest() + ".json"), store.blobs.tmp_dir)
         self.url_records = UrlRecords(store.root / "url-validators")   # ADD's downloads
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
         self.no_cache = no_cache

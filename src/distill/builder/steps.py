@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distill import phases
 from distill.builder.configsteps import (
     arg,
     cmd,
@@ -204,6 +205,7 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                            network=inst.network, mounts=sandbox_mounts,
                            secret_env=prepared.secret_env, keep_dirs=RUNC_MOUNT_POINTS)
             check_process(spec.argv, {**spec.env, **spec.secret_env}, spec.cwd)
+            phases.enter("run")
             code = run_in_rootfs(root, spec, stdout=ctx.output, idmapped=True,
                                  group=ctx.processes)
         if code != 0:

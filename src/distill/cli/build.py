@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distill import phases
 from distill.builder import memo
 from distill.builder.context import DOCKERFILE, BuildContext, read_dockerfile
 from distill.builder.export import OutputSpec, export
@@ -225,5 +226,6 @@ def run(args: argparse.Namespace) -> int:
                            *(str(layer.compressed.digest) for layer in image.layers)],
                     names=names, lines=titles, table=[asdict(r) for r in rows],
                     warnings=warnings, fetched=builder.fetched_remote)
+    phases.enter("done")
     print(image.digest)
     return 0

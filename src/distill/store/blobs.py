@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from isal import igzip
 
+from distill import phases
 from distill.errors import DigestMismatchError, ImageError, UsageError, os_failure
 from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest, HashingWriter
@@ -215,6 +216,7 @@ class BlobStore:
         overlap. The same tar always gives the same blob (no times or names in
         headers). Returns (blob digest, blob size, diff_id, uncompressed size).
         """
+        phases.enter("compress")
         with self._temp("a layer blob") as (f, tmp):
             blob = HashingWriter(f)
             diff = HashingWriter(None)

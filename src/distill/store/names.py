@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from distill import phases
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor, load_json
 
 
 class NameIndex:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, temp_dir: Path | None = None) -> None:
         self.root = root
+        self.temp_dir = temp_dir
         self.path = root / "index.json"
         self.lock_path = root / "index.lock"
         layout = root / "oci-layout"
@@ -54,9 +56,10 @@ class NameIndex:
             "mediaType": mt.OCI_INDEX,
             "manifests": [d.to_dict() for d in entries],
         }
-        atomic_write(self.path, json.dumps(doc, indent=2).encode())
+        atomic_write(self.path, json.dumps(doc, indent=2).encode(), self.temp_dir)
 
     def tag(self, name: str, manifest: Descriptor) -> None:
+        phases.enter("store")
         annotated = Descriptor(
             manifest.media_type,
             manifest.digest,
@@ -90,9 +93,13 @@ class NameIndex:
         return [(e.annotations.get(mt.ANNOTATION_REF_NAME, ""), e) for e in self._load()]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` (mode 0644, on disk) or what it held before, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def atomic_write(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
+    """``path`` holds ``data`` (mode 0644, on disk) or what it held before, never a part.
+
+    The temp file is made in ``temp_dir`` (on the same filesystem), default beside
+    ``path``: the store passes its process's own temp directory, which the next store
+    user removes if this process is killed, so no temp file outlives a crash."""
+    fd, tmp = tempfile.mkstemp(dir=temp_dir or path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

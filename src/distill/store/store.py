@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill import phases
 from distill.errors import DistillError, StoreError
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
@@ -48,7 +49,7 @@ class Store:
                                   "or write") from None
         fcntl.flock(self._usage, fcntl.LOCK_SH)
         self.blobs = BlobStore(self.root)
-        self.names = NameIndex(self.root)
+        self.names = NameIndex(self.root, self.blobs.tmp_dir)
         self.snapshot_dir = self.root / "snapshots"
         self.facts_dir = self.root / "layers"
         self.cache_dir = self.root / "cache"
@@ -73,7 +74,7 @@ class Store:
         path = self.facts_dir / blob.hex
         if replace or not path.exists():
             data = {"diff_id": str(facts.diff_id), "size": facts.uncompressed_size}
-            atomic_write(path, json.dumps(data).encode())
+            atomic_write(path, json.dumps(data).encode(), self.blobs.tmp_dir)
 
     def layer_facts(self, blob: Digest) -> LayerFacts | None:
         """The facts distill computed for ``blob``, or None (unknown, or unreadable)."""
@@ -98,7 +99,8 @@ class Store:
 
     def record_made_blob(self, diff_id: Digest, blob: Descriptor, tag: str = "gzip") -> None:
         name = diff_id.hex if tag == "gzip" else f"{diff_id.hex}.{tag}"
-        atomic_write(self.made_dir / name, json.dumps(blob.to_dict()).encode())
+        atomic_write(self.made_dir / name, json.dumps(blob.to_dict()).encode(),
+                     self.blobs.tmp_dir)
 
     # -- where blobs are known to live (for cross-repository mounts on push) --
     def blob_sources(self, blob: Digest) -> list[str]:
@@ -113,7 +115,8 @@ class Store:
         known = self.blob_sources(blob)
         if where not in known:    # a lost update under a race only costs a later upload
             known = [where, *known][:MAX_BLOB_SOURCES]
-            atomic_write(self.sources_dir / blob.hex, json.dumps(known).encode())
+            atomic_write(self.sources_dir / blob.hex, json.dumps(known).encode(),
+                         self.blobs.tmp_dir)
 
     # -- snapshots (unpacked layers in overlayfs format) ---------------------
     def snapshot_path(self, diff_id: Digest) -> Path:
@@ -144,7 +147,9 @@ class Store:
         return value if isinstance(value, dict) else None
 
     def cache_put(self, key: str, value: dict[str, object]) -> None:
-        atomic_write(self.cache_dir / key, json.dumps(value, sort_keys=True).encode())
+        phases.enter("store")
+        atomic_write(self.cache_dir / key, json.dumps(value, sort_keys=True).encode(),
+                     self.blobs.tmp_dir)
 
     # -- names ----------------------------------------------------------------
     def lookup(self, name: str) -> Descriptor | None:
