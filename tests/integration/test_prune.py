@@ -116,12 +116,14 @@ def test_prune_all_empties_the_build_cache(distill: RunDistill, store: Path) -> 
     assert "CACHED" not in proc.stdout + proc.stderr
 
 
-def test_prune_refuses_while_the_store_is_in_use(distill: RunDistill, store: Path) -> None:
+def test_prune_all_refuses_while_the_store_is_in_use(distill: RunDistill, store: Path) -> None:
+    """--all removes cache mounts a running RUN may have mounted: it needs the store to
+    itself (a plain prune runs beside builds, keeping what they pinned: test_store_pins)."""
     before = _blobs(store)
     snapshots = sorted(p.name for p in (store / "snapshots").iterdir())
     with open(store / "store.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH)             # what a running build holds
-        proc = distill("prune", root=store, check=False)
+        proc = distill("prune", "--all", "-f", root=store, check=False)
     assert proc.returncode == 1
     assert "in use by another distill process" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -26,6 +26,7 @@ from distill.errors import DigestMismatchError, ImageError, UsageError, os_failu
 from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest, HashingWriter
 from distill.owned import is_alive, process_tag
+from distill.store.pins import Pins
 
 
 class Compression:
@@ -98,8 +99,11 @@ _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS,
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, pins: Pins | None = None) -> None:
         self.root = root
+        #: what this process uses, kept from a concurrent prune (store/pins.py): every
+        #: blob is pinned before it is looked for, opened or committed
+        self.pins = pins
         self.blob_dir = root / "blobs" / "sha256"
         make_private(root / "blobs")
         self.blob_dir.mkdir(exist_ok=True)
@@ -112,6 +116,8 @@ class BlobStore:
         self.tmp_dir.mkdir(exist_ok=True, mode=0o700)
 
     def path(self, digest: Digest) -> Path:
+        if self.pins is not None:
+            self.pins.pin("blob", digest.hex)
         return self.blob_dir / digest.hex
 
     def has(self, digest: Digest) -> bool:

@@ -10,9 +10,13 @@ again, so it goes:
 * leftovers of killed processes under ``tmp/`` (as every store user already does).
 
 ``all_cache=True`` (``--all``) also empties the build cache, the ``RUN --mount=type=cache``
-directories and the downloaded Debian packages and indexes. Pruning takes the store's usage
-lock exclusively (every other store user holds it shared), so it never runs alongside a
-build: it waits for none, and fails with a clear error instead.
+directories and the downloaded Debian packages and indexes.
+
+Builds, ``distill base`` and pulls may run while a prune does: each pins what it uses
+(``store/pins.py``) and the prune keeps that. ``--all``, which removes cache mounts a RUN
+may have mounted, takes the store's usage lock exclusively instead (every other store
+user holds it shared): it runs only when no other distill process uses the store, and
+fails with a clear error otherwise.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ def reachable_blobs(store: Store) -> set[str]:
         if digest.hex in seen:
             continue
         seen.add(digest.hex)
-        path = store.blobs.path(digest)
+        path = store.blobs.blob_dir / digest.hex        # read, not pinned: see prune
         if not path.exists():
             continue
         try:
@@ -102,14 +106,39 @@ def _remove_whole(store: Store, directory: Path) -> None:
     remove_tree(doomed)
 
 
+def _blob_of(record: Path) -> str | None:
+    """The hex digest a made-blob note or a cache entry names, if any."""
+    try:
+        value = json.loads(record.read_bytes())
+    except (OSError, ValueError):
+        return None
+    blob = value.get("blob", value) if isinstance(value, dict) else None
+    digest = blob.get("digest") if isinstance(blob, dict) else None
+    return digest.split(":")[-1] if isinstance(digest, str) else None
+
+
 def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
-    """Remove what no tagged image needs; see the module docstring."""
-    store.lock_exclusive()
+    """Remove what no tagged image needs; see the module docstring.
+
+    Builds may run meanwhile: what a living process has pinned (``store/pins.py``: the
+    blobs it read or wrote, the snapshots it mounts) is kept, and no process can pin
+    anything new until this is done. ``all_cache`` also empties directories a RUN may be
+    using (cache mounts), so it needs the store to itself."""
+    if all_cache:
+        store.lock_exclusive()
     report = PruneReport()
+    with store.pins.held_exclusively() as pinned:
+        _prune(store, report, pinned, all_cache)
+    return report
+
+
+def _prune(store: Store, report: PruneReport, pinned: set[str], all_cache: bool) -> None:
     for entry in sorted(store.snapshot_dir.iterdir()):
-        report.add("snapshots", entry)
-        _remove_whole(store, entry)
-    keep = reachable_blobs(store)
+        if f"snapshot:{entry.name}" not in pinned:
+            report.add("snapshots", entry)
+            _remove_whole(store, entry)
+    keep = reachable_blobs(store) | {p.partition(":")[2] for p in pinned
+                                     if p.startswith("blob:")}
     for entry in sorted(store.blobs.blob_dir.iterdir()):
         if entry.name not in keep:
             report.add("blobs", entry)
@@ -126,18 +155,15 @@ def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
         if all_cache or not whole:
             entry.unlink()
     for entry in sorted(store.made_dir.iterdir()):   # blobs made from lazy layers
-        hexdigest, _, tag = entry.name.partition(".")
-        made = store.made_blob(Digest.from_hex(hexdigest), tag or "gzip") \
-            if _is_hex(hexdigest) else None
-        if made is None or made.digest.hex not in keep:
+        if _blob_of(entry) not in keep:
             entry.unlink()
     for entry in sorted(store.cache_dir.iterdir()):
         value = store.cache_get(entry.name)
-        blob = (value or {}).get("blob")
-        digest = blob.get("digest") if isinstance(blob, dict) else None
-        stale = isinstance(digest, str) and digest.split(":")[-1] not in keep
-        # a lazy layer lived in its snapshot, and every snapshot is gone
-        stale = stale or (value or {}).get("snapshot") is True
+        blob = _blob_of(entry)
+        stale = blob is not None and blob not in keep
+        # a lazy layer lived in its snapshot: stale once its snapshot is gone
+        stale = stale or ((value or {}).get("snapshot") is True and not _lazy_kept(
+            store, value or {}))
         if all_cache or value is None or stale:
             report.add("cache entries", entry)
             entry.unlink()
@@ -153,4 +179,9 @@ def prune(store: Store, *, all_cache: bool = False) -> PruneReport:
                         if not entry.name.endswith(".lock"):
                             report.add(name, entry)
                         entry.unlink()
-    return report
+
+
+def _lazy_kept(store: Store, value: dict[str, object]) -> bool:
+    """Whether a lazy layer's snapshot survived (a living process had it pinned)."""
+    diff_id = value.get("diff_id")
+    return isinstance(diff_id, str) and (store.snapshot_dir / diff_id.split(":")[-1]).is_dir()

@@ -16,6 +16,7 @@ from distill.oci.reference import normalize_reference
 from distill.store.blobs import PRIVATE_MODE, BlobStore, make_private, remove_tree
 from distill.store.location import default_root
 from distill.store.names import NameIndex, atomic_write
+from distill.store.pins import Pins
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Store:
                              hint="DISTILL_ROOT must name a directory distill may create "
                                   "or write") from None
         fcntl.flock(self._usage, fcntl.LOCK_SH)
-        self.blobs = BlobStore(self.root)
+        self.pins = Pins(self.root / "pins")
+        self.blobs = BlobStore(self.root, self.pins)
         self.names = NameIndex(self.root, self.blobs.tmp_dir)
         self.snapshot_dir = self.root / "snapshots"
         self.facts_dir = self.root / "layers"
@@ -120,6 +122,9 @@ class Store:
 
     # -- snapshots (unpacked layers in overlayfs format) ---------------------
     def snapshot_path(self, diff_id: Digest) -> Path:
+        """Where layer ``diff_id`` is (or would be) unpacked, pinned first (a concurrent
+        prune keeps it while this process lives)."""
+        self.pins.pin("snapshot", diff_id.hex)
         return self.snapshot_dir / diff_id.hex
 
     def commit_snapshot(self, tmp: Path, diff_id: Digest) -> Path:
