@@ -1,7 +1,7 @@
-"""Many distill processes on one store at once: builds, pulls and a prune loop.
+"""Many distill processes on one store at once: builds, pulls, bases and a prune loop.
 
-Eight builds run at once (twice over) beside a loop of ``distill prune`` and pulls from a
-registry on 127.0.0.1; each image must be exactly what the same build makes alone on a
+Eight builds run at once (twice over) beside loops of ``distill prune``, of pulls from a
+registry on 127.0.0.1 and of ``distill base static`` (from a lock); each image must be exactly what the same build makes alone on a
 store of its own (SOURCE_DATE_EPOCH makes builds reproducible, so equal digests mean
 equal images), and the store must verify afterwards. Cache mounts shared between
 concurrent builds follow their ``sharing=`` mode."""
@@ -19,6 +19,7 @@ import pytest
 
 from distill.oci.reference import normalize_name
 from tests.conftest import DISTILL
+from tests.helpers.distroless import printed_digest
 from tests.helpers.registry import RegistryServer, unique_repo
 
 pytestmark = pytest.mark.integration
@@ -84,6 +85,9 @@ def test_eight_builds_at_once_beside_prune_and_pulls(
     # one at a time, each on a fresh store's state: the reference
     expected = {n: _build(alone, ctx, n) for n in range(BUILDS)}
     assert len(set(expected.values())) == BUILDS
+    lock = tmp_path / "static.lock.json"
+    base = printed_digest(_ok(_run(alone, "base", "static", "-t", "static:ref",
+                                   "--write-lock", str(lock))), "static:ref")
 
     repo = unique_repo("concurrent")
     ref = registry_http.push_layout(store_root, normalize_name(busybox_image), f"{repo}:1")
@@ -108,9 +112,22 @@ def test_eight_builds_at_once_beside_prune_and_pulls(
             rounds += 1
         return rounds
 
-    with ThreadPoolExecutor(max_workers=BUILDS + 2) as pool:
+    def base_loop() -> int:
+        rounds = 0
+        while not stop.is_set():
+            name = f"static:{rounds}"
+            proc = _run(shared, "base", "static", "-t", name, "--lock", str(lock))
+            if proc.returncode != 0:
+                side.append(f"base: {proc.stderr}")
+            elif printed_digest(proc.stdout, name) != base:
+                side.append(f"base: {proc.stdout} is not {base}")
+            rounds += 1
+        return rounds
+
+    with ThreadPoolExecutor(max_workers=BUILDS + 3) as pool:
         pruning = pool.submit(prune_loop)
         pulling = pool.submit(pull_loop)
+        basing = pool.submit(base_loop)
         try:
             for attempt in range(2):        # the second time, some steps are cached
                 got = dict(zip(range(BUILDS), pool.map(
@@ -118,10 +135,11 @@ def test_eight_builds_at_once_beside_prune_and_pulls(
                 assert got == expected, f"attempt {attempt}"
         finally:
             stop.set()
-        prunes, pulls = pruning.result(), pulling.result()
-    print(f"\nconcurrency: {2 * BUILDS} builds, {prunes} prunes, {pulls} pulls at once")
+        prunes, pulls, bases = pruning.result(), pulling.result(), basing.result()
+    print(f"\nconcurrency: {2 * BUILDS} builds, {prunes} prunes, {pulls} pulls, {bases} "
+          "bases at once")
     assert not side, "\n".join(side[:5])
-    assert prunes > 0 and pulls > 0
+    assert prunes > 0 and pulls > 0 and bases > 0
     verify = _ok(_run(shared, "store", "verify"))
     assert verify.splitlines()[-1] == "store is consistent", verify
     # and every image is whole: exported again after a last prune
