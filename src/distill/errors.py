@@ -6,6 +6,7 @@ Dockerfile, the file and line range it points at. Only the CLI renders them.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 
@@ -106,23 +107,27 @@ class MachineError(DistillError):
     """The machine refused an operation: a full disk, a denied permission, a read-only
     filesystem, an I/O error. Not the input's fault, but one clear line all the same."""
 
-    def __init__(self, message: str, errno: int | None = None, **kwargs: object) -> None:
+    def __init__(self, message: str, code: int | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
-        self.errno = errno
+        self.errno = code
 
 
-def _hint_for(errno: int | None, path: str) -> str | None:
-    import errno as codes
+#: What a full or failing disk makes a write fail with (others are a source's failure:
+#: a file that could not be read, a connection that broke).
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS,
+                            errno.EFBIG})
 
+
+def _hint_for(code: int | None, path: str) -> str | None:
     where = f" holding {path}" if path else ""
-    if errno in (codes.ENOSPC, codes.EDQUOT):
+    if code in (errno.ENOSPC, errno.EDQUOT):
         return (f"free space on the filesystem{where} (df -h); 'distill prune' removes "
                 "what no tagged image needs, and nothing half-written was kept")
-    if errno in (codes.EACCES, codes.EPERM):
+    if code in (errno.EACCES, errno.EPERM):
         return f"the user running distill must be allowed to write{' ' + path if path else ' there'}"
-    if errno == codes.EROFS:
+    if code == errno.EROFS:
         return "the filesystem is mounted read-only; DISTILL_ROOT can name a store elsewhere"
-    if errno == codes.EIO:
+    if code == errno.EIO:
         return "the disk reported an I/O error: check the kernel log (dmesg)"
     return None
 

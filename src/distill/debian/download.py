@@ -17,7 +17,7 @@ from typing import IO, BinaryIO
 
 import httpx
 
-from distill.errors import ArchiveError, VerificationError
+from distill.errors import STORAGE_ERRNOS, ArchiveError, VerificationError, os_failure
 
 _CHUNK = 1 << 16
 
@@ -83,6 +83,10 @@ def download_verified(client: httpx.Client, urls: Sequence[str], dest: Path, *,
             return dest
         except NotFoundError:
             missing.append(url)
+        except OSError as e:
+            if e.errno not in STORAGE_ERRNOS:
+                raise
+            raise os_failure(e, f"cannot write {what} to", dest.parent) from None
         finally:
             tmp.unlink(missing_ok=True)
     raise NotFoundError(f"{what}: not found (404) at " + ", ".join(missing))

@@ -8,7 +8,6 @@ temp file and the rename of identical content is atomic.
 
 from __future__ import annotations
 
-import errno
 import os
 import queue
 import shutil
@@ -22,7 +21,13 @@ from typing import BinaryIO
 from isal import igzip
 
 from distill import phases
-from distill.errors import DigestMismatchError, ImageError, UsageError, os_failure
+from distill.errors import (
+    STORAGE_ERRNOS,
+    DigestMismatchError,
+    ImageError,
+    UsageError,
+    os_failure,
+)
 from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest, HashingWriter
 from distill.owned import is_alive, process_tag
@@ -93,11 +98,6 @@ class Compression:
 DEFAULT_COMPRESSION = Compression()
 
 
-#: What a full or failing disk makes a write fail with (others are the source's failure).
-_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS,
-                             errno.EFBIG})
-
-
 class BlobStore:
     def __init__(self, root: Path, pins: Pins | None = None) -> None:
         self.root = root
@@ -144,7 +144,7 @@ class BlobStore:
             with os.fdopen(fd, "wb") as f:
                 yield f, path
         except OSError as e:
-            if e.errno not in _STORAGE_ERRNOS:
+            if e.errno not in STORAGE_ERRNOS:
                 raise       # a source that could not be read, a download that failed
             raise os_failure(e, f"cannot write {what} into the store at",
                              self.root) from None
