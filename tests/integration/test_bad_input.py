@@ -532,3 +532,35 @@ def test_run_network_host_needs_the_entitlement(tmp_path: Path, distill: RunDist
     assert len((tmp_path / "out/devs").read_text().splitlines()) - 2 == host_interfaces
     unknown = distill("build", "--allow", "security.insecure", str(tmp_path), check=False)
     assert unknown.returncode != 0 and "not supported" in unknown.stderr
+
+
+def test_copy_of_a_context_with_non_utf8_names(distill: RunDistill, busybox_image: str,
+                                               tmp_path: Path) -> None:
+    """Regression (issue 13): a context file whose name is not valid UTF-8 crashed
+    ``COPY . /x/`` with a traceback. Names are bytes: copied as they are, into every
+    output, and read back by umoci byte for byte (short, over tar's 100 bytes, a
+    directory, a symlink and its target)."""
+    from tests.helpers.readback import umoci_unpack
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nCOPY . /x/\nRUN find /x > /listing\n")
+    names = [b"caf\xe9.txt", b"\xff" * 120, b"d\xe9/inner"]
+    for name in names:
+        path = os.fsencode(ctx) + b"/" + name
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(name)
+    os.symlink(b"caf\xe9.txt", os.fsencode(ctx) + b"/l\xe9")
+    layout = tmp_path / "layout"
+    proc = distill("build", "--progress", "plain", "-o",
+                   f"type=oci,dest={layout},tar=false,name=utf8:1", str(ctx))
+    assert "Traceback" not in proc.stderr
+    rootfs = umoci_unpack(layout, "1", tmp_path / "bundle")   # ref.name is the tag, as buildx
+    for name in names:
+        copied = os.fsencode(rootfs) + b"/x/" + name
+        with open(copied, "rb") as f:
+            assert f.read() == name
+    assert os.readlink(os.fsencode(rootfs) + b"/x/l\xe9") == b"caf\xe9.txt"
+    # and the RUN saw them (its listing is bytes too)
+    assert b"caf\xe9.txt" in (rootfs / "listing").read_bytes()
