@@ -118,9 +118,11 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS,
                             errno.EFBIG})
 
 
-def _hint_for(code: int | None, path: str) -> str | None:
+def _hint_for(code: int | None, path: str, store: bool) -> str | None:
     where = f" holding {path}" if path else ""
     if code in (errno.ENOSPC, errno.EDQUOT):
+        if not store:           # an output: a directory keeps what was written so far
+            return f"free space on the filesystem{where} (df -h)"
         return (f"free space on the filesystem{where} (df -h); 'distill prune' removes "
                 "what no tagged image needs, and nothing half-written was kept")
     if code in (errno.EACCES, errno.EPERM):
@@ -132,10 +134,12 @@ def _hint_for(code: int | None, path: str) -> str | None:
     return None
 
 
-def os_failure(e: OSError, doing: str, path: object = None) -> MachineError:
+def os_failure(e: OSError, doing: str, path: object = None, *,
+               store: bool = True) -> MachineError:
     """``e`` as one line naming what was being done and where: "cannot write a layer blob
-    to /store/tmp/x: No space left on device"."""
+    into the store at /store: No space left on device". ``store``: the path is in
+    distill's store (which ``distill prune`` can shrink), not an output's."""
     where = str(path if path is not None else (e.filename or ""))
     reason = e.strerror or str(e)
     message = f"{doing} {where}: {reason}" if where else f"{doing}: {reason}"
-    return MachineError(message, e.errno, hint=_hint_for(e.errno, where))
+    return MachineError(message, e.errno, hint=_hint_for(e.errno, where, store))

@@ -263,4 +263,4 @@ def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...],
     try:
         return OUTPUT_TYPES[spec.type].write(out, spec)
     except OSError as e:
-        raise os_failure(e, "cannot write the output", spec.dest) from None
+        raise os_failure(e, "cannot write the output", spec.dest, store=False) from None

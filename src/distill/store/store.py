@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill import phases
-from distill.errors import DistillError, StoreError
+from distill.errors import DistillError, StoreError, os_failure
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.oci.reference import normalize_reference
@@ -49,17 +49,20 @@ class Store:
                              hint="DISTILL_ROOT must name a directory distill may create "
                                   "or write") from None
         fcntl.flock(self._usage, fcntl.LOCK_SH)
-        self.pins = Pins(self.root / "pins")
-        self.blobs = BlobStore(self.root, self.pins)
-        self.names = NameIndex(self.root, self.blobs.tmp_dir)
         self.snapshot_dir = self.root / "snapshots"
         self.facts_dir = self.root / "layers"
         self.cache_dir = self.root / "cache"
         self.sources_dir = self.root / "sources"
         self.made_dir = self.root / "made-blobs"
-        for d in (self.snapshot_dir, self.facts_dir, self.cache_dir, self.sources_dir,
-                  self.made_dir):
-            make_private(d)
+        try:
+            self.pins = Pins(self.root / "pins")
+            self.blobs = BlobStore(self.root, self.pins)
+            self.names = NameIndex(self.root, self.blobs.tmp_dir)
+            for d in (self.snapshot_dir, self.facts_dir, self.cache_dir, self.sources_dir,
+                      self.made_dir):
+                make_private(d)
+        except OSError as e:        # a store made on a full or read-only filesystem
+            raise os_failure(e, "cannot set up distill's store at", self.root) from None
 
     def lock_exclusive(self) -> None:
         """Become the store's only user (for pruning), or fail if another one is running."""
