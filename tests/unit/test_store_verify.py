@@ -127,3 +127,20 @@ def test_verify_does_not_run_beside_another_store_user(store: Store) -> None:
     Store(store.root)                           # another user, holding the lock shared
     with pytest.raises(StoreError, match="in use"):
         verify(Store(store.root))
+
+
+def test_repair_never_follows_a_link_planted_in_the_store(store: Store, tmp_path: Path) -> None:
+    """A symlink where a record or a blob should be is removed itself; what it points at
+    (outside the store) is neither read whole nor removed."""
+    _image(store, "app:1", "hello")
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "keep").write_text("keep")
+    (store.cache_dir / "k4").symlink_to(canary / "keep")
+    (store.blobs.blob_dir / ("cd" * 32)).symlink_to(canary)
+    (store.snapshot_dir / ("ef" * 32)).symlink_to(canary)
+    (store.facts_dir / ("ab" * 32)).symlink_to("/dev/zero")
+    report = verify(store, repair=True)
+    assert {f.path.name for f in report.repaired} >= {"k4", "cd" * 32, "ef" * 32, "ab" * 32}
+    assert (canary / "keep").read_text() == "keep"
+    assert verify(store).findings == []

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,8 +115,18 @@ def _remove(path: Path) -> Callable[[], None]:
         else path.unlink(missing_ok=True)
 
 
+#: A record is a few KiB; a build record or content-hash file may be a few MiB.
+_MAX_RECORD = 64 << 20
+
+
 def _load_json(path: Path) -> object:
-    return json.loads(path.read_bytes())
+    """A record's JSON: a regular file (not followed if a link), of bounded size."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_RECORD:
+            raise ValueError("not a regular file of a record's size")
+        return json.loads(f.read())
 
 
 class _Checker:
