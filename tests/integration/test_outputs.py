@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RunDistill
+from tests.conftest import DISTILL, RunDistill
 from tests.helpers.oci_validate import CONFIG, MANIFEST, validate, validate_layout
 from tests.helpers.readback import skopeo_inspect, tree_snapshot, umoci_unpack
 
@@ -269,6 +269,47 @@ def test_local_output_matches_umoci(distill: RunDistill, app_context: Path,
         return {k: v for k, v in snap.items() if k != "."}
 
     assert comparable(tree_snapshot(local)) == comparable(tree_snapshot(rootfs))
+
+
+# -- a tar of the root filesystem (type=tar, -o -) --------------------------------------
+
+def test_tar_output_is_the_local_tree(distill: RunDistill, app_context: Path,
+                                      tmp_path: Path, store_root: Path) -> None:
+    """type=tar (buildx's tar exporter) writes the tree type=local writes, as one tar;
+    ``-o -`` writes the same tar to stdout (and only it: the digest goes to stderr)."""
+    env = {"SOURCE_DATE_EPOCH": "0"}
+    local, archive = tmp_path / "local", tmp_path / "rootfs.tar"
+    distill("build", "--output", f"type=local,dest={local}", str(app_context), env=env)
+    proc = distill("build", "--output", f"type=tar,dest={archive}", str(app_context), env=env)
+    digest = _digest_line(proc.stdout)
+    extracted = tmp_path / "extracted"
+    extracted.mkdir()
+    subprocess.run(["tar", "-xpf", str(archive), "-C", str(extracted)], check=True)
+
+    def comparable(snap: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in snap.items() if k != "."}
+
+    assert comparable(tree_snapshot(extracted)) == comparable(tree_snapshot(local))
+    stdout = subprocess.run([DISTILL, "build", "-q", "-o", "-", str(app_context)],
+                            capture_output=True,
+                            env={**os.environ, **env, "DISTILL_ROOT": str(store_root)})
+    assert stdout.returncode == 0, stdout.stderr
+    assert stdout.stdout == archive.read_bytes()
+    assert stdout.stderr.decode().split()[-1] == digest
+
+
+def test_oci_tar_on_stdout_is_only_the_tar(distill: RunDistill, app_context: Path,
+                                           tmp_path: Path, store_root: Path) -> None:
+    """Regression: with ``type=oci,dest=-`` the image digest was printed after the tar,
+    on the same stdout, so ``> image.tar`` gave a tar with trailing garbage."""
+    archive = tmp_path / "image.tar"
+    env = {"SOURCE_DATE_EPOCH": "0"}
+    distill("build", "-q", "-o", f"type=oci,dest={archive}", str(app_context), env=env)
+    proc = subprocess.run([DISTILL, "build", "-q", "-o", "type=oci,dest=-",
+                           str(app_context)], capture_output=True,
+                          env={**os.environ, **env, "DISTILL_ROOT": str(store_root)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == archive.read_bytes()
 
 
 # -- the store --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ parsing, the checks made before the build and the error messages follow from it.
   ``tar=false``, as a directory.
 * ``docker``: the same tar with ``manifest.json``, for ``docker load``.
 * ``local``: the image's files in a directory (``devices=``, ``setuid=`` opt in).
+* ``tar``: the image's files as one tar (``dest=FILE`` or ``-``; ``-o -`` too).
 * ``image``: tagged in distill's store; ``push=true`` also pushes every name.
 * ``registry``: ``image`` with ``push=true``, as in buildx.
 """
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from distill import phases
 from distill.builder.localout import export_rootfs
@@ -30,6 +31,7 @@ from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_ta
 from distill.formats.stored import save, tag_in_store
 from distill.image.image import Image
 from distill.oci.reference import normalize_name
+from distill.sandbox import write_layer_from_upper
 from distill.store.blobs import Compression
 from distill.store.store import Store
 
@@ -56,6 +58,8 @@ class OutputSpec:
     @classmethod
     def parse(cls, spec: str) -> OutputSpec:
         """buildx's CSV syntax: ``type=image,"name=a:1,b:1",push=true``."""
+        if spec == "-":
+            return cls("tar", "-")     # `-o -` is type=tar,dest=- (stdout), as in buildx
         if "=" not in spec:
             return cls("local", spec)  # `-o DIR` is type=local,dest=DIR, as in buildx
         fields: dict[str, str] = {}
@@ -228,15 +232,30 @@ def _write_docker(out: Delivery, spec: OutputSpec) -> list[str]:
 
 def _write_tar(out: Delivery, spec: OutputSpec, *, docker_manifest: bool) -> None:
     tagged = [Tagged(out.image, out.names)]
-    if spec.dest == "-":
-        write_layout_tar(out.store, tagged, sys.stdout.buffer, docker_manifest=docker_manifest)
+    _write_file(spec.dest, lambda f: write_layout_tar(out.store, tagged, f,
+                                                      docker_manifest=docker_manifest))
+
+
+def _write_rootfs_tar(out: Delivery, spec: OutputSpec) -> list[str]:
+    """type=tar: the image's root filesystem as one tar, as buildx's tar exporter writes
+    it (what type=local writes, in a tar; device nodes and setuid bits kept as they are,
+    since a tar makes nothing on the host)."""
+    with RootfsManager(out.store).mounted(out.image) as mount:
+        _write_file(spec.dest, lambda f: write_layer_from_upper(mount.merged, f))
+    return []
+
+
+def _write_file(dest_name: str, write: Callable[[BinaryIO], None]) -> None:
+    """``write`` into ``dest_name`` ("-": stdout), which appears only once whole."""
+    if dest_name == "-":
+        write(sys.stdout.buffer)
         return
-    dest = Path(spec.dest)
+    dest = Path(dest_name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.distill-tmp")
     try:
         with open(tmp, "wb") as f:
-            write_layout_tar(out.store, tagged, f, docker_manifest=docker_manifest)
+            write(f)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -247,6 +266,7 @@ OUTPUT_TYPES: dict[str, OutputType] = {
     "oci": OutputType(_write_oci, tar_option=True),
     "docker": OutputType(_write_docker),
     "local": OutputType(_write_local, dest="dir", layers=False, options=("devices", "setuid")),
+    "tar": OutputType(_write_rootfs_tar, layers=False),
     "image": OutputType(_write_image, dest=None, push=True),
     "registry": OutputType(_write_image, dest=None, push=True, always_push=True),
 }

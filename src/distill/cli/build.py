@@ -227,5 +227,7 @@ def run(args: argparse.Namespace) -> int:
                     names=names, lines=titles, table=[asdict(r) for r in rows],
                     warnings=warnings, fetched=builder.fetched_remote)
     phases.enter("done")
-    print(image.digest)
+    # stdout carries the image's digest, unless an output is written there (-o -)
+    print(image.digest, file=sys.stderr if output is not None and output.dest == "-"
+          else sys.stdout)
     return 0
