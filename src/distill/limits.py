@@ -177,14 +177,46 @@ class _Guard:
                     hint=_HINT)
 
 
+#: An extended header (PAX, GNU long name or link) is read whole into memory before
+#: its member is seen: none may be larger, as in Go's archive/tar (maxSpecialFileSize).
+MAX_EXTENDED_HEADER = 1 << 20
+_EXTENDED = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                       tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
+
+
+class _ExtendedHeaderTooLarge(Exception):  # turned into an ArchiveLimitError
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+class _GuardedTarInfo(tarfile.TarInfo):
+    """A member header that refuses an extended header too large to read."""
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED and self.size > MAX_EXTENDED_HEADER:
+            raise _ExtendedHeaderTooLarge(self.size)
+        return super()._proc_member(tarfile)  # type: ignore[misc, no-any-return]
+
+
+def _extended_header_error(what: str, size: int) -> ArchiveLimitError:
+    return ArchiveLimitError(f"{what} has an extended header of {_human(size)} (the limit "
+                             f"is {_human(MAX_EXTENDED_HEADER)})", hint=_HINT)
+
+
 class _GuardedTarFile(tarfile.TarFile):
     """A stream-mode TarFile whose members pass ``_guard`` as they are read."""
 
     _guard: _Guard | None = None
+    tarinfo = _GuardedTarInfo
 
     def next(self) -> tarfile.TarInfo | None:
         first = getattr(self, "firstmember", None)
-        member = super().next()
+        try:
+            member = super().next()
+        except _ExtendedHeaderTooLarge as e:
+            raise _extended_header_error(self._guard.what if self._guard else "the archive",
+                                         e.size) from None
         if member is not None and member is not first and self._guard is not None:
             self._guard.check(member)
         return member
@@ -200,7 +232,10 @@ def open_tar(stream: BinaryIO, what: str, *, raw: BinaryIO | None = None,
     does."""
     limits = limits or ARCHIVE_LIMITS
     reader = limited_reader(stream, what, raw=raw, limits=limits)
-    tar: _GuardedTarFile = _GuardedTarFile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
+    try:
+        tar: _GuardedTarFile = _GuardedTarFile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
+    except _ExtendedHeaderTooLarge as e:
+        raise _extended_header_error(what, e.size) from None
     guard = _Guard(what, limits)
     # the stream's first member, read by open() before any guard was attached
     first: tarfile.TarInfo | None = getattr(tar, "firstmember", None)

@@ -150,3 +150,20 @@ def test_labelled_gzip_but_not_gzip() -> None:
     truncated = gzip.compress(_tar(_file("a", os.urandom(5000))))[:-40]
     with pytest.raises(ImageError, match="not valid gzip"):
         compute_diff_id(io.BytesIO(truncated), mt.OCI_LAYER_GZIP, "layer L")
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+@pytest.mark.parametrize("first", [True, False])
+def test_an_extended_header_over_one_mib_is_refused_before_it_is_read(
+        fmt: int, first: bool) -> None:
+    """Regression (hostile corpus): tarfile read a PAX or GNU long-name header whole into
+    memory before any limit saw its member (64 MiB cost 300 MB). Refused as Go's
+    archive/tar refuses it, whether it is the stream's first member or a later one."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        if not first:
+            tar.addfile(tarfile.TarInfo("ok"), io.BytesIO(b""))
+        tar.addfile(tarfile.TarInfo("a/" * (600 << 10) + "x"), io.BytesIO(b""))
+    with pytest.raises(ArchiveLimitError, match="extended header of 1.172 MiB"):
+        for _ in open_tar(io.BytesIO(buf.getvalue()), "the layer"):
+            pass

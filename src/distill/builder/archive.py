@@ -129,6 +129,9 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, base: Path,
     if existing is not None and not (stat.S_ISDIR(existing.st_mode) and member.isdir()):
         if stat.S_ISDIR(existing.st_mode):
             shutil.rmtree(path)
+            # its directories get no times at the end: a later member may put a symlink
+            # where they were, and a path through it would lead out of the root
+            dir_times[:] = [d for d in dir_times if d[0] != path and path not in d[0].parents]
         else:
             os.unlink(path)
 
@@ -166,7 +169,9 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, base: Path,
 
     os.lchown(path, member.uid, member.gid)
     xattrs.apply(path, xattrs.of_member(member), follow=False)
-    if not member.issym():
+    # what was made, not what the member says: a hardlink to a symlink is a symlink, and
+    # chmod would follow it out of the root (a symlink has no mode of its own on Linux)
+    if not stat.S_ISLNK(os.lstat(path).st_mode):
         os.chmod(path, member.mode & 0o7777)
     mtime = member_time_ns(member)
     atime = max(member_time_ns(member, "atime"), mtime)

@@ -1,0 +1,45 @@
+"""Attack: a base layer 1100 directories deep (``d/d/…/d/leaf``, PAX names of up to
+2.2 KB, under PATH_MAX), built with a RUN and written out with ``--output type=local``.
+
+Expect: the build succeeds, the RUN reads the leaf, and the output holds it; at worst
+a clear error, never a traceback.
+
+Why: unpacking is one member at a time, but anything that walks the tree must not
+recurse once per level (``os.walk`` on Python 3.11 dies with RecursionError past ~1000
+levels) nor redo the whole path per level. distill's local exporter does both
+(``builder/localout.py``: ``os.walk``, and ``confine.resolve_in_root`` per directory,
+O(depth) joins of O(depth) paths): ~80 s of CPU for the first 990 directories, then a
+RecursionError traceback. Unpacking the layer itself takes ~12 s (an lstat of every
+parent, O(depth) long, per member).
+
+Slow (about 90 s): run with DISTILL_HOSTILE_SLOW=1. layer_deep_tree_250 is the same
+attack at a depth the corpus runs every time.
+"""
+from tests.hostile.harness import Case, Hostile, d, f, tar
+
+DEPTH = 1100
+REL = "/".join(["d"] * DEPTH)
+
+
+def setup(h: Hostile) -> None:
+    dirs = ["/".join(["d"] * (i + 1)) for i in range(DEPTH)]
+    h.layout(tar(*[d(p) for p in dirs], f(REL + "/leaf", b"leaf\n")))
+    h.remove_after += [h.out, h.store]
+    h.timeout = 600
+    h.dockerfile(f"FROM base\nRUN cat /{REL}/leaf > /seen\n")
+
+
+def check(h: Hostile) -> None:
+    assert (h.out / "seen").read_bytes() == b"leaf\n"
+    assert (h.out / REL / "leaf").read_bytes() == b"leaf\n"
+
+
+CASE = Case(attack="base layer 1100 directories deep, RUN, `--output type=local`",
+            outcome="should build; the local export takes ~80 s, then a RecursionError "
+                    "traceback (`builder/localout.py`)",
+            setup=setup, check=check,
+            bug="distill bug: --output type=local of a tree deeper than ~990 directories "
+                "is a RecursionError traceback (os.walk), after O(depth^3) work in "
+                "confine.resolve_in_root",
+            bug_shows="RecursionError",
+            slow="about 90 s: the export's O(depth^3) path resolution")
