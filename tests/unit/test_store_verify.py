@@ -144,3 +144,24 @@ def test_repair_never_follows_a_link_planted_in_the_store(store: Store, tmp_path
     assert {f.path.name for f in report.repaired} >= {"k4", "cd" * 32, "ef" * 32, "ab" * 32}
     assert (canary / "keep").read_text() == "keep"
     assert verify(store).findings == []
+
+
+@pytest.mark.parametrize("name", ["snapshots", "blobs/sha256", "cache", "layers", "memo"])
+def test_a_store_directory_replaced_by_a_link_is_refused(tmp_path: Path, name: str) -> None:
+    """Regression (outsider review): a store directory that is a symlink was followed:
+    opening the store chmodded its target 0700, and repair and prune removed what it
+    held. Now the store refuses to open, naming the link; the target is untouched."""
+    root = tmp_path / "store"
+    _image(Store(root), "app:1", "hello")
+    canary = tmp_path / "canary"
+    canary.mkdir(mode=0o755)
+    (canary / "keep").write_text("keep")
+    path = root / name
+    if path.is_dir():
+        import shutil
+        shutil.rmtree(path)
+    path.symlink_to(canary)
+    with pytest.raises(StoreError, match=f"{path} is a symbolic link"):
+        Store(root)
+    assert (canary / "keep").read_text() == "keep"
+    assert canary.stat().st_mode & 0o777 == 0o755

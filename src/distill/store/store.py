@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,27 @@ class LayerFacts:
 #: How many repositories are remembered per blob.
 MAX_BLOB_SOURCES = 8
 
+#: Every directory of the store (the packages that use them create them).
+STORE_DIRS = ("blobs", "blobs/sha256", "tmp", "pins", "snapshots", "layers", "cache",
+              "sources", "made-blobs", "memo", "contenthash", "cache-mounts", "debs",
+              "indexes", "url-validators")
+
+
+def _check_own_dirs(root: Path) -> None:
+    """Each of the store's directories is a directory, not a link: a link would lead a
+    prune, a repair or a chmod to whatever it points at."""
+    for name in STORE_DIRS:
+        path = root / name
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            raise StoreError(f"{path} is {kind}: distill's store holds only directories "
+                             "it made itself",
+                             hint=f"remove it (rm {path}); distill makes it again")
+
 
 class Store:
     def __init__(self, root: Path | None = None) -> None:
@@ -49,6 +71,7 @@ class Store:
                              hint="DISTILL_ROOT must name a directory distill may create "
                                   "or write") from None
         fcntl.flock(self._usage, fcntl.LOCK_SH)
+        _check_own_dirs(self.root)
         self.snapshot_dir = self.root / "snapshots"
         self.facts_dir = self.root / "layers"
         self.cache_dir = self.root / "cache"
