@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -120,7 +121,41 @@ def test_an_index_that_does_not_parse_is_set_aside(store: Store) -> None:
     report = verify(store)
     assert _kinds(report) == [("corrupt", "index.json")]
     verify(store, repair=True)
-    assert (store.root / "index.json.broken").exists()
+    assert [p.name[:18] for p in store.root.glob("index.json.broken-*")] == \
+        ["index.json.broken-"]
+    assert verify(store).findings == [] and store.names.entries() == []
+    # a second repair keeps the first set-aside copy
+    (store.root / "index.json").write_text("[")
+    verify(store, repair=True)
+    assert len(list(store.root.glob("index.json.broken-*"))) == 2
+
+
+@pytest.mark.parametrize("manifests", [
+    '{"a": 1}',                                           # not a list
+    '[{"digest": "sha256:zz"}, 5]',                        # no descriptors
+    '[{"mediaType": "m", "digest": "sha256:%s", "size": 1, '
+    '"annotations": {"org.opencontainers.image.ref.name": ["x"]}}]' % ("ab" * 32),
+    '[{"mediaType": "m", "digest": "sha256:%s", "size": 1}]' % ("ab" * 32),  # no name, gone
+])
+def test_a_damaged_index_is_a_clear_error_and_repaired(store: Store, manifests: str) -> None:
+    """Regression (outsider review): such an index.json was a traceback in every command,
+    or one that verify --repair reported and could not fix."""
+    _image(store, "app:1", "hello")
+    index = json.loads((store.root / "index.json").read_text())
+    good = index["manifests"]
+    index["manifests"] = json.loads(manifests)
+    if isinstance(index["manifests"], list):
+        index["manifests"] += good
+    (store.root / "index.json").write_text(json.dumps(index))
+    with pytest.raises(StoreError, match="are damaged") if manifests != \
+            '[{"mediaType": "m", "digest": "sha256:%s", "size": 1}]' % ("ab" * 32) \
+            else contextlib.nullcontext():
+        Store(store.root).names.entries()
+    report = verify(store, repair=True)
+    assert report.consistent, report.findings
+    assert verify(store).findings == []
+    if isinstance(json.loads(manifests), list):
+        assert store.lookup("app:1") is not None        # the whole entries are kept
 
 
 def test_verify_does_not_run_beside_another_store_user(store: Store) -> None:

@@ -35,16 +35,22 @@ class Descriptor:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Descriptor:
         try:
+            if not isinstance(d, dict):
+                raise TypeError("not an object")
             plat = d.get("platform")
+            annotations = dict(d.get("annotations") or {})
+            if not all(isinstance(k, str) and isinstance(v, str)
+                       for k, v in annotations.items()):
+                raise TypeError("annotations must map strings to strings")
             return cls(
                 media_type=str(d["mediaType"]),
                 digest=Digest(d["digest"]),
                 size=int(d["size"]),
-                annotations=dict(d.get("annotations") or {}),
+                annotations=annotations,
                 platform=Platform.from_dict(plat) if plat else None,
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ImageError(f"malformed descriptor {d!r}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ImageError(f"malformed descriptor {str(d)[:200]}: {e}") from None
 
 
 def canonical_json(value: Any) -> bytes:

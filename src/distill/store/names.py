@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from distill import phases
+from distill.errors import DistillError, StoreError
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor, load_json
 
@@ -47,8 +48,17 @@ class NameIndex:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
-        doc = load_json(data, str(self.path))
-        return [Descriptor.from_dict(m) for m in doc.get("manifests", [])]
+        try:
+            doc = load_json(data, str(self.path))
+            manifests = doc.get("manifests", [])
+            if not isinstance(manifests, list):
+                raise TypeError("manifests is not a list")
+            return [Descriptor.from_dict(m) for m in manifests]
+        except (DistillError, AttributeError, TypeError) as e:
+            message = e.message if isinstance(e, DistillError) else str(e)
+            raise StoreError(f"the store's names ({self.path}) are damaged: {message}",
+                             hint="'distill store verify --repair' keeps the names that "
+                                  "are whole") from None
 
     def _save(self, entries: list[Descriptor]) -> None:
         doc = {

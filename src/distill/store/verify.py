@@ -15,8 +15,10 @@ reader ever opens. What it looks for:
   cache mounts, ``.partial-*`` downloads), never read under a real name.
 
 The store is consistent when nothing is corrupt or missing. ``repair`` removes what is
-corrupt, dangling or left over, and untags an image whose content is missing (it could
-never be used again; rebuilding it makes it whole). Both take the store's usage lock
+corrupt, dangling or left over, and drops the names of images whose content is missing
+(they could never be used again; rebuilding one makes it whole) and the entries of
+``index.json`` that are no descriptor; an ``index.json`` that does not parse at all is
+kept beside as ``index.json.broken-TIME`` and the store starts with no names. Both take the store's usage lock
 exclusively, as pruning does: they never run beside a build.
 """
 
@@ -26,6 +28,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +36,10 @@ from typing import BinaryIO
 
 from distill.errors import DistillError
 from distill.oci import mediatypes as mt
+from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.store.blobs import remove_tree
+from distill.store.names import atomic_write
 from distill.store.store import Store
 
 KINDS = ("corrupt", "missing", "dangling", "leftover")
@@ -166,20 +171,28 @@ class _Checker:
             return
         for entry in entries:
             self.report.count("images")
-            name = ""
             try:
-                name = entry.get("annotations", {}).get(mt.ANNOTATION_REF_NAME, "")
-                digest = Digest(entry["digest"])
-            except (AttributeError, KeyError, TypeError, DistillError):
+                desc = Descriptor.from_dict(entry)
+            except DistillError:
                 self.find("corrupt", index, f"an entry of index.json is not a descriptor: "
-                          f"{json.dumps(entry)[:200]}")
+                          f"{json.dumps(entry)[:200]}", self._drop(entry))
                 continue
-            gone = [d for d in self._reached(digest) if d not in self.blobs]
+            name = desc.annotations.get(mt.ANNOTATION_REF_NAME, "")
+            gone = [d for d in self._reached(desc.digest) if d not in self.blobs]
             if gone:
                 self.find("missing", index,
-                          f"image {name or digest} reaches {len(gone)} blob(s) the store "
-                          f"does not hold (sha256:{gone[0]} ...)",
-                          self._untag(name) if name else None)
+                          f"image {name or desc.digest} reaches {len(gone)} blob(s) the "
+                          f"store does not hold (sha256:{gone[0]} ...)", self._drop(entry))
+
+    def _drop(self, entry: object) -> Callable[[], None]:
+        """Rewrite index.json without ``entry`` (the others kept as they are)."""
+        def repair() -> None:
+            index = self.store.root / "index.json"
+            doc = _load_json(index)
+            assert isinstance(doc, dict)
+            doc["manifests"] = [e for e in doc["manifests"] if e != entry]
+            atomic_write(index, json.dumps(doc, indent=2).encode(), self.store.blobs.tmp_dir)
+        return repair
 
     def _reached(self, top: Digest) -> Iterator[str]:
         pending, seen = [top.hex], set()
@@ -206,14 +219,18 @@ class _Checker:
                     except DistillError:
                         continue
 
-    def _untag(self, name: str) -> Callable[[], None]:
-        def repair() -> None:
-            self.store.names.untag(name)
-        return repair
-
     def _set_aside(self, path: Path) -> Callable[[], None]:
+        """Keep the damaged file beside (never over an earlier one) and start empty."""
         def repair() -> None:
-            os.replace(path, path.with_name(path.name + ".broken"))
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            kept = path.with_name(f"{path.name}.broken-{stamp}")
+            n = 0
+            while kept.exists():
+                n += 1
+                kept = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+            os.replace(path, kept)
+            empty = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+            atomic_write(path, json.dumps(empty, indent=2).encode(), self.store.blobs.tmp_dir)
         return repair
 
     # -- records about blobs -------------------------------------------------
