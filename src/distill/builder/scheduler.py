@@ -295,29 +295,34 @@ class Builder:
         try:
             done: dict[int, StageResult] = {}
             pending = list(plan.order)
-            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
-                running: dict[Future[StageResult], PlannedStage] = {}
-                try:
-                    while pending or running:
-                        for planned in list(pending):
-                            if len(running) < jobs and planned.dependencies <= done.keys():
-                                pending.remove(planned)
-                                running[pool.submit(self._build_stage, planned, plan)] = \
-                                    planned
-                        finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                        for future in finished:
-                            planned = running.pop(future)
-                            if future.exception() is not None:
-                                # as BuildKit: the other stages are cancelled, their RUNs
-                                # killed; the first failure is the build's error
-                                self.processes.kill_all()
-                                wait(running)
-                            done[planned.stage.index] = future.result()
-                except BaseException:
-                    # Ctrl-C (KeyboardInterrupt, raised in this thread only): the RUNs
-                    # still running are killed, or leaving the pool would wait for them
-                    self.processes.kill_all()
-                    raise
+            pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage")
+            running: dict[Future[StageResult], PlannedStage] = {}
+            try:
+                while pending or running:
+                    for planned in list(pending):
+                        if len(running) < jobs and planned.dependencies <= done.keys():
+                            pending.remove(planned)
+                            running[pool.submit(self._build_stage, planned, plan)] = planned
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        planned = running.pop(future)
+                        if future.exception() is not None:
+                            # as BuildKit: the other stages are cancelled, their RUNs
+                            # killed; the first failure is the build's error
+                            self.processes.kill_all()
+                            wait(running)
+                        done[planned.stage.index] = future.result()
+            except Exception:
+                pool.shutdown(wait=True)
+                raise
+            except BaseException:
+                # Ctrl-C or SIGTERM (raised in this thread only): the running RUNs are
+                # killed and the stages are not waited for (a COPY would run to its
+                # end); the CLI exits at once, which the store is safe against
+                self.processes.kill_all()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
         finally:
             self.hashes.save()   # what was hashed, also when a step failed
         # the target ships: a layer it got lazily (from a stage it is built on, found

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from distill import __version__
@@ -37,8 +39,31 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, `docker stop`, a pod's end): handled as Ctrl-C is."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
+def _interrupted(e: KeyboardInterrupt) -> int:
+    """Say so and exit: at once when threads are still at work (a stage's COPY, a
+    download), since waiting for them is what Ctrl-C is meant to skip; every write of
+    theirs is safe to abandon (a temp file, removed by the next store user)."""
+    terminated = isinstance(e, Terminated)
+    print("terminated" if terminated else "interrupted", file=sys.stderr, flush=True)
+    code = 143 if terminated else 130
+    if threading.active_count() > 1:
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         if MOUNTING_COMMANDS & set(words[:1]):
             from distill.sandbox.namespace import ensure_private_mount_namespace
@@ -46,9 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_private_mount_namespace()
         args = parser(words[0] if words else None).parse_args(words)
         return int(args.run(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(e)
     except Exception as e:
         # the error types and their rendering load only when there is an error to show
         from distill.cli.render import print_error
