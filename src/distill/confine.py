@@ -14,6 +14,7 @@ import ctypes
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from distill.errors import DistillError
@@ -266,3 +267,29 @@ def read_file_in_root(root: Path | str, path: str, limit: int, *, follow: bool =
     if data is None or len(data) > limit:
         raise DistillError(f"{what or path} is too large: more than {limit} bytes")
     return data
+
+
+def walk(top: str | os.PathLike[str],
+         ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top)`` (top-down, symlinks to directories listed among the directories
+    but not entered, errors raised) without recursion: Python 3.11's ``os.walk`` recurses
+    once per level, and a context, an image or a RUN can hold a tree deeper than the
+    interpreter's recursion limit. As with ``os.walk``, the caller may prune or reorder
+    the directory list it is given; an entry that vanished is left out."""
+    pending = [os.fspath(top)]
+    while pending:
+        current = pending.pop()
+        dirs: list[str] = []
+        files: list[str] = []
+        with os.scandir(current) as entries:
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                (dirs if is_dir else files).append(entry.name)
+        yield current, dirs, files
+        for name in reversed(dirs):
+            path = os.path.join(current, name)
+            if not os.path.islink(path):
+                pending.append(path)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.builder.sources import Source
-from distill.confine import make_dirs, relative_inside, resolve_in_root
+from distill.confine import make_dirs, relative_inside, resolve_in_root, walk
 from distill.dockerfile.kernel import check_owner, check_path
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
@@ -104,7 +104,7 @@ class Copier:
         self.ensure_dir(dst_path, created_owner)
         allow = allow if allow is not None else self.opts.allow
         dir_times: list[tuple[Path, int]] = []
-        for dirpath, dirnames, filenames in os.walk(src):
+        for dirpath, dirnames, filenames in walk(src):
             rel = os.path.relpath(dirpath, src)
             base = dst_path if rel == "." else posixpath.join(dst_path, rel)
             if allow is not None:

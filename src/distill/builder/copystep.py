@@ -22,6 +22,7 @@ from distill.builder.operation import Operation
 from distill.builder.sources import Source, has_glob, resolve_parents_glob, resolve_sources
 from distill.builder.state import StageState
 from distill.builder.users import resolve_chown
+from distill.confine import walk
 from distill.dockerfile import instructions as ins
 from distill.dockerfile.shell import Lexer
 from distill.errors import ContextError, DistillError, DockerfileError
@@ -49,7 +50,7 @@ def _entries(sources: list[Source],
         yield src.rel, str(src.host), os.lstat(src.host)
         if not src.host.is_dir() or src.host.is_symlink():
             continue
-        for dirpath, dirnames, filenames in os.walk(src.host):
+        for dirpath, dirnames, filenames in walk(src.host):
             if allow is not None:
                 dirnames[:] = [d for d in dirnames if allow(Path(dirpath, d))]
                 filenames = [f for f in filenames if allow(Path(dirpath, f))]

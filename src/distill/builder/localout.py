@@ -24,7 +24,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.confine import resolve_in_root
+from distill.confine import resolve_in_root, walk
 from distill.errors import ImageError
 
 _SETID = stat.S_ISUID | stat.S_ISGID
@@ -67,6 +67,19 @@ class _Exporter:
     report: LocalReport = field(default_factory=LocalReport)
     links: dict[tuple[int, int], Path] = field(default_factory=dict)
     dir_times: list[tuple[Path, int]] = field(default_factory=list)
+    #: where each directory written so far is (a real directory, checked when made), so
+    #: that a path is resolved from its parent's place, not again from ``dest`` (which
+    #: cost O(depth) per level: minutes for a tree 1000 levels deep)
+    placed: dict[str, Path] = field(default_factory=dict)
+
+    def _inside(self, rel: str, *, follow_final: bool) -> Path:
+        """``rel`` resolved inside ``dest``, as ``resolve_in_root`` resolves it."""
+        parent = self.placed.get(posixpath.dirname(rel))
+        if parent is not None:
+            candidate = parent / posixpath.basename(rel)
+            if not follow_final or not os.path.islink(candidate):
+                return candidate
+        return resolve_in_root(self.dest, rel, follow_final=follow_final)
 
     def mode(self, st: os.stat_result, rel: str) -> int:
         mode = stat.S_IMODE(st.st_mode)
@@ -75,26 +88,32 @@ class _Exporter:
             mode &= ~_SETID
         return mode
 
-    def directory(self, src: Path, rel: str) -> None:
-        st = os.lstat(src)
-        target = resolve_in_root(self.dest, rel)
+    def directory(self, src: Path, rel: str) -> bool:
+        """Make the directory ``rel``; False when ``src`` is not there after all."""
+        st = _lstat(src)
+        if st is None:
+            return False
+        target = self._inside(rel, follow_final=True)
         if os.path.lexists(target) and not os.path.isdir(target):
             os.unlink(target)
         if not os.path.lexists(target):
             os.mkdir(target, 0o700)
+        if not os.path.islink(target):
+            self.placed[rel] = target
         os.lchown(target, st.st_uid, st.st_gid)
         os.chmod(target, self.mode(st, rel))
         self.dir_times.append((target, st.st_mtime_ns))
+        return True
 
     def entry(self, src: Path, rel: str) -> None:
         """Copy one non-directory (a symlink to a directory included)."""
-        st = os.lstat(src)
-        if stat.S_ISSOCK(st.st_mode):
+        st = _lstat(src)
+        if st is None or stat.S_ISSOCK(st.st_mode):
             return
         if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and not self.devices:
             self.report.devices.append(rel)
             return
-        leaf = resolve_in_root(self.dest, rel, follow_final=False)
+        leaf = self._inside(rel, follow_final=False)
         if os.path.isdir(leaf) and not os.path.islink(leaf):
             raise ImageError(f"--output dest={self.dest}: cannot replace the directory "
                              f"{rel} with a non-directory")
@@ -136,6 +155,16 @@ class _Exporter:
             os.close(fin)
 
 
+def _lstat(path: Path) -> os.stat_result | None:
+    """An entry's lstat, or None for one overlayfs lists but cannot stat: a whiteout in a
+    directory only one layer holds (the kernel lists it, then hides it), as containerd's
+    snapshots show it too."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
 def _copy_fd(fin: int, fout: int) -> None:
     offset = 0
     while True:
@@ -154,16 +183,13 @@ def _copy_fd(fin: int, fout: int) -> None:
             view = view[os.write(fout, view):]
 
 
-def _raise(error: OSError) -> None:
-    raise error
-
-
 def export_rootfs(root: Path, dest: Path, *, devices: bool = False,
                   setid: bool = False) -> LocalReport:
     """Write the tree at ``root`` (a mounted image) into the directory ``dest``."""
     ex = _Exporter(root, dest, devices, setid)
     dest.mkdir(parents=True, exist_ok=True)
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
+    ex.placed["/"] = resolve_in_root(dest, "/")
+    for dirpath, dirnames, filenames in walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         base = "/" if rel_dir == "." else "/" + rel_dir
         real_dirs = []
@@ -172,8 +198,7 @@ def export_rootfs(root: Path, dest: Path, *, devices: bool = False,
             src = Path(dirpath, name)
             if os.path.islink(src):
                 ex.entry(src, rel)   # a symlink to a directory: copied as a link
-            else:
-                ex.directory(src, rel)
+            elif ex.directory(src, rel):
                 real_dirs.append(name)
         dirnames[:] = real_dirs
         for name in sorted(filenames):

@@ -97,14 +97,21 @@ class _Tree:
         return self
 
     def _walk_dir(self, path: str, rel: str) -> None:
-        with os.scandir(path) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            name = f"{rel}/{entry.name}" if rel else entry.name
-            st = entry.stat(follow_symlinks=False)
-            self.add(name, st)
-            if stat.S_ISDIR(st.st_mode):
-                self._walk_dir(entry.path, name)
+        """Depth first, each directory's entries by name; without recursion (a context
+        can be deeper than the interpreter's recursion limit)."""
+        pending = [(path, rel)]
+        while pending:
+            path, rel = pending.pop()
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            below = []
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                st = entry.stat(follow_symlinks=False)
+                self.add(name, st)
+                if stat.S_ISDIR(st.st_mode):
+                    below.append((entry.path, name))
+            pending.extend(reversed(below))
 
 
 def _package_fingerprint() -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 from distill.builder.contenthash import ContentHashes
 from distill.builder.context import BuildContext
 from distill.builder.secrets import AgentRelay, SecretStore, owned_private_dir
-from distill.confine import open_dir_in_root, resolve_in_root
+from distill.confine import open_dir_in_root, resolve_in_root, walk
 from distill.dockerfile.mounts import MOUNT_TYPES, Mount, ssh_target
 from distill.errors import ContextError, DockerfileError
 from distill.gopath import clean
@@ -138,7 +138,7 @@ def _walk_all(root: Path, start: str) -> Iterator[tuple[str, os.stat_result]]:
         yield start, st
         if not stat.S_ISDIR(st.st_mode):
             return
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, dirnames, filenames in walk(top):
         dirnames.sort()
         for name in sorted(dirnames) + sorted(filenames):
             path = os.path.join(dirpath, name)

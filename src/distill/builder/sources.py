@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from distill.confine import resolve_in_root
+from distill.confine import resolve_in_root, walk
 from distill.dockerfile.kernel import check_path
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
@@ -162,7 +162,7 @@ def resolve_parents_glob(root: Path, pattern: str, *, forbid_escape: bool = Fals
     for base, top in roots:
         if not os.path.isdir(top):
             continue
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, dirnames, filenames in walk(top):
             inside = os.path.relpath(dirpath, top)
             descend = []
             for name in sorted(dirnames + filenames):

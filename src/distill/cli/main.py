@@ -60,8 +60,14 @@ def _interrupted(e: KeyboardInterrupt) -> int:
     return code
 
 
+#: Python 3.11's shutil.rmtree recurses once per directory level; a tree from a context, an
+#: image or a RUN may be as deep as PATH_MAX allows (2048 levels), past the default 1000.
+RECURSION_LIMIT = 10_000
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -37,6 +37,7 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
+from distill.confine import walk
 from distill.errors import SandboxError
 from distill.sandbox import _network, _seccomp, _userns
 from distill.sandbox._fds import Fds
@@ -71,7 +72,7 @@ def reclaim(checkout: Path) -> None:
     """Give ``checkout`` and everything in it back to distill (symlinks not followed)."""
     uid, gid = os.getuid(), os.getgid()
     os.chown(checkout, uid, gid)
-    for parent, dirs, files in os.walk(checkout):
+    for parent, dirs, files in walk(checkout):
         for name in dirs + files:
             os.lchown(os.path.join(parent, name), uid, gid)
 

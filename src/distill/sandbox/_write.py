@@ -34,7 +34,10 @@ def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
             continue
         rel = prefixes[-1] + name
         path = os.path.join(root, rel)
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue    # listed but hidden: a whiteout seen through a merged overlay
         yield path, rel, st
         if stat.S_ISDIR(st.st_mode):
             stack.append(iter(sorted(os.listdir(path))))

@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distill.confine import walk
 from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest
 from distill.store.blobs import remove_tree
@@ -57,7 +58,7 @@ def _disk_usage(path: Path) -> int:
     if not os.path.isdir(path) or os.path.islink(path):
         return st.st_blocks * 512
     total = st.st_blocks * 512
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, dirnames, filenames in walk(path):
         for name in dirnames + filenames:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512

@@ -27,8 +27,4 @@ def check(h: Hostile) -> None:
 
 CASE = Case(attack="base layer whiteout `/<canary>/.wh.secret` (absolute)",
             outcome="builds; the whiteout applies inside the image only",
-            setup=setup, check=check,
-            bug="distill bug: --output type=local fails on a whiteout in a directory that "
-                "exists in one layer only (overlayfs lists it, lstat says ENOENT); the "
-                "error names the output directory, not the entry",
-            bug_shows="cannot write the output")
+            setup=setup, check=check)

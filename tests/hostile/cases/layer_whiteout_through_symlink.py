@@ -24,8 +24,4 @@ def check(h: Hostile) -> None:
 
 CASE = Case(attack="layer 1: `lnk -> <canary>`; layer 2: whiteout `lnk/.wh.secret`",
             outcome="builds; `/lnk` is a directory of the upper layer, `/lnk/secret` absent",
-            setup=setup, check=check,
-            bug="distill bug: --output type=local fails on a whiteout in a directory that "
-                "exists in one layer only (overlayfs lists it, lstat says ENOENT); the "
-                "error names the output directory, not the entry",
-            bug_shows="cannot write the output")
+            setup=setup, check=check)
