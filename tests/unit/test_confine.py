@@ -188,3 +188,40 @@ def test_a_link_swapped_during_resolution_is_a_clean_error(tmp_path: Path,
     monkeypatch.setattr(confine.os, "readlink", swapped)
     with pytest.raises(DistillError, match="changed while it was being resolved"):
         confine.resolve_in_root(tmp_path, "/link/x")
+
+
+def test_walk_is_os_walk_without_recursion(tmp_path: Path) -> None:
+    """confine.walk lists what os.walk lists, in the same order, prunable the same way;
+    and it walks a tree deeper than the recursion limit, where Python 3.11's os.walk
+    dies (the hostile corpus's deep context)."""
+    import os
+    import sys
+
+    from distill.confine import walk
+
+    for rel in ("a/b/c", "a/d", "e"):
+        (tmp_path / "t" / rel).mkdir(parents=True)
+    (tmp_path / "t" / "a" / "f").write_text("f")
+    (tmp_path / "t" / "link").symlink_to("a")          # listed as a directory, not entered
+    top = tmp_path / "t"
+    mine = [(p, sorted(d), sorted(f)) for p, d, f in walk(top)]
+    theirs = [(p, sorted(d), sorted(f)) for p, d, f in os.walk(top)]
+    assert sorted(mine) == sorted(theirs)
+    pruned = []
+    for path, dirs, _ in walk(top):
+        pruned.append(os.path.relpath(path, top))
+        dirs[:] = [d for d in dirs if d != "a"]
+    assert sorted(pruned) == [".", "e"]
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    depth = sys.getrecursionlimit() + 100
+    cwd = os.getcwd()
+    try:                                    # level by level, with short relative paths
+        os.chdir(deep)
+        for _ in range(depth):
+            os.mkdir("d")
+            os.chdir("d")
+    finally:
+        os.chdir(cwd)
+    levels = sum(1 for _ in walk(deep))
+    assert levels == depth + 1
