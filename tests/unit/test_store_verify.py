@@ -13,6 +13,8 @@ import pytest
 from distill.errors import StoreError
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
+from distill.oci.digest import Digest
+from distill.store.gc import prune
 from distill.store.store import LayerFacts, Store
 from distill.store.verify import verify
 
@@ -200,3 +202,54 @@ def test_a_store_directory_replaced_by_a_link_is_refused(tmp_path: Path, name: s
         Store(root)
     assert (canary / "keep").read_text() == "keep"
     assert canary.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_tar_layer_that_begins_like_zstd_or_gzip_verifies(store: Store) -> None:
+    """Regression (second outsider review): verify guessed a layer's compression from its
+    first bytes, so an uncompressed layer whose first name starts with zstd's or gzip's
+    magic made verify (and --repair) end in a traceback, or call a good fact corrupt."""
+    for magic in (b"\x28\xb5\x2f\xfd", b"\x1f\x8b\x08"):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT,
+                          encoding="utf-8", errors="surrogateescape") as tar:
+            info = tarfile.TarInfo(magic.decode("utf-8", "surrogateescape") + "x")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"hi\n"))
+        data = out.getvalue()
+        assert data.startswith(magic)
+        blob, _ = store.blobs.put_bytes(data)
+        store.record_layer(blob, LayerFacts(Digest.of_bytes(data), len(data)))
+    assert verify(store).findings == []
+
+
+@pytest.mark.parametrize("where", ["cache", "layers", "memo", "made-blobs"])
+def test_directories_and_fifos_where_records_belong(store: Store, where: str) -> None:
+    """Regression (second outsider review): a directory where a record belongs made
+    --repair, prune and builds fail ('Is a directory'); a FIFO hung prune."""
+    import os
+
+    _image(store, "app:1", "hello")
+    base = store.root / where
+    base.mkdir(exist_ok=True)
+    (base / ("ab" * 32)).mkdir()
+    os.mkfifo(base / ("cd" * 32))
+    prune(Store(store.root))                     # neither hangs nor fails
+    (base / ("ab" * 32)).mkdir(exist_ok=True)
+    os.mkfifo(base / ("cd" * 32)) if not (base / ("cd" * 32)).exists() else None
+    report = verify(store, repair=True)
+    assert report.consistent
+    assert not (base / ("ab" * 32)).exists() and not (base / ("cd" * 32)).exists()
+    assert verify(store).findings == []
+
+
+def test_a_fifo_or_stray_file_in_pins_neither_hangs_nor_pins(store: Store) -> None:
+    """Regression (second outsider review): a FIFO in pins/ hung prune (and every build
+    beside it); a stray name counted as a living process's pins forever."""
+    import os
+
+    other, _ = store.blobs.put_bytes(b"unreachable")
+    os.mkfifo(store.root / "pins" / "junk")
+    (store.root / "pins" / "stray").write_text(f"blob:{other.hex}\n")
+    report = prune(Store(store.root))
+    assert report.removed.get("blobs") == 1
+    assert not (store.root / "pins" / "junk").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -364,6 +365,9 @@ class Builder:
             except DistillError as e:
                 raise e.at(inst.location) from None
             except OSError as e:    # the machine's refusal, shown at the step it stopped
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):  # a step writes into the store
+                    raise os_failure(e, "the step could not write into the store at",
+                                     self.store.root).at(inst.location) from None
                 raise os_failure(e, "the step could not finish").at(inst.location) from None
         self.stage_images[stage.index] = state.image
         self.stage_args[stage.index] = state.args

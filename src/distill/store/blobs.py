@@ -329,8 +329,12 @@ def remove_orphaned_temp_dirs(tmp_root: Path) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """rm -rf that also copes with read-only directories left by RUN steps."""
+    """rm -rf that also copes with read-only directories left by RUN steps; a link or a
+    file is removed itself (never what a link points at)."""
     if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
         return
 
     def fix(func: Callable[..., object], p: str, _exc: object) -> None:

@@ -30,7 +30,12 @@ from distill.confine import walk
 from distill.oci import mediatypes as mt
 from distill.oci.digest import Digest
 from distill.store.blobs import remove_tree
+from distill.store.names import read_record
 from distill.store.store import Store
+
+#: The largest image document (a manifest, an index, a config) a blob can be; a larger
+#: blob is a layer, which prune never reads.
+MAX_DOCUMENT = 8 << 20
 
 # Build-cache directories that ``--all`` empties, under the store root.
 CACHE_DIRS = ("cache-mounts", "debs", "indexes", "contenthash", "url-validators")
@@ -77,12 +82,12 @@ def reachable_blobs(store: Store) -> set[str]:
             continue
         seen.add(digest.hex)
         path = store.blobs.blob_dir / digest.hex        # read, not pinned: see prune
-        if not path.exists():
-            continue
         try:
-            doc = json.loads(path.read_bytes())
-        except ValueError:
-            continue            # a layer or other non-JSON blob: nothing below it
+            if path.stat().st_size > MAX_DOCUMENT:
+                continue        # a layer: never read whole
+            doc = json.loads(read_record(path))
+        except (OSError, ValueError):
+            continue            # gone, or a layer or other non-JSON blob: nothing below
         if not isinstance(doc, dict):
             continue
         media = doc.get("mediaType", "")
@@ -107,10 +112,18 @@ def _remove_whole(store: Store, directory: Path) -> None:
     remove_tree(doomed)
 
 
+def _discard(entry: Path) -> None:
+    """Remove a file of the store (a directory where a file belongs too: damage)."""
+    if entry.is_dir() and not entry.is_symlink():
+        remove_tree(entry)
+    else:
+        entry.unlink(missing_ok=True)
+
+
 def _blob_of(record: Path) -> str | None:
     """The hex digest a made-blob note or a cache entry names, if any."""
     try:
-        value = json.loads(record.read_bytes())
+        value = json.loads(read_record(record))
     except (OSError, ValueError):
         return None
     blob = value.get("blob", value) if isinstance(value, dict) else None
@@ -143,21 +156,21 @@ def _prune(store: Store, report: PruneReport, pinned: set[str], all_cache: bool)
     for entry in sorted(store.blobs.blob_dir.iterdir()):
         if entry.name not in keep:
             report.add("blobs", entry)
-            entry.unlink()
+            _discard(entry)
             for notes in (store.facts_dir / entry.name, store.sources_dir / entry.name):
                 notes.unlink(missing_ok=True)
     memo = store.root / "memo"          # records of builds (builder/memo.py)
     for entry in sorted(memo.iterdir()) if memo.is_dir() else []:
         try:
-            record = json.loads(entry.read_bytes())
+            record = json.loads(read_record(entry))
             whole = all(b.split(":")[-1] in keep for b in record["blobs"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             whole = False
         if all_cache or not whole:
-            entry.unlink()
+            _discard(entry)
     for entry in sorted(store.made_dir.iterdir()):   # blobs made from lazy layers
         if _blob_of(entry) not in keep:
-            entry.unlink()
+            _discard(entry)
     for entry in sorted(store.cache_dir.iterdir()):
         value = store.cache_get(entry.name)
         blob = _blob_of(entry)
@@ -167,7 +180,7 @@ def _prune(store: Store, report: PruneReport, pinned: set[str], all_cache: bool)
             store, value or {}))
         if all_cache or value is None or stale:
             report.add("cache entries", entry)
-            entry.unlink()
+            _discard(entry)
     if all_cache:
         for name in CACHE_DIRS:
             directory = store.root / name
@@ -179,7 +192,7 @@ def _prune(store: Store, report: PruneReport, pinned: set[str], all_cache: bool)
                     else:                       # lock files and downloaded files
                         if not entry.name.endswith(".lock"):
                             report.add(name, entry)
-                        entry.unlink()
+                        _discard(entry)
 
 
 def _lazy_kept(store: Store, value: dict[str, object]) -> bool:

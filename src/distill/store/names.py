@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,6 +102,31 @@ class NameIndex:
 
     def entries(self) -> list[tuple[str, Descriptor]]:
         return [(e.annotations.get(mt.ANNOTATION_REF_NAME, ""), e) for e in self._load()]
+
+
+#: A record is a few KiB; a build record or content-hash file may be a few MiB.
+MAX_RECORD = 64 << 20
+
+
+def read_record(path: Path) -> bytes:
+    """A record's bytes: a regular file (a link is not followed, a FIFO never waited
+    on) of at most MAX_RECORD bytes. Raises FileNotFoundError when there is none, and
+    ValueError when what is there is no record (damage ``distill store verify``
+    reports)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RECORD:
+            raise ValueError(f"{path} is not a record (a regular file of at most "
+                             f"{MAX_RECORD} bytes)")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_RECORD + 1)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} cannot be read as a record: {e.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, temp_dir: Path | None = None) -> None:

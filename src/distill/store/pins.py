@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from distill.owned import is_alive, process_tag
+from distill.store.names import read_record
 
 _LOCK = "pins.lock"
+#: a pin file's name: the process tag of its process (``owned.process_tag``)
+_PROCESS = re.compile(r"[0-9]+-[0-9]+")
 
 
 class Pins:
@@ -72,18 +77,25 @@ class Pins:
         with self._flock(fcntl.LOCK_EX):
             pinned: set[str] = set()
             for entry in os.scandir(self.dir):
-                if entry.name in (_LOCK, self._name) or entry.name.startswith("."):
+                if entry.name in (_LOCK, self._name):
                     continue
-                if not is_alive(entry.name):
-                    with suppress(OSError):
-                        os.unlink(entry.path)
+                if not _PROCESS.fullmatch(entry.name) or not is_alive(entry.name):
+                    _discard(Path(entry.path))      # a dead process's, or no pins at all
                     continue
-                with suppress(OSError):
-                    pinned.update(Path(entry.path).read_text().split())
+                with suppress(OSError, ValueError):
+                    pinned.update(read_record(Path(entry.path)).decode().split())
             yield pinned
 
     def _remove_dead(self) -> None:
         for entry in os.scandir(self.dir):
-            if entry.name != _LOCK and not is_alive(entry.name):
-                with suppress(OSError):
-                    os.unlink(entry.path)
+            if entry.name != _LOCK and (not _PROCESS.fullmatch(entry.name)
+                                        or not is_alive(entry.name)):
+                _discard(Path(entry.path))
+
+
+def _discard(path: Path) -> None:
+    with suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()

@@ -16,7 +16,7 @@ from distill.oci.digest import Digest
 from distill.oci.reference import normalize_reference
 from distill.store.blobs import PRIVATE_MODE, BlobStore, make_private, remove_tree
 from distill.store.location import default_root
-from distill.store.names import NameIndex, atomic_write
+from distill.store.names import NameIndex, atomic_write, read_record
 from distill.store.pins import Pins
 
 
@@ -87,13 +87,13 @@ class Store:
         except OSError as e:        # a store made on a full or read-only filesystem
             raise os_failure(e, "cannot set up distill's store at", self.root) from None
 
-    def lock_exclusive(self) -> None:
-        """Become the store's only user (for pruning), or fail if another one is running."""
+    def lock_exclusive(self, doing: str = "prune --all") -> None:
+        """Become the store's only user (for ``doing``), or fail if another one runs."""
         try:
             fcntl.flock(self._usage, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError(f"the store {self.root} is in use by another distill process",
-                             hint="prune when no build is running") from None
+                             hint=f"run distill {doing} when no build is running") from None
 
     # -- layer facts ---------------------------------------------------------
     def record_layer(self, blob: Digest, facts: LayerFacts, *, replace: bool = False) -> None:
@@ -107,7 +107,7 @@ class Store:
     def layer_facts(self, blob: Digest) -> LayerFacts | None:
         """The facts distill computed for ``blob``, or None (unknown, or unreadable)."""
         try:
-            data = json.loads((self.facts_dir / blob.hex).read_bytes())
+            data = json.loads(read_record(self.facts_dir / blob.hex))
             return LayerFacts(Digest(data["diff_id"]), int(data["size"]))
         except FileNotFoundError:
             return None
@@ -120,7 +120,7 @@ class Store:
         ``diff_id``, if it still has it."""
         name = diff_id.hex if tag == "gzip" else f"{diff_id.hex}.{tag}"
         try:
-            desc = Descriptor.from_dict(json.loads((self.made_dir / name).read_bytes()))
+            desc = Descriptor.from_dict(json.loads(read_record(self.made_dir / name)))
         except (FileNotFoundError, ValueError, KeyError, TypeError, DistillError):
             return None
         return desc if self.blobs.has(desc.digest) else None
@@ -134,7 +134,7 @@ class Store:
     def blob_sources(self, blob: Digest) -> list[str]:
         """``host/repository`` names known to hold ``blob`` (pulled from or pushed to)."""
         try:
-            value = json.loads((self.sources_dir / blob.hex).read_bytes())
+            value = json.loads(read_record(self.sources_dir / blob.hex))
         except (FileNotFoundError, ValueError):
             return []
         return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
@@ -172,7 +172,7 @@ class Store:
     # -- build cache: step key -> result -------------------------------------
     def cache_get(self, key: str) -> dict[str, object] | None:
         try:
-            value = json.loads((self.cache_dir / key).read_bytes())
+            value = json.loads(read_record(self.cache_dir / key))
         except (FileNotFoundError, ValueError):
             return None
         return value if isinstance(value, dict) else None

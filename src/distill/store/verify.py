@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
 from distill.store.blobs import remove_tree
-from distill.store.names import atomic_write
+from distill.store.names import atomic_write, read_record
 from distill.store.store import Store
 
 KINDS = ("corrupt", "missing", "dangling", "leftover")
@@ -85,34 +84,48 @@ def _hash_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _uncompressed_digest(path: Path) -> str:
-    """sha256 of a layer blob's tar (gzip, zstd or none, told by its first bytes)."""
+def _decompressed_digest(path: Path, kind: str) -> str | None:
+    """sha256 of the blob read as ``kind`` ("gzip", "zstd" or "tar"), or None when it is
+    not that (a decompressor's error of any kind, on bytes an image chose)."""
     digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as raw:
+            stream: BinaryIO
+            if kind == "gzip":
+                from isal import igzip
+
+                stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            elif kind == "zstd":
+                import zstandard
+
+                stream = zstandard.ZstdDecompressor().stream_reader(raw)
+            else:
+                stream = raw
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except Exception:  # noqa: BLE001 (isal, zstandard and zlib each raise their own)
+        return None
+    return digest.hexdigest()
+
+
+def _unpacks_to(path: Path, diff_id: str) -> str | None:
+    """None when the blob's tar hashes to ``diff_id`` read as what its first bytes say
+    or, failing that, as a plain tar (a tar may begin with those bytes); else what it
+    hashes to."""
     with open(path, "rb") as raw:
         magic = raw.read(4)
-        raw.seek(0)
-        stream: BinaryIO
-        if magic.startswith(_GZIP_MAGIC):
-            from isal import igzip
-
-            stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-        elif magic == _ZSTD_MAGIC:
-            import zstandard
-
-            stream = zstandard.ZstdDecompressor().stream_reader(raw)
-        else:
-            stream = raw
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    kinds = ["gzip"] if magic.startswith(_GZIP_MAGIC) else \
+        ["zstd"] if magic == _ZSTD_MAGIC else []
+    actual = None
+    for kind in [*kinds, "tar"]:
+        actual = _decompressed_digest(path, kind)
+        if actual is not None and f"sha256:{actual}" == diff_id:
+            return None
+    return actual or "(no tar)"
 
 
 def _is_hex(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-
-
-def _unlink(path: Path) -> Callable[[], None]:
-    return lambda: path.unlink(missing_ok=True)
 
 
 def _remove(path: Path) -> Callable[[], None]:
@@ -120,18 +133,9 @@ def _remove(path: Path) -> Callable[[], None]:
         else path.unlink(missing_ok=True)
 
 
-#: A record is a few KiB; a build record or content-hash file may be a few MiB.
-_MAX_RECORD = 64 << 20
-
-
 def _load_json(path: Path) -> object:
-    """A record's JSON: a regular file (not followed if a link), of bounded size."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_RECORD:
-            raise ValueError("not a regular file of a record's size")
-        return json.loads(f.read())
+    """A record's JSON (see ``read_record``: a regular file of bounded size)."""
+    return json.loads(read_record(path))
 
 
 class _Checker:
@@ -153,7 +157,7 @@ class _Checker:
                           "sha256)", _remove(entry))
             elif _hash_file(entry) != entry.name:
                 self.find("corrupt", entry, "the content does not hash to its name",
-                          _unlink(entry))
+                          _remove(entry))
             else:
                 self.blobs.add(entry.name)
 
@@ -246,7 +250,7 @@ class _Checker:
                     value = _load_json(entry)
                 except (OSError, ValueError):
                     self.find("corrupt", entry, f"a {what} that does not parse",
-                              _unlink(entry))
+                              _remove(entry))
                     continue
                 if not _is_hex(hexdigest):
                     self.find("leftover", entry, f"not a {what} (its name is no digest)",
@@ -257,29 +261,24 @@ class _Checker:
                     blob = value.get("digest") if isinstance(value, dict) else None
                     if not isinstance(blob, str) or blob.split(":")[-1] not in self.blobs:
                         self.find("dangling", entry, f"a {what} for a blob the store "
-                                  "does not hold", _unlink(entry))
+                                  "does not hold", _remove(entry))
                 elif hexdigest not in self.blobs:
                     self.find("dangling", entry, f"a {what} for a blob the store does "
-                              "not hold", _unlink(entry))
+                              "not hold", _remove(entry))
 
     def _check_fact(self, entry: Path, hexdigest: str, value: object) -> None:
         if hexdigest not in self.blobs:
             self.find("dangling", entry, "a layer fact for a blob the store does not hold",
-                      _unlink(entry))
+                      _remove(entry))
             return
         diff_id = value.get("diff_id") if isinstance(value, dict) else None
         if not isinstance(diff_id, str):
-            self.find("corrupt", entry, "a layer fact with no diff_id", _unlink(entry))
+            self.find("corrupt", entry, "a layer fact with no diff_id", _remove(entry))
             return
-        try:
-            actual = _uncompressed_digest(self.store.blobs.blob_dir / hexdigest)
-        except (OSError, EOFError, ValueError) as e:
-            self.find("corrupt", entry, f"its blob does not decompress ({e})",
-                      _unlink(entry))
-            return
-        if f"sha256:{actual}" != diff_id:
+        actual = _unpacks_to(self.store.blobs.blob_dir / hexdigest, diff_id)
+        if actual is not None:
             self.find("corrupt", entry, f"the blob unpacks to sha256:{actual}, not the "
-                      f"recorded {diff_id}", _unlink(entry))
+                      f"recorded {diff_id}", _remove(entry))
 
     def check_cache(self) -> None:
         for entry in sorted(self.store.cache_dir.iterdir()):
@@ -292,13 +291,13 @@ class _Checker:
                 value = None
             if not isinstance(value, dict):
                 self.find("corrupt", entry, "a build-cache entry that does not parse",
-                          _unlink(entry))
+                          _remove(entry))
                 continue
             blob = value.get("blob")
             digest = blob.get("digest") if isinstance(blob, dict) else None
             if isinstance(digest, str) and digest.split(":")[-1] not in self.blobs:
                 self.find("dangling", entry, "a build-cache entry for a blob the store "
-                          "does not hold", _unlink(entry))
+                          "does not hold", _remove(entry))
 
     def check_memo(self) -> None:
         for directory in ("memo", "contenthash"):
@@ -311,7 +310,7 @@ class _Checker:
                     _load_json(entry)
                 except (OSError, ValueError):
                     self.find("corrupt", entry, "a build record that does not parse",
-                              _unlink(entry))
+                              _remove(entry))
 
     def check_snapshots(self) -> None:
         for entry in sorted(self.store.snapshot_dir.iterdir()):
@@ -331,7 +330,7 @@ class _Checker:
 def verify(store: Store, *, repair: bool = False) -> VerifyReport:
     """Check the whole store; with ``repair``, also fix what was found (see the module
     docstring). Fails with StoreError while another distill process uses the store."""
-    store.lock_exclusive()
+    store.lock_exclusive("store verify")
     report = VerifyReport()
     checker = _Checker(store, report)
     checker.check_leftovers()
