@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     commands = p.add_subparsers(dest="store_command", required=True)
     v = commands.add_parser(
         "verify", help="check that every blob matches its digest, every name and record "
-                       "points at what the store holds, and nothing half-written is left")
+                       "points at what the store holds, and nothing half-written is left "
+                       "(unpacked layers are a cache: 'distill prune' removes them)")
     v.add_argument("--repair", action="store_true",
                    help="remove what is corrupt, dangling or left over, and untag images "
                         "whose content is missing")

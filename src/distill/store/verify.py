@@ -14,6 +14,11 @@ reader ever opens. What it looks for:
 * **leftover**: temp files of killed processes (``.NAME.*`` beside a record, ``.new-*``
   cache mounts, ``.partial-*`` downloads), never read under a real name.
 
+Snapshots (unpacked layers) are a cache of the blobs: verify checks that each is a
+directory named by a digest, not the files in it (only the store's owner can change
+them); ``distill prune`` removes every snapshot, and builds unpack them again from
+blobs that are checked as they unpack.
+
 The store is consistent when nothing is corrupt or missing. ``repair`` removes what is
 corrupt, dangling or left over, and drops the names of images whose content is missing
 (they could never be used again; rebuilding one makes it whole) and the entries of
