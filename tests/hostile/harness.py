@@ -420,7 +420,6 @@ class Case:
     check: Callable[[Hostile], None] | None = None
     bug: str | None = None
     bug_shows: str = ""
-    slow: str | None = None     # why it takes long: run only with DISTILL_HOSTILE_SLOW=1
 
     def __post_init__(self) -> None:
         assert (self.error is None) != (self.check is None), \

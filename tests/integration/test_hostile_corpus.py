@@ -184,21 +184,10 @@ def _outcome(name: str, base: Base, factory: pytest.TempPathFactory) -> Outcome:
     return _OUTCOMES[name]
 
 
-#: cases marked slow run only with this set (the summary says how many were left out)
-SLOW = os.environ.get("DISTILL_HOSTILE_SLOW") == "1"
-
-
-def _selected(name: str) -> bool:
-    return SLOW or not CASES[name][0].slow
-
-
 def _param(name: str) -> object:
     case = CASES[name][0]
     marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=case.bug)] \
         if case.bug else []
-    if not _selected(name):
-        marks.append(pytest.mark.skip(reason=f"slow ({case.slow}); run with "
-                                             "DISTILL_HOSTILE_SLOW=1"))
     return pytest.param(name, marks=marks, id=name)
 
 
@@ -251,15 +240,12 @@ def test_hostile_summary(hostile_base: Base, tmp_path_factory: pytest.TempPathFa
                          capsys: pytest.CaptureFixture[str]) -> None:
     """Runs any case not yet run, prints one line, and checks that exactly the cases marked
     as known distill bugs fail."""
-    outcomes = [_outcome(n, hostile_base, tmp_path_factory) for n in CASES if _selected(n)]
-    left_out = [n for n in CASES if not _selected(n)]
+    outcomes = [_outcome(n, hostile_base, tmp_path_factory) for n in CASES]
     passed = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
     seconds = sum(o.seconds for o in outcomes)
     lines = [(f"hostile corpus: {len(passed)} passed, {len(failed)} failed "
               f"({len(outcomes)} cases, {seconds:.0f}s)")]
-    if left_out:
-        lines.append(f"  not run (slow, DISTILL_HOSTILE_SLOW=1 runs them): {', '.join(left_out)}")
     for o in failed:
         bug = CASES[o.name][0].bug
         lines.append(f"  failed: {o.name}" + (" (known distill bug)" if bug else ""))

@@ -1,6 +1,6 @@
 """Attack: a base layer 250 directories deep (``d/d/…/d/leaf``, PAX names of up to 500
 bytes), built with a RUN and written out with ``--output type=local``: the fast
-version of layer_deep_tree (which goes past Python's recursion limit, and is slow).
+version of layer_deep_tree (which goes past Python's recursion limit, and takes a minute).
 
 Expect: the build succeeds, the RUN reads the leaf, and the output holds it.
 
