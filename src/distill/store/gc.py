@@ -41,10 +41,6 @@ MAX_DOCUMENT = 8 << 20
 CACHE_DIRS = ("cache-mounts", "debs", "indexes", "contenthash", "url-validators")
 
 
-def _is_hex(name: str) -> bool:
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-
-
 @dataclass
 class PruneReport:
     removed: dict[str, int] = field(default_factory=dict)    # what -> count
@@ -112,14 +108,6 @@ def _remove_whole(store: Store, directory: Path) -> None:
     remove_tree(doomed)
 
 
-def _discard(entry: Path) -> None:
-    """Remove a file of the store (a directory where a file belongs too: damage)."""
-    if entry.is_dir() and not entry.is_symlink():
-        remove_tree(entry)
-    else:
-        entry.unlink(missing_ok=True)
-
-
 def _blob_of(record: Path) -> str | None:
     """The hex digest a made-blob note or a cache entry names, if any."""
     try:
@@ -156,7 +144,7 @@ def _prune(store: Store, report: PruneReport, pinned: set[str], all_cache: bool)
     for entry in sorted(store.blobs.blob_dir.iterdir()):
         if entry.name not in keep:
             report.add("blobs", entry)
-            _discard(entry)
+            remove_tree(entry)
             for notes in (store.facts_dir / entry.name, store.sources_dir / entry.name):
                 notes.unlink(missing_ok=True)
     memo = store.root / "memo"          # records of builds (builder/memo.py)
@@ -167,10 +155,10 @@ def _prune(store: Store, report: PruneReport, pinned: set[str], all_cache: bool)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             whole = False
         if all_cache or not whole:
-            _discard(entry)
+            remove_tree(entry)
     for entry in sorted(store.made_dir.iterdir()):   # blobs made from lazy layers
         if _blob_of(entry) not in keep:
-            _discard(entry)
+            remove_tree(entry)
     for entry in sorted(store.cache_dir.iterdir()):
         value = store.cache_get(entry.name)
         blob = _blob_of(entry)
@@ -180,7 +168,7 @@ def _prune(store: Store, report: PruneReport, pinned: set[str], all_cache: bool)
             store, value or {}))
         if all_cache or value is None or stale:
             report.add("cache entries", entry)
-            _discard(entry)
+            remove_tree(entry)
     if all_cache:
         for name in CACHE_DIRS:
             directory = store.root / name
@@ -192,7 +180,7 @@ def _prune(store: Store, report: PruneReport, pinned: set[str], all_cache: bool)
                     else:                       # lock files and downloaded files
                         if not entry.name.endswith(".lock"):
                             report.add(name, entry)
-                        _discard(entry)
+                        remove_tree(entry)
 
 
 def _lazy_kept(store: Store, value: dict[str, object]) -> bool:

@@ -134,8 +134,7 @@ def _is_hex(name: str) -> bool:
 
 
 def _remove(path: Path) -> Callable[[], None]:
-    return lambda: remove_tree(path) if path.is_dir() and not path.is_symlink() \
-        else path.unlink(missing_ok=True)
+    return lambda: remove_tree(path)      # a link or a file itself; a directory whole
 
 
 def _load_json(path: Path) -> object:
