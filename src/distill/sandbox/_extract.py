@@ -34,11 +34,21 @@ def _parts(name: str, what: str) -> list[str]:
     return parts
 
 
-def _walk_parents(dest: Path, parts: list[str], name: str, *, create: bool) -> Path:
+#: A directory a layer does not list but needs (the parent of one of its entries): 0755,
+#: root's, and dated 1970 like an entry without a time, so that unpacking the same layer
+#: twice gives the same tree (the time of unpacking made outputs differ).
+_IMPLICIT_DIR = tarfile.TarInfo()
+_IMPLICIT_DIR.type = tarfile.DIRTYPE
+_IMPLICIT_DIR.mode = 0o755
+
+
+def _walk_parents(dest: Path, parts: list[str], name: str, *, create: bool,
+                  dirs: _Dirs | None = None) -> Path:
     """Return dest/parts, checking every component is a real directory (lstat).
 
-    Missing components are created as 0755 root directories when ``create``;
-    a symlink or non-directory in the way raises ImageError.
+    Missing components are created as 0755 root directories when ``create`` (and given
+    their time last, with the layer's directories, in ``dirs``); a symlink or
+    non-directory in the way raises ImageError.
     """
     path = dest
     for part in parts:
@@ -50,6 +60,8 @@ def _walk_parents(dest: Path, parts: list[str], name: str, *, create: bool) -> P
                 raise ImageError(f"layer entry {name!r}: {part!r} does not exist") from None
             os.mkdir(path, 0o755)
             os.chmod(path, 0o755)
+            if dirs is not None:
+                dirs[path] = _IMPLICIT_DIR
             continue
         if stat.S_ISLNK(st.st_mode):
             raise ImageError(f"layer entry {name!r} would be written through symlink {part!r}")
@@ -177,7 +189,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, d
     parts = _parts(member.name, "entry")
     if not parts:
         return  # the layer root itself: the overlay root takes the upper dir's attributes
-    parent = _walk_parents(dest, parts[:-1], member.name, create=True)
+    parent = _walk_parents(dest, parts[:-1], member.name, create=True, dirs=dirs)
     base = parts[-1]
     if base == OPAQUE_MARKER:
         os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
