@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -94,40 +95,28 @@ def test_eight_builds_at_once_beside_prune_and_pulls(
     stop = threading.Event()
     side: list[str] = []        # what the prune and pull loops saw go wrong
 
-    def prune_loop() -> int:
+    def loop(what: str, args: Callable[[int], list[str]],
+             check: Callable[[int, str], str | None] = lambda _round, _out: None) -> int:
+        """Run ``distill ARGS(round)`` until the builds are done; its rounds. What goes
+        wrong (an exit code, or what ``check`` says of stdout) is kept in ``side``."""
         rounds = 0
         while not stop.is_set():
-            proc = _run(shared, "prune", "-f")
-            if proc.returncode != 0:
-                side.append(f"prune: {proc.stderr}")
+            proc = _run(shared, *args(rounds))
+            problem = proc.stderr if proc.returncode != 0 else check(rounds, proc.stdout)
+            if problem:
+                side.append(f"{what}: {problem}")
             rounds += 1
         return rounds
 
-    def pull_loop() -> int:
-        rounds = 0
-        while not stop.is_set():
-            proc = _run(shared, "pull", ref)
-            if proc.returncode != 0:
-                side.append(f"pull: {proc.stderr}")
-            rounds += 1
-        return rounds
-
-    def base_loop() -> int:
-        rounds = 0
-        while not stop.is_set():
-            name = f"static:{rounds}"
-            proc = _run(shared, "base", "static", "-t", name, "--lock", str(lock))
-            if proc.returncode != 0:
-                side.append(f"base: {proc.stderr}")
-            elif printed_digest(proc.stdout, name) != base:
-                side.append(f"base: {proc.stdout} is not {base}")
-            rounds += 1
-        return rounds
+    def same_base(round_: int, stdout: str) -> str | None:
+        digest = printed_digest(stdout, f"static:{round_}")
+        return None if digest == base else f"{stdout} is not {base}"
 
     with ThreadPoolExecutor(max_workers=BUILDS + 3) as pool:
-        pruning = pool.submit(prune_loop)
-        pulling = pool.submit(pull_loop)
-        basing = pool.submit(base_loop)
+        pruning = pool.submit(loop, "prune", lambda _: ["prune", "-f"])
+        pulling = pool.submit(loop, "pull", lambda _: ["pull", ref])
+        basing = pool.submit(loop, "base", lambda r: ["base", "static", "-t", f"static:{r}",
+                                                       "--lock", str(lock)], same_base)
         try:
             for attempt in range(2):        # the second time, some steps are cached
                 got = dict(zip(range(BUILDS), pool.map(
