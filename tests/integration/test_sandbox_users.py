@@ -281,11 +281,26 @@ def test_setup_failure_and_missing_command_as_non_root(base: Path) -> None:
 def test_sandbox_ids_are_the_upper_half_of_the_id_space() -> None:
     ids = sandbox_range("         0          0 4294967295\n")
     assert ids == IdRange(2**31, 2**31 - 1)
-    assert ids.map_line() == b"0 2147483648 2147483647\n"
+    assert ids.map_lines("uid") == ids.map_lines("gid") == b"0 2147483648 2147483647\n"
+    assert ids.shifted
     assert ids.contains(0) and ids.contains(65534) and not ids.contains(2**31 - 1)
-    # Inside a user namespace that maps fewer ids there is no unprivileged range to use.
-    with pytest.raises(SandboxError, match="unprivileged id range"):
-        sandbox_range("0 100000 65536\n")
+
+
+def test_rootless_sandbox_ids_are_the_namespaces_own_one_map_line_per_extent() -> None:
+    # unshare --map-auto --map-root-user: the user, then its subordinate range
+    uid_map = "         0       1001          1\n         1     100000      65535\n"
+    gid_map = "0 1001 1\n1 200000 70000\n"
+    ids = sandbox_range(uid_map, gid_map)
+    assert not ids.shifted and ids.base == 0 and ids.count == 65536
+    # the kernel refuses a child map line that spans two of the parent's extents
+    assert ids.map_lines("uid") == b"0 0 1\n1 1 65535\n"
+    assert ids.map_lines("gid") == b"0 0 1\n1 1 65535\n"   # clipped to the uids' count
+    single = sandbox_range("0 1001 1\n", "0 1001 1\n")
+    assert single.count == 1 and single.map_lines() == b"0 0 1\n"
+    assert single.contains(0) and not single.contains(1)
+    # a namespace that does not map id 0 cannot run a RUN as root
+    with pytest.raises(SandboxError, match="does not map id 0"):
+        sandbox_range("1 100000 65536\n", "0 1 1\n")
 
 
 def test_bwrap_argv_for_a_non_root_user() -> None:

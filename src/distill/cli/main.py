@@ -16,6 +16,10 @@ from distill import __version__
 # to replay (cli/build_flags.py): a replay mounts nothing.
 MOUNTING_COMMANDS = {"base"}
 
+#: Commands that never touch the store or mount: the only ones an ordinary user runs
+#: outside distill's own user namespace (see distill.sandbox.rootless).
+NO_STORE_COMMANDS = {"login", "logout"}
+
 
 #: which module defines each command (importing all of them costs a start-up: a
 #: command's module, and what it imports, is loaded only when it runs)
@@ -65,12 +69,24 @@ def _interrupted(e: KeyboardInterrupt) -> int:
 RECURSION_LIMIT = 10_000
 
 
+def _enter_user_namespace() -> None:
+    """Rootless: run as root of a user namespace of distill's own (a re-exec), so that
+    the store's files may have any owner and overlays may be mounted."""
+    from distill.sandbox import rootless
+
+    if rootless.needs_reexec():
+        rootless.reexec()
+    rootless.check_entered()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
+        if words and words[0] in COMMANDS and words[0] not in NO_STORE_COMMANDS:
+            _enter_user_namespace()
         if MOUNTING_COMMANDS & set(words[:1]):
             from distill.sandbox.namespace import ensure_private_mount_namespace
 

@@ -8,6 +8,7 @@ and no member may leave the destination.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -17,8 +18,8 @@ from typing import BinaryIO
 
 from distill.errors import ImageError
 from distill.limits import ArchiveLimits, member_time_ns, open_tar
-from distill.sandbox import xattrs
-from distill.sandbox._overlayfs import OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX
+from distill.sandbox import rootless, xattrs
+from distill.sandbox._overlayfs import OPAQUE_MARKER, WHITEOUT_PREFIX, opaque_xattr
 
 _CHUNK = 1 << 20
 
@@ -94,6 +95,22 @@ def _times(member: tarfile.TarInfo) -> tuple[int, int]:
     return ns, ns
 
 
+def _own(target: Path | int, member: tarfile.TarInfo) -> None:
+    """Give ``target`` (a path, not followed, or a descriptor) the member's owner; rootless,
+    an owner the user namespace has no id for is an error naming the file."""
+    try:
+        if isinstance(target, int):
+            os.fchown(target, member.uid, member.gid)
+        else:
+            os.lchown(target, member.uid, member.gid)
+    except OSError as exc:
+        message = rootless.unmapped_owner(f"layer entry {member.name!r}", member.uid,
+                                          member.gid) if exc.errno == errno.EINVAL else None
+        if message is None:
+            raise
+        raise ImageError(message, hint=rootless.owner_hint()) from exc
+
+
 def _write_regular(path: Path, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o600)
@@ -103,7 +120,7 @@ def _write_regular(path: Path, member: tarfile.TarInfo, tar: tarfile.TarFile) ->
             while chunk := src.read(_CHUNK):
                 _write_all(fd, chunk)
         # chown clears setuid/setgid and security.capability: chown, then chmod, then xattrs.
-        os.fchown(fd, member.uid, member.gid)
+        _own(fd, member)
         os.fchmod(fd, member.mode & 0o7777)
         xattrs.apply(fd, xattrs.of_member(member))
         os.utime(fd, ns=_times(member))
@@ -119,7 +136,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _finish_special(path: Path, member: tarfile.TarInfo) -> None:
     """Owner, mode, xattrs and mtime for devices, fifos and symlinks."""
-    os.lchown(path, member.uid, member.gid)
+    _own(path, member)
     if not member.issym():
         os.chmod(path, member.mode & 0o7777)
     xattrs.apply(path, xattrs.of_member(member), follow=False)
@@ -133,7 +150,7 @@ def _whiteout(parent: Path, base: str, member: tarfile.TarInfo, dirs: _Dirs) -> 
     target = parent / real
     _remove_existing(target, dirs, keep_dir=False)
     os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-    os.lchown(target, member.uid, member.gid)
+    _own(target, member)
     os.utime(target, ns=_times(member), follow_symlinks=False)
 
 
@@ -158,7 +175,9 @@ def extract_layer(tar_stream: BinaryIO, dest: Path, what: str = "layer",
     """Extract an uncompressed OCI layer tar stream into the empty directory ``dest``.
 
     The result is an overlayfs lower directory: whiteouts become 0:0 character
-    devices, opaque markers become ``trusted.overlay.opaque=y``. Type, mode
+    devices, opaque markers become ``trusted.overlay.opaque=y`` (rootless:
+    ``user.overlay.opaque=y``; device nodes, which a user namespace may not make, are
+    skipped). Type, mode
     (with setuid/setgid/sticky), owner, mtime, hardlinks, device nodes, fifos
     and ``SCHILY.xattr.*`` xattrs (except ``trusted.*``) are preserved.
     Raises ImageError (``what`` names the layer) for names with '..', writes
@@ -192,7 +211,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, d
     parent = _walk_parents(dest, parts[:-1], member.name, create=True, dirs=dirs)
     base = parts[-1]
     if base == OPAQUE_MARKER:
-        os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
+        os.setxattr(parent, opaque_xattr(), b"y", follow_symlinks=False)
         return
     if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
         return  # other AUFS metadata (.wh..wh.plnk, ...): meaningless here
@@ -204,7 +223,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, d
     if member.isdir():
         if not kept_dir:
             os.mkdir(target, 0o700)
-        os.lchown(target, member.uid, member.gid)
+        _own(target, member)
         xattrs.apply(target, xattrs.of_member(member), follow=False)
         dirs[target] = member
     elif member.isreg():
@@ -214,6 +233,8 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, d
     elif member.issym():
         os.symlink(member.linkname, target)
         _finish_special(target, member)
+    elif (member.ischr() or member.isblk()) and rootless.active():
+        return  # a user namespace may not make device nodes: skipped, as moby does there
     elif member.ischr() or member.isblk():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
         os.mknod(target, kind | 0o600, os.makedev(member.devmajor, member.devminor))

@@ -84,39 +84,92 @@ def _check(result: int, what: str) -> int:
     return result
 
 
+Extents = tuple[tuple[int, int], ...]
+
+
 @dataclass(frozen=True)
 class IdRange:
-    """Container ids ``0 .. count-1`` are host ids ``base .. base+count-1``."""
+    """Container ids ``0 .. count-1`` are host ids ``base .. base+count-1``.
+
+    Rootless (``own`` set), container ids are this process's own ids: base 0, no
+    idmapped mount, and a RUN's namespace maps each id to itself. ``own`` holds the
+    extents ``(start, count)`` of this process's uid and gid maps that cover ids
+    ``0 .. count-1``: a child namespace's map needs one line per parent extent, since
+    the kernel refuses a line that spans two.
+    """
 
     base: int
     count: int
+    own: tuple[Extents, Extents] | None = None
 
-    def map_line(self) -> bytes:
-        return f"0 {self.base} {self.count}\n".encode()
+    @property
+    def shifted(self) -> bool:
+        """Whether container ids differ from this process's (idmapped mounts show them)."""
+        return self.own is None
+
+    def map_lines(self, kind: str = "uid") -> bytes:
+        """The ``uid_map`` (or ``gid_map``, ``kind="gid"``) of a RUN's user namespace."""
+        if self.own is None:
+            return f"0 {self.base} {self.count}\n".encode()
+        extents = self.own[0] if kind == "uid" else self.own[1]
+        return "".join(f"{start} {start} {count}\n" for start, count in extents).encode()
 
     def contains(self, container_id: int) -> bool:
         return 0 <= container_id < self.count
 
 
-def sandbox_range(own_uid_map: str | None = None) -> IdRange:
+def _extents(text: str) -> list[tuple[int, int, int]]:
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            out.append((int(fields[0]), int(fields[1]), int(fields[2])))
+    return out
+
+
+def own_ids(uid_map: str, gid_map: str) -> IdRange:
+    """Rootless: the ids ``0 .. n-1`` this namespace maps without a gap, for uids and gids
+    alike, split at the extents' edges."""
+    def covered(text: str) -> Extents:
+        parts, next_id = [], 0
+        for inside, _outside, count in sorted(_extents(text)):
+            if inside != next_id:
+                break
+            parts.append((inside, count))
+            next_id += count
+        return tuple(parts)
+
+    uids, gids = covered(uid_map), covered(gid_map)
+    count = min(sum(c for _, c in uids), sum(c for _, c in gids))
+    if count == 0:
+        raise SandboxError("this user namespace does not map id 0: RUN steps cannot run",
+                           hint="run distill as the user itself; it makes its own namespace")
+
+    def clip(extents: Extents) -> Extents:
+        out, left = [], count
+        for start, n in extents:
+            if left > 0:
+                out.append((start, min(n, left)))
+                left -= min(n, left)
+        return tuple(out)
+
+    return IdRange(0, count, (clip(uids), clip(gids)))
+
+
+def sandbox_range(own_uid_map: str | None = None, own_gid_map: str | None = None) -> IdRange:
     """The host ids RUN steps get: the upper half of the ids this process may map.
 
     On a host (identity map of all 2^32-1 ids) that is ``2^31 .. 2^32-2``: far
     above any account, any subordinate range and systemd-nspawn's container
     range (which ends at 0x6FFFFFFF), so the sandbox's root owns nothing here.
+    In a user namespace (rootless, see :mod:`~distill.sandbox.rootless`) it is the
+    namespace's own ids, unshifted (:func:`own_ids`).
     """
     text = own_uid_map if own_uid_map is not None else Path("/proc/self/uid_map").read_text()
-    extents = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) == 3:
-            extents.append((int(fields[0]), int(fields[2])))
-    if not any(inside == 0 and count >= 2**32 - 1 for inside, count in extents):
-        raise SandboxError(
-            "RUN needs a user namespace with an unprivileged id range, and this process "
-            "does not map the full id space (is distill itself inside a user namespace?)",
-            hint="run distill as root on the host; rootless builds are not supported yet")
-    return IdRange(2**31, 2**31 - 1)
+    if any(inside == 0 and count >= 2**32 - 1 for inside, _, count in _extents(text)):
+        return IdRange(2**31, 2**31 - 1)
+    gids = own_gid_map if own_gid_map is not None else Path("/proc/self/gid_map").read_text()
+    return own_ids(text, gids)
 
 
 _lock = threading.Lock()
@@ -143,7 +196,7 @@ def userns_fd(ids: IdRange) -> int:
                                         "(sysctl user.max_user_namespaces)?")
             for name in ("uid_map", "gid_map"):
                 with open(f"/proc/{child.pid}/{name}", "wb", buffering=0) as f:
-                    f.write(ids.map_line())
+                    f.write(ids.map_lines(name[:3]))
             fd = os.open(f"/proc/{child.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise SandboxError(f"cannot create a user namespace for RUN steps: {exc}") from exc
@@ -216,7 +269,11 @@ def as_container_root(ids: IdRange) -> Iterator[None]:
     setfsuid/setfsgid to ``ids.base`` (per thread); the kernel then clears the
     filesystem capabilities from the effective set, which are raised again from
     the permitted set so that distill may still create mount points anywhere.
+    Rootless, container root is distill itself: nothing to switch.
     """
+    if not ids.shifted:
+        yield
+        return
     _libc.setfsuid(ids.base)
     _libc.setfsgid(ids.base)
     try:

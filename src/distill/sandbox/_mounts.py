@@ -92,18 +92,24 @@ def _ordered(mounts: Sequence[SandboxMount]) -> list[SandboxMount]:
 SANDBOX_MOUNTS = ("/proc", "/dev")
 
 
+def _shift(m: SandboxMount, ids: IdRange) -> bool:
+    """Whether ``m``'s source must be idmapped (never rootless: ids are already ours)."""
+    return ids.shifted and not m.shifted
+
+
 def _source_tree(m: SandboxMount, ids: IdRange) -> int:
     """A detached mount of ``m``'s source (idmapped unless ``shifted``), found by
     descriptor when it lies inside a directory others may change."""
     source = Path(str(m.source))
     if m.source_path is None:
-        return _idmap.idmapped_tree(source, ids) if not m.shifted else _idmap.cloned_tree(source)
+        return _idmap.idmapped_tree(source, ids) if _shift(m, ids) else \
+            _idmap.cloned_tree(source)
     fd = open_dir_in_root(source, m.source_path)
     if fd is None:
         raise SandboxError(f"mount source {m.source_path} does not exist (or is not a "
                            "directory) in the cache")
     try:
-        return _idmap.idmapped_tree(fd, ids) if not m.shifted else _idmap.cloned_tree(fd)
+        return _idmap.idmapped_tree(fd, ids) if _shift(m, ids) else _idmap.cloned_tree(fd)
     finally:
         os.close(fd)
 

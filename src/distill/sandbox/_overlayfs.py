@@ -3,7 +3,9 @@
 OCI layers say it with names: ``.wh.NAME`` removes NAME, ``.wh..wh..opq`` in a directory
 hides everything below it. An overlayfs upper or lower directory says it with files: a
 0:0 character device (or, since Linux 6.7, an empty file with an ``overlay.whiteout``
-xattr) removes its name, ``trusted.overlay.opaque=y`` makes a directory opaque."""
+xattr) removes its name, ``trusted.overlay.opaque=y`` makes a directory opaque (rootless,
+``user.overlay.opaque=y``: overlayfs mounted with ``userxattr`` reads only ``user.*``, and
+only those a user namespace may set)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ import os
 import stat
 from pathlib import Path
 
+from distill.sandbox import rootless
+
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
+ROOTLESS_OPAQUE_XATTR = "user.overlay.opaque"
 #: the xattrs that mark a whiteout made as an empty file (kernel >= 6.7)
 _XWHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
 
@@ -33,6 +38,12 @@ def is_whiteout(path: str | Path, st: os.stat_result) -> bool:
             and any(_xattr(path, x) is not None for x in _XWHITEOUT_XATTRS))
 
 
+def opaque_xattr() -> str:
+    """The xattr that marks an opaque directory for this process's overlays (only that
+    one: overlayfs ignores the other flavour, and a RUN may set ``user.*`` itself)."""
+    return ROOTLESS_OPAQUE_XATTR if rootless.active() else OPAQUE_XATTR
+
+
 def is_opaque(path: str | Path) -> bool:
     """Whether the directory at ``path`` is marked opaque."""
-    return _xattr(path, OPAQUE_XATTR) == b"y"
+    return _xattr(path, opaque_xattr()) == b"y"

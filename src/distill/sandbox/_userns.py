@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
+import threading
 from typing import Any
 
 from distill.errors import SandboxError
-from distill.sandbox import _libc
+from distill.sandbox import _libc, rootless
 
 # util-linux, in every Debian (the sandbox's other needs: bubblewrap, pasta)
 UNSHARE = "/usr/bin/unshare"
@@ -66,7 +68,15 @@ def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     stays that namespace's first process. A fresh /proc is also one no container
     runtime has masked, which bubblewrap needs to mount the sandbox's own.
     Where a PID namespace cannot be made (no privilege), it starts as it is.
+
+    Rootless, the thread cannot return to the PID namespace it left (that takes
+    privilege over the host's), so a thread of its own starts bubblewrap and lives as
+    long as it does (a parent-death signal follows the thread that forked).
     """
+    if not setgroups_allowed():
+        popen.pop("extra_groups", None)
+    if rootless.active():
+        return _start_from_own_thread(argv, popen)
     own = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
@@ -81,6 +91,40 @@ def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
         os.close(own)
 
 
+def _start_from_own_thread(argv: list[str], popen: dict[str, Any]) -> subprocess.Popen[bytes]:
+    started: queue.Queue[subprocess.Popen[bytes] | BaseException] = queue.Queue()
+
+    def spawn() -> None:
+        try:
+            try:
+                _libc.unshare(_libc.CLONE_NEWPID)
+                proc = subprocess.Popen(_with_own_proc(argv, popen), **popen)
+            except OSError:  # no PID namespace here (a container forbids it)
+                proc = subprocess.Popen(argv, **popen)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            started.put(exc)
+            return
+        started.put(proc)
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # not reaped: Popen does
+
+    threading.Thread(target=spawn, name="bwrap-spawn", daemon=True).start()
+    result = started.get()
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def setgroups_allowed() -> bool:
+    """Whether this process may call setgroups(2): not in a user namespace whose gid map
+    was written without a helper (rootless with no subordinate ids: "deny")."""
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
 def _with_own_proc(argv: list[str], popen: dict[str, Any]) -> list[str]:
     """``argv`` behind ``unshare --mount-proc`` and ``setpriv`` (see :func:`start`);
     takes the identity out of ``popen``, for setpriv to set after the mount."""
@@ -89,7 +133,8 @@ def _with_own_proc(argv: list[str], popen: dict[str, Any]) -> list[str]:
     if user is None or group is None:
         raise SandboxError("bubblewrap is started with a user and a group")
     ids = [f"--reuid={int(user)}", f"--regid={int(group)}",
-           f"--groups={','.join(str(int(g)) for g in groups)}" if groups else "--clear-groups"]
+           f"--groups={','.join(str(int(g)) for g in groups)}" if groups else
+           "--clear-groups" if setgroups_allowed() else "--keep-groups"]
     return [UNSHARE, "--mount", "--propagation", "private", "--mount-proc", "--",
             SETPRIV, *ids, "--", *argv]
 
@@ -107,9 +152,9 @@ def child_of(bwrap_pid: int) -> int:
     return int(pids[0])
 
 
-def write_maps(pid: int, bwrap_pid: int, mapping: bytes) -> None:
-    """Write ``mapping`` as the uid and gid maps of the user namespace of ``pid``,
-    bubblewrap's child (from :func:`child_of`).
+def write_maps(pid: int, bwrap_pid: int, mapping: bytes, gid_mapping: bytes | None = None) -> None:
+    """Write ``mapping`` as the uid map (and, unless ``gid_mapping`` differs, the gid
+    map) of the user namespace of ``pid``, bubblewrap's child (from :func:`child_of`).
 
     The child is blocked until we unblock it, and cannot be reaped while bubblewrap
     waits for us; still, check through a /proc/PID handle that it is bubblewrap's
@@ -124,10 +169,10 @@ def write_maps(pid: int, bwrap_pid: int, mapping: bytes) -> None:
         if _parent(proc) != bwrap_pid:
             raise SandboxError(f"cannot map ids for the sandbox: {pid} is not bwrap's child")
         try:
-            for name in ("uid_map", "gid_map"):
+            for name, lines in (("uid_map", mapping), ("gid_map", gid_mapping or mapping)):
                 fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc)
                 try:
-                    os.write(fd, mapping)  # one write: the kernel takes the map whole
+                    os.write(fd, lines)  # one write: the kernel takes the map whole
                 finally:
                     os.close(fd)
         except OSError as exc:

@@ -23,13 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import SandboxError
-from distill.sandbox import _idmap, _libc, xattrs
+from distill.sandbox import _idmap, _libc, rootless, xattrs
 from distill.sandbox._idmap import IdRange
 from distill.sandbox._overlayfs import is_opaque, is_whiteout
 
 #: Options that make the upper directory a clean, self-contained diff; ``volatile`` makes
 #: fsync inside a step a no-op (the upper dir is synced once when the step ends).
 CLEAN_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off,xino=off,volatile"
+#: The same in a user namespace (rootless): overlayfs keeps its marks in ``user.overlay.*``
+#: xattrs, since ``trusted.*`` needs the host's CAP_SYS_ADMIN; with ``userxattr`` the kernel
+#: wants redirects refused (``nofollow``) rather than ``off`` (which means "follow").
+ROOTLESS_DIFF_OPTIONS = "userxattr,redirect_dir=nofollow,metacopy=off,index=off,xino=off,volatile"
+
+
+def diff_options() -> str:
+    """The overlay options for this process: rootless or not."""
+    return ROOTLESS_DIFF_OPTIONS if rootless.active() else CLEAN_DIFF_OPTIONS
 
 #: mount(2) copies at most one page of option data; stay well below it.
 _MAX_OPTIONS = 3000
@@ -61,7 +70,7 @@ def _options(lowers: Sequence[str], upper: str, work: str) -> str:
     lowerdir = ":".join(_escape(p) for p in lowers)
     return (
         f"lowerdir={lowerdir},upperdir={_escape(upper)},workdir={_escape(work)},"
-        f"{CLEAN_DIFF_OPTIONS}"
+        f"{diff_options()}"
     )
 
 
@@ -279,7 +288,7 @@ def overlay_mount(lowers: Sequence[Path], scratch: Path,
         empty.mkdir(mode=0o755)
         lowers = [empty]
     try:
-        if sandbox is not None:
+        if sandbox is not None and sandbox.shifted:
             _mount_for_sandbox(lowers, scratch, merged, sandbox)
         elif not _mount_short(lowers, scratch, merged):
             _mount_long(lowers, scratch, merged)

@@ -277,8 +277,9 @@ def _sandbox_view(rootfs: Path, ids: IdRange, idmapped: bool) -> Iterator[Path]:
     a plain directory is bind-mounted idmapped, an overlay mounted for the
     sandbox (already idmapped) is bind-mounted as it is.
     """
-    candidates = ("/run", tempfile.gettempdir())
-    parent = next((c for c in candidates if os.path.isdir(c)), None)
+    candidates = ("/run", tempfile.gettempdir())  # rootless: /run is not ours to write
+    parent = next((c for c in candidates
+                   if os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK)), None)
     if parent is None:
         raise SandboxError("no directory to mount the sandbox's root filesystem under")
     _sweep_views(parent)
@@ -287,7 +288,7 @@ def _sandbox_view(rootfs: Path, ids: IdRange, idmapped: bool) -> Iterator[Path]:
         os.chmod(base, 0o711)
         target = base / "root"
         target.mkdir(mode=0o755)
-        if idmapped:
+        if idmapped or not ids.shifted:
             try:
                 _libc.mount(str(rootfs), target, None, _libc.MS_BIND, None)
             except OSError as exc:
@@ -485,6 +486,6 @@ def _map_ids(info_fd: int, block_fd: int, ids: IdRange, bwrap_pid: int) -> int |
     if _userns.read_info(info_fd) is None:
         return None
     pid = _userns.child_of(bwrap_pid)
-    _userns.write_maps(pid, bwrap_pid, ids.map_line())
+    _userns.write_maps(pid, bwrap_pid, ids.map_lines("uid"), ids.map_lines("gid"))
     os.write(block_fd, b"1")
     return pid
