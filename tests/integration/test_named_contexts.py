@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunDistill
+from tests.helpers.rootless import owner
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def test_local_directory_context(distill: RunDistill, busybox_image: str,
             str(ctx))
     copied = out / "etc" / "app" / "app.ini"
     assert copied.read_text() == "debug=false\n"
-    assert (copied.stat().st_uid, copied.stat().st_gid) == (0, 0)
+    assert (copied.stat().st_uid, copied.stat().st_gid) == owner(0, 0)
 
 
 def test_docker_image_context_replaces_a_base(distill: RunDistill, busybox_image: str,

@@ -31,7 +31,7 @@ from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_ta
 from distill.formats.stored import save, tag_in_store
 from distill.image.image import Image
 from distill.oci.reference import normalize_name
-from distill.sandbox import write_layer_from_upper
+from distill.sandbox import rootless, write_layer_from_upper
 from distill.store.blobs import Compression
 from distill.store.store import Store
 
@@ -211,9 +211,13 @@ def _write_image(out: Delivery, spec: OutputSpec) -> list[str]:
 
 
 def _write_local(out: Delivery, spec: OutputSpec) -> list[str]:
+    owners = not rootless.active()   # rootless: the files are the user's own
+    if spec.devices and not owners:
+        raise UsageError("--output type=local,devices=true needs root: a rootless build may "
+                         "not create device nodes")
     with RootfsManager(out.store).mounted(out.image) as mount:
         report = export_rootfs(mount.merged, Path(spec.dest), devices=spec.devices,
-                               setid=spec.setuid)
+                               setid=spec.setuid, owners=owners)
     return report.warnings()
 
 

@@ -10,7 +10,9 @@ The result is safe to unpack as root. By default:
   owner and content.
 
 Both are reported (:class:`LocalReport`), so the caller can say what was left out.
-Owners, modes, mtimes, symlinks, hardlinks and FIFOs are kept; sockets are skipped, as
+Rootless, files belong to the user running distill (as BuildKit's client writes a rootless
+build's local output): the image's owners would be subordinate ids the user could not
+read or remove. Owners, modes, mtimes, symlinks, hardlinks and FIFOs are kept; sockets are skipped, as
 Docker does. Paths in ``dest`` resolve inside it (a symlink already there never leads
 out), as COPY resolves its destination.
 """
@@ -64,6 +66,8 @@ class _Exporter:
     dest: Path
     devices: bool
     setid: bool
+    #: give files the image's owners (False rootless: they stay the user's)
+    owners: bool = True
     report: LocalReport = field(default_factory=LocalReport)
     links: dict[tuple[int, int], Path] = field(default_factory=dict)
     dir_times: list[tuple[Path, int]] = field(default_factory=list)
@@ -100,7 +104,7 @@ class _Exporter:
             os.mkdir(target, 0o700)
         if not os.path.islink(target):
             self.placed[rel] = target
-        os.lchown(target, st.st_uid, st.st_gid)
+        self.own(target, st)
         os.chmod(target, self.mode(st, rel))
         self.dir_times.append((target, st.st_mtime_ns))
         return True
@@ -133,12 +137,20 @@ class _Exporter:
             else:  # a device node, with devices=true
                 kind = stat.S_IFCHR if stat.S_ISCHR(st.st_mode) else stat.S_IFBLK
                 os.mknod(leaf, kind | 0o600, st.st_rdev)
-            os.lchown(leaf, st.st_uid, st.st_gid)
+            self.own(leaf, st)
             if not stat.S_ISLNK(st.st_mode):
                 os.chmod(leaf, self.mode(st, rel))
         os.utime(leaf, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
         if st.st_nlink > 1:
             self.links[key] = leaf
+
+    def own(self, target: Path | int, st: os.stat_result) -> None:
+        if not self.owners:
+            return
+        if isinstance(target, int):
+            os.fchown(target, st.st_uid, st.st_gid)
+        else:
+            os.lchown(target, st.st_uid, st.st_gid)
 
     def regular(self, src: Path, leaf: Path, st: os.stat_result, rel: str) -> None:
         fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -147,7 +159,7 @@ class _Exporter:
                            | os.O_CLOEXEC, 0o600)
             try:
                 _copy_fd(fin, fout)
-                os.fchown(fout, st.st_uid, st.st_gid)  # clears setid bits: mode comes last
+                self.own(fout, st)  # clears setid bits: mode comes last
                 os.fchmod(fout, self.mode(st, rel))
             finally:
                 os.close(fout)
@@ -184,9 +196,10 @@ def _copy_fd(fin: int, fout: int) -> None:
 
 
 def export_rootfs(root: Path, dest: Path, *, devices: bool = False,
-                  setid: bool = False) -> LocalReport:
-    """Write the tree at ``root`` (a mounted image) into the directory ``dest``."""
-    ex = _Exporter(root, dest, devices, setid)
+                  setid: bool = False, owners: bool = True) -> LocalReport:
+    """Write the tree at ``root`` (a mounted image) into the directory ``dest``; with
+    ``owners=False``, everything belongs to the user running distill."""
+    ex = _Exporter(root, dest, devices, setid, owners)
     dest.mkdir(parents=True, exist_ok=True)
     ex.placed["/"] = resolve_in_root(dest, "/")
     for dirpath, dirnames, filenames in walk(root):

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from distill.errors import SandboxError
+from distill.sandbox import _userns
 
 #: How long the sandbox's loopback, then pasta's configuration, may take.
 _SETUP_TIMEOUT = 10.0
@@ -113,9 +114,12 @@ def attached(pid: int, uid: int, gid: int) -> Iterator[None]:
     _wait_for(pid, "its loopback came up", _loopback_up)
     argv = [_setpriv(), "--pdeathsig", "KILL", "--", _pasta(), "--foreground",
             *_PASTA_OPTIONS, "--netns", f"/proc/{pid}/ns/net", "--userns", f"/proc/{pid}/ns/user"]
+    # no supplementary groups, where this process may drop them (a rootless namespace
+    # with a single id has none to drop, and may not call setgroups)
+    groups: list[int] | None = [] if _userns.setgroups_allowed() else None
     helper = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, env={}, cwd="/", user=uid, group=gid,
-                              extra_groups=[])
+                              extra_groups=groups)
     try:
         # Ready once the namespace has the host's default route (or, on a host without
         # one, an address on pasta's interface).
