@@ -32,6 +32,7 @@ from distill.plan.plan import BuildPlan, make_plan
 from distill.registry.registries import Registries
 from distill.registry.resolve import ImageSource
 from distill.report.sizes import size_row
+from distill.sandbox import rootless
 from distill.store.store import Store
 
 if TYPE_CHECKING:
@@ -177,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"# {printable(line)}\n")
             sys.stderr.flush()
 
+    for said in rootless.notes():   # once per build: what rootless does differently here
+        note(said)
     images = ImageSource(store, registries, pull=args.pull, jobs=max(1, args.jobs),
                          log=note)
     builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,

@@ -75,6 +75,8 @@ def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     """
     if not setgroups_allowed():
         popen.pop("extra_groups", None)
+    if not rootless.own_proc_possible():
+        return subprocess.Popen(argv, **popen)   # bubblewrap binds the container's /proc
     if rootless.active():
         return _start_from_own_thread(argv, popen)
     own = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

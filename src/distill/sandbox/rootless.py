@@ -27,6 +27,7 @@ import functools
 import os
 import pwd
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -138,3 +139,32 @@ def owner_hint() -> str:
     return ("rootless distill maps container ids 0-65535 onto the subordinate ids of "
             "/etc/subuid and /etc/subgid; give your user a range: "
             f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}")
+
+
+@functools.cache
+def own_proc_possible() -> bool:
+    """Whether a RUN can have a PID namespace with a /proc of its own here. Not inside a
+    container whose /proc is partly masked (Docker's, a pod's): the kernel then refuses
+    a new proc mount to a user namespace, and a RUN shares the container's /proc."""
+    if not active():
+        return True   # as root on a host (where bubblewrap mounts its own /proc)
+    try:
+        done = subprocess.run([UNSHARE, "--pid", "--fork", "--mount", "--propagation",
+                               "private", "--mount-proc", "true"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def notes() -> list[str]:
+    """What this build does differently for running rootless, said once at its start."""
+    if not active():
+        return []
+    said = []
+    if not own_proc_possible():
+        said.append("RUN shares this container's /proc and processes: the container "
+                    "forbids a /proc of its own (as Kubernetes pods do unless procMount: "
+                    "Unmasked)")
+    return said

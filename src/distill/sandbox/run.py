@@ -51,7 +51,7 @@ from typing import Any, BinaryIO
 
 from distill import owned
 from distill.errors import SandboxError
-from distill.sandbox import _idmap, _libc, _network, _seccomp, _userns
+from distill.sandbox import _idmap, _libc, _network, _seccomp, _userns, rootless
 from distill.sandbox._fds import Fds, relay
 from distill.sandbox._idmap import IdRange
 from distill.sandbox._mounts import SandboxMount, mounted, validate_mounts
@@ -192,7 +192,10 @@ def bwrap_argv(
     ``hosts_fd`` the sandbox's /etc/hosts (see :func:`hosts_file`).
     """
     where = {p: p for p in ("/dev", "/proc", *HOST_FILES)} | (mount_points or {})
-    argv = [bwrap, "--bind", str(rootfs), "/", "--dev", where["/dev"], "--proc", where["/proc"]]
+    # a /proc of the RUN's own PID namespace; where the container forbids one, its own
+    proc = ["--proc", where["/proc"]] if rootless.own_proc_possible() else \
+        ["--bind", "/proc", where["/proc"]]
+    argv = [bwrap, "--bind", str(rootfs), "/", "--dev", where["/dev"], *proc]
     for host_file in _BOUND_HOST_FILES:
         if os.path.exists(host_file):
             argv += ["--ro-bind", host_file, where[host_file]]
