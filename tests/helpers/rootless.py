@@ -4,6 +4,9 @@ is then rootless, and ids on the host are the user's own and its subordinate ran
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +38,27 @@ def owner(uid: int, gid: int) -> tuple[int, int]:
     user: itself, rootless (umoci --rootless, and distill's rootless local output, write
     the user's own files)."""
     return (os.getuid(), os.getgid()) if ROOTLESS else (uid, gid)
+
+
+_SCAN = """\
+import gzip, os, sys
+root, secret = sys.argv[1], bytes.fromhex(sys.argv[2])
+for parent, _dirs, files in os.walk(root):
+    for name in files:
+        path = os.path.join(parent, name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        data = open(path, "rb").read()
+        if secret in data or (data[:2] == b"\\x1f\\x8b" and secret in gzip.decompress(data)):
+            print(path)
+"""
+
+
+def files_holding(root: Path, secret: bytes) -> list[str]:
+    """The files under ``root`` (gzip members decompressed too) that hold ``secret``.
+    Rootless, read as the store's owner (a namespace like distill's own): the files of
+    subordinate ids in a store are not the user's to read from outside."""
+    argv = [sys.executable, "-c", _SCAN, str(root), secret.hex()]
+    if ROOTLESS:
+        argv = ["unshare", "--map-auto", "--map-root-user", *argv]
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()

@@ -18,7 +18,7 @@ from typing import BinaryIO, cast
 from distill.confine import make_dirs, open_in_root, resolve_in_root
 from distill.errors import ContextError, DistillError
 from distill.limits import member_time_ns, open_tar
-from distill.sandbox import xattrs
+from distill.sandbox import rootless, xattrs
 
 _MAGIC = (
     (b"\x1f\x8b\x08", "gz"),
@@ -158,6 +158,8 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, base: Path,
             raise ContextError(f"archive member {name!r} is a hardlink to missing "
                                f"{member.linkname!r}")
         os.link(target, path, follow_symlinks=False)
+    elif (member.ischr() or member.isblk()) and rootless.active():
+        return  # a user namespace may not make device nodes: skipped, as moby does there
     elif member.ischr() or member.isblk():
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
         os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
@@ -167,7 +169,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, base: Path,
         raise ContextError(f"archive member {name!r}: unhandled tar entry type "
                            f"{member.type!r}")
 
-    os.lchown(path, member.uid, member.gid)
+    rootless.chown(path, member.uid, member.gid, f"archive member {name!r}")
     xattrs.apply(path, xattrs.of_member(member), follow=False)
     # what was made, not what the member says: a hardlink to a symlink is a symlink, and
     # chmod would follow it out of the root (a symlink has no mode of its own on Linux)

@@ -29,6 +29,7 @@ from distill.confine import make_dirs, relative_inside, resolve_in_root, walk
 from distill.dockerfile.kernel import check_owner, check_path
 from distill.errors import ContextError
 from distill.ignore import PatternMatcher
+from distill.sandbox import rootless
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,13 @@ class Copier:
             shutil.copyfile(src, dst, follow_symlinks=False)
         elif stat.S_ISFIFO(st.st_mode):
             os.mkfifo(dst)
+        elif (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and rootless.active():
+            return  # a user namespace may not make device nodes (nor does unpacking one)
         elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             os.mknod(dst, st.st_mode, st.st_rdev)
         else:
             return  # sockets are skipped, as Docker does
-        os.lchown(dst, *self.owner(st))
+        rootless.chown(dst, *self.owner(st), what=f"the copy of {src.name!r}")
         if not stat.S_ISLNK(st.st_mode):
             os.chmod(dst, self.mode(st))
         os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
@@ -134,7 +137,7 @@ class Copier:
 
     def _apply_dir_meta(self, path: Path, st: os.stat_result,
                         dir_times: list[tuple[Path, int]]) -> None:
-        os.lchown(path, *self.owner(st))
+        rootless.chown(path, *self.owner(st), what=f"the directory {path.name!r}")
         os.chmod(path, self.mode(st))
         dir_times.append((path, st.st_mtime_ns))
 

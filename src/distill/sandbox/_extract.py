@@ -8,7 +8,6 @@ and no member may leave the destination.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import stat
@@ -98,17 +97,7 @@ def _times(member: tarfile.TarInfo) -> tuple[int, int]:
 def _own(target: Path | int, member: tarfile.TarInfo) -> None:
     """Give ``target`` (a path, not followed, or a descriptor) the member's owner; rootless,
     an owner the user namespace has no id for is an error naming the file."""
-    try:
-        if isinstance(target, int):
-            os.fchown(target, member.uid, member.gid)
-        else:
-            os.lchown(target, member.uid, member.gid)
-    except OSError as exc:
-        message = rootless.unmapped_owner(f"layer entry {member.name!r}", member.uid,
-                                          member.gid) if exc.errno == errno.EINVAL else None
-        if message is None:
-            raise
-        raise ImageError(message, hint=rootless.owner_hint()) from exc
+    rootless.chown(target, member.uid, member.gid, f"layer entry {member.name!r}")
 
 
 def _write_regular(path: Path, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:

@@ -23,6 +23,7 @@ the caller as they are. A marker in the environment stops a second re-exec.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import pwd
@@ -122,6 +123,21 @@ def check_entered() -> None:
             "distill is not root of its user namespace",
             hint="are unprivileged user namespaces disabled (sysctl "
                  "kernel.unprivileged_userns_clone, user.max_user_namespaces)?")
+
+
+def chown(target: str | os.PathLike[str] | int, uid: int, gid: int, what: str) -> None:
+    """``lchown`` (``fchown`` for a descriptor); rootless, an owner the user namespace has
+    no id for (the kernel says EINVAL) is a clear error naming ``what``."""
+    try:
+        if isinstance(target, int):
+            os.fchown(target, uid, gid)
+        else:
+            os.lchown(target, uid, gid)
+    except OSError as exc:
+        message = unmapped_owner(what, uid, gid) if exc.errno == errno.EINVAL else None
+        if message is None:
+            raise
+        raise SandboxError(message, hint=owner_hint()) from exc
 
 
 def unmapped_owner(what: str, uid: int, gid: int) -> str | None:
