@@ -20,10 +20,11 @@ import pytest
 from tests.conftest import REPO
 
 JOB = REPO / "examples" / "kubernetes" / "distill-job.yaml"
+ROOTLESS_JOB = REPO / "examples" / "kubernetes" / "distill-job-rootless.yaml"
 GITHUB = REPO / "examples" / "ci" / "github-actions.yml"
 GITLAB = REPO / "examples" / "ci" / "gitlab-ci.yml"
 DOC = REPO / "docs" / "scale-out.md"
-FILES = (JOB, GITHUB, GITLAB)
+FILES = (JOB, ROOTLESS_JOB, GITHUB, GITLAB)
 
 
 def content_lines(path: Path) -> list[tuple[int, str]]:
@@ -106,6 +107,21 @@ def test_kubernetes_manifest_has_what_the_doc_describes() -> None:
 
 def test_the_doc_shows_the_manifest_as_it_is() -> None:
     assert f"```yaml\n{JOB.read_text()}```" in DOC.read_text()
+    assert f"```yaml\n{ROOTLESS_JOB.read_text()}```" in DOC.read_text()
+
+
+def test_rootless_job_is_an_ordinary_user_with_no_capability_added() -> None:
+    """What tests/integration/test_rootless_container.py tried as docker run flags."""
+    text = ROOTLESS_JOB.read_text()
+    for needle in ("runAsUser: 1000", "runAsNonRoot: true", "privileged: false",
+                   "allowPrivilegeEscalation: true", "seccompProfile: {type: Unconfined}",
+                   "appArmorProfile: {type: Unconfined}",
+                   "hostPath: {path: /dev/net/tun, type: CharDevice}",
+                   "{name: store, mountPath: /home/builder/.local/share/distill}"):
+        assert needle in text, needle
+    distill = text.split("containers:\n", 1)[1]
+    assert "capabilities:" not in distill and "hostUsers" not in text
+    assert "runAsUser: 0" not in text
 
 
 def test_github_workflow_reads_the_cache_and_pushes_from_main() -> None:
@@ -146,11 +162,12 @@ def test_yaml_parses(path: Path) -> None:
                           check=False)
     assert proc.returncode == 0, proc.stderr
     docs = json.loads(proc.stdout)
-    if path == JOB:
+    if path in (JOB, ROOTLESS_JOB):
         job = docs[-1]
         pod = job["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert container["securityContext"]["capabilities"] == {"add": ["SYS_ADMIN"]}
+        added = container["securityContext"].get("capabilities", {}).get("add")
+        assert added == (["SYS_ADMIN"] if path == JOB else None)
         assert container["args"][:2] == ["distill", "build"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert set(mounts) == {v["name"] for v in pod["volumes"]}
