@@ -420,6 +420,9 @@ class Case:
     check: Callable[[Hostile], None] | None = None
     bug: str | None = None
     bug_shows: str = ""
+    #: the case's own setup needs root (device nodes, other owners in the context): the
+    #: rootless run (tests/rootless/run) leaves it out
+    needs_root: bool = False
 
     def __post_init__(self) -> None:
         assert (self.error is None) != (self.check is None), \

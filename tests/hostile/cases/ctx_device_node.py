@@ -31,4 +31,4 @@ def check(h: Hostile) -> None:
 
 CASE = Case(attack="context with character devices (/dev/zero, /dev/urandom), `COPY . /ctx/`",
             outcome="builds without reading them; copied as nodes a RUN cannot open",
-            setup=setup, check=check)
+            setup=setup, check=check, needs_root=True)

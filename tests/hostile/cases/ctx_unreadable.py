@@ -30,4 +30,4 @@ def setup(h: Hostile) -> None:
 CASE = Case(attack="context with a mode-000 file of another user, distill without "
                    "DAC capabilities, `COPY . /ctx/`",
             outcome="refused: `Permission denied` naming the file",
-            setup=setup, error="Permission denied")
+            setup=setup, error="Permission denied", needs_root=True)
