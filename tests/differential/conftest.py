@@ -16,6 +16,7 @@ from tests.differential.references import BuildahReference, BuildKitReference, R
 from tests.differential.runner import DifferentialRunner
 from tests.helpers.buildah import Buildah, BuildahError, have_buildah
 from tests.helpers.dockerd import private_dockerd
+from tests.helpers.rootless import needs_root
 
 
 def _export(distill: RunDistill, image: str, work: Path, output: str) -> None:
@@ -83,7 +84,9 @@ def ssh_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     agent.wait()
 
 
-@pytest.fixture(scope="package", params=["buildah", "BuildKit"])
+# BuildKit's dockerd needs root: a rootless run (tests/rootless/run) compares with buildah,
+# itself rootless there
+@pytest.fixture(scope="package", params=["buildah", pytest.param("BuildKit", marks=needs_root)])
 def differential(request: pytest.FixtureRequest, distill: RunDistill, ssh_agent: Path,
                  tmp_path_factory: pytest.TempPathFactory) -> DifferentialRunner:
     """Builds and compares cases against one reference; outcomes are kept for the summary."""
