@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := bubblewrap passt skopeo umoci buildah docker.io golang-go mmdebstrap \
+APT_PACKAGES := bubblewrap passt uidmap skopeo umoci buildah docker.io golang-go mmdebstrap \
 	busybox-static debian-archive-keyring gpgv ca-certificates git openssh-client \
 	docker-registry apache2-utils openssl yq python3-venv
 
@@ -36,6 +36,8 @@ test: deps
 	$(VENV)/bin/ruff check src
 	$(VENV)/bin/mypy src/distill
 	$(PY) -m pytest -q tests
+	@# the build tests again, as an ordinary user: rootless distill (issue 14)
+	tests/rootless/run
 
 bench: deps
 	$(PY) bench/go_hello.py

@@ -36,16 +36,18 @@ class Outcome:
 
 
 def prepare_context(case: Case, dest: Path) -> Path:
-    """Copy the case directory to ``dest`` with normalized modes, owners and mtimes."""
+    """Copy the case directory to ``dest`` with normalized modes, owners and mtimes (the
+    owner rootless is the user: root of both builders' namespaces)."""
     shutil.copytree(case.dir, dest, symlinks=True)
+    owner = (os.getuid(), os.getgid())
     for dirpath, dirnames, filenames in os.walk(dest):
         os.chmod(dirpath, 0o755)
-        os.lchown(dirpath, 0, 0)
+        os.lchown(dirpath, *owner)
         for name in filenames:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):
                 os.chmod(path, 0o644)
-            os.lchown(path, 0, 0)
+            os.lchown(path, *owner)
     if case.setup is not None:
         case.setup(dest)
     for dirpath, dirnames, filenames in os.walk(dest):

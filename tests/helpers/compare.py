@@ -28,11 +28,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.helpers.readback import ToolError, skopeo_inspect, tree_snapshot, umoci_unpack
+from tests.helpers.rootless import ROOTLESS
+
+REPO = Path(__file__).resolve().parents[2]
 
 CONFIG_FIELDS = ("Env", "Entrypoint", "Cmd", "User", "WorkingDir", "Labels", "ExposedPorts",
                  "Volumes", "StopSignal", "Healthcheck", "Shell", "OnBuild")
@@ -81,6 +85,8 @@ def snapshot_image(layout_dir: Path, ref: str, workdir: Path,
                    raw_config: Path | None = None) -> ImageSnapshot:
     """Unpack ``LAYOUT:REF`` under ``workdir`` (a new directory) and describe it
     (``raw_config``: see ``image_config``)."""
+    if ROOTLESS:
+        return _snapshot_as_namespace_root(layout_dir, ref, workdir, raw_config)
     rootfs = umoci_unpack(layout_dir, ref, Path(workdir))
     tree = tree_snapshot(rootfs)
     mtimes = {rel: int(os.lstat(rootfs / rel if rel != "." else rootfs).st_mtime)
@@ -93,6 +99,29 @@ def snapshot_image(layout_dir: Path, ref: str, workdir: Path,
             except UnicodeDecodeError:
                 pass
     return ImageSnapshot(tree, mtimes, image_config(layout_dir, ref, raw_config), texts)
+
+
+_IN_NAMESPACE = """\
+import dataclasses, json, sys
+from pathlib import Path
+from tests.helpers.compare import snapshot_image
+raw = Path(sys.argv[4]) if sys.argv[4] else None
+print(json.dumps(dataclasses.asdict(snapshot_image(Path(sys.argv[1]), sys.argv[2],
+                                                   Path(sys.argv[3]), raw))))
+"""
+
+
+def _snapshot_as_namespace_root(layout_dir: Path, ref: str, workdir: Path,
+                                raw_config: Path | None) -> ImageSnapshot:
+    """Rootless: umoci unpacked as root of a user namespace like distill's own (the user
+    and its subordinate ids), where it gives every file its owner and reads every file;
+    as the user, ``umoci --rootless`` would make every file the user's, hiding owners."""
+    argv = ["unshare", "--map-auto", "--map-root-user", sys.executable, "-c", _IN_NAMESPACE,
+            str(layout_dir), ref, str(workdir), str(raw_config or "")]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
+    if proc.returncode != 0:
+        raise ToolError(f"snapshot in a user namespace failed: {proc.stderr[-3000:]}")
+    return ImageSnapshot(**json.loads(proc.stdout))
 
 
 def _show(value: Any) -> str:
