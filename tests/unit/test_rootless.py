@@ -95,3 +95,20 @@ def test_rootless_overlays_keep_their_marks_in_user_xattrs(
     assert "userxattr" not in overlay.diff_options()
     assert "redirect_dir=off" in overlay.diff_options()
     assert _overlayfs.opaque_xattr() == "trusted.overlay.opaque"
+
+
+def test_a_store_keeps_snapshots_of_one_kind(tmp_path: Path) -> None:
+    """Snapshots made rootless mark opaque directories with user.overlay.opaque, which an
+    overlay mounted as root ignores (and the other way round): a store whose snapshots
+    are of the other kind is refused, until it has none."""
+    from distill.errors import StoreError
+    from distill.store.store import Store
+
+    store = Store(tmp_path / "store")
+    store.claim_snapshots("user")
+    store.claim_snapshots("user")
+    store.claim_snapshots("trusted")        # no snapshot yet: it changes hands
+    (store.snapshot_dir / ("0" * 64)).mkdir()
+    with pytest.raises(StoreError, match="holds snapshots made as root, which this rootless"):
+        store.claim_snapshots("user")
+    store.claim_snapshots("trusted")

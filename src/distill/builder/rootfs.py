@@ -22,6 +22,7 @@ from distill.sandbox import (
     OverlayMount,
     extract_layer,
     overlay_mount,
+    rootless,
     sandbox_ids,
     write_layer_from_upper,
 )
@@ -35,6 +36,7 @@ class RootfsManager:
         self.store = store
         self.mtime_clamp = mtime_clamp
         self.compression = compression      # of the blobs this build makes
+        store.claim_snapshots("user" if rootless.active() else "trusted")
 
     def snapshot(self, layer: Layer) -> Path:
         """The layer unpacked in overlayfs format, extracting it on first use.

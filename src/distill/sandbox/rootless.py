@@ -149,12 +149,23 @@ def unmapped_owner(what: str, uid: int, gid: int) -> str | None:
     return f"{what} belongs to {ids}, which this rootless build has no id for"
 
 
+def _user_name() -> str:
+    """The name of the user distill runs for: namespace id 0 is that user's host id."""
+    try:
+        for line in Path("/proc/self/uid_map").read_text().splitlines():
+            inside, outside, _count = line.split()
+            if inside == "0":
+                return pwd.getpwuid(int(outside)).pw_name
+    except (OSError, ValueError, KeyError):
+        pass
+    return "USER"
+
+
 def owner_hint() -> str:
     """How a user gets ids for files that belong to others than root."""
-    user = pwd.getpwuid(os.getuid()).pw_name if os.getuid() else "USER"
     return ("rootless distill maps container ids 0-65535 onto the subordinate ids of "
             "/etc/subuid and /etc/subgid; give your user a range: "
-            f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}")
+            f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {_user_name()}")
 
 
 @functools.cache

@@ -153,6 +153,31 @@ class Store:
         self.pins.pin("snapshot", diff_id.hex)
         return self.snapshot_dir / diff_id.hex
 
+    def claim_snapshots(self, marks: str) -> None:
+        """Say which overlayfs marks this process's snapshots carry (``trusted`` as root,
+        ``user`` rootless: an opaque directory's xattr); refuse a store whose snapshots
+        carry the other kind, which this process's overlays would not see (a directory a
+        layer replaced would show its old content). A store without snapshots changes
+        hands freely."""
+        marker = self.root / "snapshots.marks"
+        try:
+            found = read_record(marker).decode(errors="replace").strip()
+        except FileNotFoundError:
+            found = None
+        except ValueError:
+            found = ""   # damaged: judged by whether snapshots exist, as a different kind
+        if found == marks:
+            return
+        if found is not None and any(self.snapshot_dir.iterdir()):
+            made = "rootless" if found == "user" else "as root" if found == "trusted" else \
+                "by an unknown distill"
+            raise StoreError(
+                f"the store {self.root} holds snapshots made {made}, which this "
+                f"{'rootless ' if marks == 'user' else ''}distill cannot use",
+                hint="use another store (DISTILL_ROOT), or remove the snapshots: "
+                     "distill prune --all")
+        atomic_write(marker, marks.encode() + b"\n", self.blobs.tmp_dir)
+
     def commit_snapshot(self, tmp: Path, diff_id: Digest) -> Path:
         """Move a finished directory into place; if another build won, keep theirs.
 
