@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import os
 import pwd
+import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,11 +46,14 @@ def single_id_user() -> str:
 
 
 @pytest.fixture
-def work(tmp_path: Path, single_id_user: str) -> Iterator[Path]:
+def work(single_id_user: str) -> Iterator[Path]:
+    """A directory of the user's (pytest's own tmp_path lies under a 0700 directory)."""
     user = pwd.getpwnam(single_id_user)
-    os.chmod(tmp_path, 0o755)
-    os.chown(tmp_path, user.pw_uid, user.pw_gid)
-    yield tmp_path
+    path = Path(tempfile.mkdtemp(prefix="distill-single-id-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    os.chown(path, user.pw_uid, user.pw_gid)
+    yield path
+    shutil.rmtree(path)
 
 
 def _as_user(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
