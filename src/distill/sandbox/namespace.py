@@ -66,7 +66,8 @@ def ensure_private_mount_namespace() -> None:
     except OSError as exc:
         raise SandboxError(
             f"cannot create a private mount namespace ({exc.strerror})",
-            hint="distill needs root (CAP_SYS_ADMIN) to mount overlay filesystems",
+            hint="distill mounts overlay filesystems: run it as root, or as an ordinary user "
+                 "(it then makes a user namespace of its own; see docs/rootless.md)",
         ) from exc
     try:
         _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE, None)

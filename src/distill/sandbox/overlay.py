@@ -77,7 +77,11 @@ def _options(lowers: Sequence[str], upper: str, work: str) -> str:
 def _mount_failed(exc: OSError | None, detail: str = "") -> SandboxError:
     reason = exc.strerror if exc is not None else detail
     hint = "distill needs root to mount overlayfs; see `dmesg` for the kernel's reason"
-    if exc is not None and exc.errno == errno.EINVAL:
+    if rootless.active():
+        hint = ("rootless, overlayfs needs Linux 5.11 or newer, and the store on a real "
+                "filesystem (in a container: a volume; the container's own overlay root "
+                "cannot hold an overlay's upper directory); see `dmesg`")
+    elif exc is not None and exc.errno == errno.EINVAL:
         hint = (
             "the kernel rejected the overlay options (is overlayfs available, and are "
             "upper/work on a filesystem that supports trusted.* xattrs?); see `dmesg`"
