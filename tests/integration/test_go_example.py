@@ -15,7 +15,7 @@ from distill.oci.reference import normalize_name
 from distill.store.store import Store
 from tests.conftest import REPO, RunDistill
 from tests.helpers.clock import next_second
-from tests.helpers.dockerd import private_dockerd
+from tests.helpers.dockerd import Docker, private_dockerd
 from tests.helpers.examples import free_port
 from tests.helpers.readback import skopeo_inspect
 
@@ -33,6 +33,20 @@ def http_get(url: str, timeout: float = 30) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def ask_go_hello(docker: Docker, image: str) -> str:
+    """Run go-hello's ``image`` under ``docker`` and return what it answers on /."""
+    port = free_port()
+    cid = docker("run", "-d", "--network=host", "-e", f"ADDR=127.0.0.1:{port}",
+                 image).stdout.strip()
+    try:
+        answer = http_get(f"http://127.0.0.1:{port}/")
+    finally:
+        logs = docker("logs", cid, check=False).stderr
+        docker("rm", "-f", cid, check=False)
+    assert answer.startswith("hello from distill"), logs
+    return answer
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +77,7 @@ def test_docker_engine_runs_it(distill: RunDistill, go_hello: str, tmp_path: Pat
     with private_dockerd(tmp_path / "docker") as docker:
         loaded = docker("load", "-i", str(archive)).stdout
         assert "go-hello:docker" in loaded
-        port = free_port()
-        cid = docker("run", "-d", "--network=host", "-e", f"ADDR=127.0.0.1:{port}",
-                     "go-hello:docker").stdout.strip()
-        try:
-            answer = http_get(f"http://127.0.0.1:{port}/")
-        finally:
-            logs = docker("logs", cid, check=False).stderr
-            docker("rm", "-f", cid, check=False)
-        assert answer.startswith("hello from distill"), logs
-        assert "uid 65532" in answer
+        assert "uid 65532" in ask_go_hello(docker, "go-hello:docker")
 
 
 def test_two_machines_at_two_times_make_the_same_image(

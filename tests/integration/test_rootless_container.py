@@ -23,8 +23,7 @@ import pytest
 
 from tests.conftest import REPO, RunDistill
 from tests.helpers.dockerd import Docker, private_dockerd
-from tests.helpers.examples import free_port
-from tests.integration.test_go_example import EXAMPLE, http_get
+from tests.integration.test_go_example import EXAMPLE, ask_go_hello
 
 pytestmark = pytest.mark.integration
 
@@ -119,14 +118,7 @@ def test_go_hello_builds_in_an_unprivileged_container(
     assert digest == as_root
     # and it runs under Docker
     assert "go-hello:rootless" in engine("load", "-i", str(out / "go-hello.tar")).stdout
-    port = free_port()
-    cid = engine("run", "-d", "--network=host", "-e", f"ADDR=127.0.0.1:{port}",
-                 "go-hello:rootless").stdout.strip()
-    try:
-        answer = http_get(f"http://127.0.0.1:{port}/")
-    finally:
-        engine("rm", "-f", cid, check=False)
-    assert answer.startswith("hello from distill") and "uid 65532" in answer
+    assert "uid 65532" in ask_go_hello(engine, "go-hello:rootless")
 
 
 PROBE = r"""FROM debian:bookworm
