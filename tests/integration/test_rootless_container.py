@@ -15,6 +15,7 @@ shares the container's /proc (the container masks /proc, so no RUN may mount its
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 
 from tests.conftest import REPO, RunDistill
 from tests.helpers.dockerd import Docker, private_dockerd
+from tests.helpers.isolation import compile_probe
 from tests.integration.test_go_example import EXAMPLE, ask_go_hello
 
 pytestmark = pytest.mark.integration
@@ -68,9 +70,9 @@ def engine(distill: RunDistill, debian_image: str,
 
 
 def _unprivileged(docker: Docker, volume: str, *mounts: str, env: tuple[str, ...] = (),
-                  command: str) -> subprocess.CompletedProcess[str]:
+                  command: str, workdir: str = "/home/builder") -> subprocess.CompletedProcess[str]:
     """``command`` (sh -c) as uid 1000 in the builder image: no capability added."""
-    argv = ["run", "--rm", "--user", "1000:1000", "--network=host",
+    argv = ["run", "--rm", "--user", "1000:1000", "--network=host", "-w", workdir,
             "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
             "--device", "/dev/net/tun",
             "-v", f"{volume}:/home/builder/.local/share/distill",
@@ -161,3 +163,30 @@ def test_a_run_in_the_container_reaches_no_process_and_no_file_of_the_builder(
     assert "/home/builder/secret.txt: No such file or directory" in output
     assert "unshare: unshare failed: Operation not permitted" in output
     assert "CapEff:\t00000000a80425fb" in output   # Docker's default set, no more
+
+
+ESCAPE_TESTS = ("tests/integration/test_isolation.py",
+                "tests/integration/test_isolation_workdir.py",
+                "tests/integration/test_hostile_corpus.py")
+
+
+def test_the_escape_tests_pass_inside_the_container(engine: Docker, tmp_path: Path) -> None:
+    """The isolation tests and the hostile corpus, run by pytest inside the container as
+    uid 1000 (as tests/rootless/run runs them on the host): distill rootless, RUN sharing
+    the container's /proc. Their /tmp is a volume (overlayfs cannot put an upper
+    directory on the container's overlay root); busybox and the probe come from the host
+    (the image has no compiler)."""
+    compile_probe(tmp_path)     # tmp_path/probe
+    os.chmod(tmp_path, 0o755)
+    proc = _unprivileged(
+        engine, "rootless-escape-store", "rootless-escape-tmp:/tmp",
+        "/bin/busybox:/usr/bin/busybox:ro", f"{tmp_path}:/probe:ro",
+        env=("DISTILL_TEST_PROBE=/probe/probe", "PYTHONDONTWRITEBYTECODE=1"),
+        workdir=f"{ROOTLESS_TOP}/repo",
+        command=(f"{ROOTLESS_TOP}/venv/bin/python -m pytest -p no:cacheprovider -q -s "
+                 f"-m 'not needs_root' {' '.join(ESCAPE_TESTS)}"))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    assert re.search(r"hostile corpus \(rootless\): \d+ passed, 0 failed", output), output[-3000:]
+    summary = output.strip().splitlines()[-1]
+    assert re.match(r"\d+ passed, \d+ deselected in ", summary), summary

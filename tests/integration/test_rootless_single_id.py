@@ -106,8 +106,8 @@ def test_a_file_of_another_owner_is_a_clear_error(work: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "'var/mail' belongs to uid 0, gid 8, which this rootless build has no id for" \
         in proc.stderr, proc.stderr
-    assert "usermod --add-subuids" in proc.stderr
-    assert f" {USER}" in proc.stderr   # the hint names the user to give a range
+    assert "no subordinate id range" in proc.stderr
+    assert f"usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST {USER}" in proc.stderr
 
 
 def test_run_as_another_user_is_a_clear_error(work: Path) -> None:
@@ -118,3 +118,21 @@ def test_run_as_another_user_is_a_clear_error(work: Path) -> None:
     proc = _as_user(work, "build", "--progress", "plain", str(ctx))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "uid 1000 is outside the ids a RUN step can use (0 to 0)" in proc.stderr
+
+
+def test_a_debian_base_needs_a_range_and_says_so(work: Path) -> None:
+    proc = _as_user(work, "base", "debian", "-t", "debian:bookworm")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "a Debian base cannot be made with a single id" in proc.stderr
+    assert "no subordinate id range" in proc.stderr
+
+
+def test_the_store_is_in_the_users_home_without_home_set(work: Path) -> None:
+    """Inside its namespace distill is uid 0, whose home is /root: the user's own HOME
+    is kept for it even when the environment has none."""
+    user = pwd.getpwnam(USER)
+    proc = subprocess.run(["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
+                           "env", "-i", "PATH=/usr/bin:/bin", DISTILL_RL, "images"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(user.pw_dir, ".local/share/distill").is_dir()

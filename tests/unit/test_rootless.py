@@ -64,10 +64,17 @@ def test_an_owner_the_namespace_lacks_is_a_clear_error(
     monkeypatch.setattr(os, "lchown", refused)
     target = tmp_path / "f"
     monkeypatch.setattr(rootless, "active", lambda: True)
+    monkeypatch.setattr(rootless, "mapped_ids", lambda: 65536)   # the user and its range
     with pytest.raises(SandboxError, match="layer entry 'f' belongs to uid 70000, gid 5, "
                                            "which this rootless build has no id for") as err:
         rootless.chown(target, 70000, 5, "layer entry 'f'")
-    assert err.value.hint is not None and "/etc/subuid" in err.value.hint
+    assert err.value.hint == ("a rootless build maps container ids 0-65535 (the user and its "
+                              "subordinate range); an owner of 70000 needs a build as root")
+    monkeypatch.setattr(rootless, "mapped_ids", lambda: 1)       # no range: ask for one
+    with pytest.raises(SandboxError) as err:
+        rootless.chown(target, 0, 50, "layer entry 'var/local'")
+    assert err.value.hint is not None and "no subordinate id range" in err.value.hint
+    assert "usermod --add-subuids FIRST-LAST" in err.value.hint
     monkeypatch.setattr(rootless, "active", lambda: False)   # as root: the OSError itself
     with pytest.raises(OSError):
         rootless.chown(target, 70000, 5, "layer entry 'f'")

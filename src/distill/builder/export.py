@@ -147,6 +147,9 @@ class OutputType:
             raise UsageError(f"--output type={kind} needs dest=PATH")
         tar = _bool(fields.pop("tar", "true"), "tar") if self.tar_option else True
         own = {key: _bool(fields.pop(key), key) for key in self.options if key in fields}
+        if own.get("devices") and rootless.active():   # refused before anything is built
+            raise UsageError(f"--output type={kind},devices=true needs root: a rootless build "
+                             "may not create device nodes")
         for key in sorted(fields):
             takers = [f"type={name}" for name, t in OUTPUT_TYPES.items()
                       if key in t.options or (key == "tar" and t.tar_option)
@@ -212,9 +215,6 @@ def _write_image(out: Delivery, spec: OutputSpec) -> list[str]:
 
 def _write_local(out: Delivery, spec: OutputSpec) -> list[str]:
     owners = not rootless.active()   # rootless: the files are the user's own
-    if spec.devices and not owners:
-        raise UsageError("--output type=local,devices=true needs root: a rootless build may "
-                         "not create device nodes")
     with RootfsManager(out.store).mounted(out.image) as mount:
         report = export_rootfs(mount.merged, Path(spec.dest), devices=spec.devices,
                                setid=spec.setuid, owners=owners)

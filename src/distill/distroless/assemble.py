@@ -34,7 +34,7 @@ from distill.distroless.presets import (
     Selection,
     Variant,
 )
-from distill.errors import ArchiveError
+from distill.errors import ArchiveError, DistillError
 from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
 from distill.oci.config import ImageConfig, RuntimeConfig
@@ -112,7 +112,9 @@ def assemble(store: Store, archive: Archive, lock: Lock, selection: Selection,
                 except Exception as e:
                     if isinstance(e, ArchiveError):
                         raise
-                    raise ArchiveError(f"{rec.name} {rec.version}: cannot unpack: {e}") from e
+                    hint = e.hint if isinstance(e, DistillError) else None
+                    raise ArchiveError(f"{rec.name} {rec.version}: cannot unpack: {e}",
+                                       hint=hint) from e
                 write_status(root, rec.name, deb.control(), deb.control_member("md5sums"))
             if rec.name in partial:
                 copy_kept(into, root, partial[rec.name])

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from distill.errors import SandboxError
+from distill.sandbox import rootless
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
@@ -20,6 +21,10 @@ def mmdebstrap_tarball(dest: Path, *, suite: str = "bookworm", arch: str = "amd6
     if shutil.which("mmdebstrap") is None:
         raise SandboxError("mmdebstrap is not installed",
                            hint="apt-get install mmdebstrap (Debian's package)")
+    if rootless.active() and rootless.mapped_ids() <= 1:
+        raise SandboxError("a Debian base cannot be made with a single id: its files belong "
+                           "to several users and groups (mail, shadow, staff)",
+                           hint=rootless.owner_hint(0, 50))
     if not dest.name.endswith(".tar"):
         raise SandboxError(f"{dest}: mmdebstrap picks its output format by name; use .tar")
     argv = ["mmdebstrap", "--quiet", f"--variant={variant}", "--mode=root", f"--arch={arch}"]

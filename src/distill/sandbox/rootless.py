@@ -107,6 +107,8 @@ def reexec() -> NoReturn:
                                 "id range)")
     argv = unshare_argv([sys.executable, *sys.orig_argv[1:]], os.getuid())
     env = {**os.environ, MARKER: "1"}
+    if "HOME" not in env:   # inside, uid 0's home would be /root: keep the user's own
+        env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -137,7 +139,7 @@ def chown(target: str | os.PathLike[str] | int, uid: int, gid: int, what: str) -
         message = unmapped_owner(what, uid, gid) if exc.errno == errno.EINVAL else None
         if message is None:
             raise
-        raise SandboxError(message, hint=owner_hint()) from exc
+        raise SandboxError(message, hint=owner_hint(uid, gid)) from exc
 
 
 def unmapped_owner(what: str, uid: int, gid: int) -> str | None:
@@ -145,8 +147,30 @@ def unmapped_owner(what: str, uid: int, gid: int) -> str | None:
     give (the kernel says EINVAL), or None when distill is not rootless."""
     if not active():
         return None
-    ids = f"uid {uid}, gid {gid}"
-    return f"{what} belongs to {ids}, which this rootless build has no id for"
+    return f"{what} belongs to uid {uid}, gid {gid}, which this rootless build has no id for"
+
+
+def mapped_ids() -> int:
+    """How many ids (0 .. n-1) this namespace maps without a gap, uids and gids alike."""
+    from distill.sandbox._idmap import sandbox_range
+
+    try:
+        return sandbox_range().count
+    except (OSError, SandboxError):
+        return 1
+
+
+def owner_hint(uid: int, gid: int) -> str:
+    """What gets a rootless build ids for owner ``uid:gid``: with one id only, a
+    subordinate range for the user; past the range, nothing but root."""
+    count = mapped_ids()
+    if count <= 1:
+        return (f"this user has no subordinate id range (/etc/subuid and /etc/subgid), so a "
+                "rootless build has only root's id; ask for a range of 65536 ids no other "
+                f"user has (usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST "
+                f"{_user_name()}), or build as root")
+    return (f"a rootless build maps container ids 0-{count - 1} (the user and its "
+            f"subordinate range); an owner of {max(uid, gid)} needs a build as root")
 
 
 def _user_name() -> str:
@@ -159,13 +183,6 @@ def _user_name() -> str:
     except (OSError, ValueError, KeyError):
         pass
     return "USER"
-
-
-def owner_hint() -> str:
-    """How a user gets ids for files that belong to others than root."""
-    return ("rootless distill maps container ids 0-65535 onto the subordinate ids of "
-            "/etc/subuid and /etc/subgid; give your user a range: "
-            f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {_user_name()}")
 
 
 @functools.cache
