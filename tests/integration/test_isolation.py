@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -524,3 +525,26 @@ def test_run_has_hosts_of_its_own(distill: RunDistill, busybox_image: str,
     for line in Path("/etc/hosts").read_text().splitlines():
         if line.strip() and not line.startswith("#") and "localhost" not in line:
             assert line.split()[-1] not in out, f"host's {line!r} shows in the RUN"
+
+
+def test_run_has_no_terminal_and_no_process_group_of_distills(
+        busybox_image: str, store_root: Path, tmp_path: Path) -> None:
+    """Found by the rootless review: a RUN stayed in distill's session. With the user's
+    terminal as its controlling terminal, it could push keystrokes into the user's shell
+    (TIOCSTI) or read what the user typed; sharing distill's process group, a rootless RUN
+    (whose root is the user's uid) could signal distill and its caller. distill runs here
+    on a pseudo-terminal (util-linux script)."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {busybox_image}\n"
+        "RUN (exec 3<>/dev/tty && echo tty-opened) 2>/dev/null || echo tty-refused; "
+        "trap '' USR1; kill -USR1 0; echo own-group-signalled\n")
+    command = shlex.join([DISTILL, "build", "--progress", "plain", "--no-cache",
+                          str(tmp_path)])
+    proc = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ,
+                                                       "DISTILL_ROOT": str(store_root)},
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr   # distill was not signalled
+    said = [line.strip() for line in proc.stdout.splitlines()]   # (the RUN line shows too)
+    assert "tty-refused" in said and "tty-opened" not in said, proc.stdout
+    assert "own-group-signalled" in said

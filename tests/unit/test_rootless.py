@@ -119,3 +119,9 @@ def test_a_store_keeps_snapshots_of_one_kind(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="holds snapshots made as root, which this rootless"):
         store.claim_snapshots("user")
     store.claim_snapshots("trusted")
+    # a store with snapshots and no marker was made before the marker: as root
+    (store.root / "snapshots.marks").unlink()
+    with pytest.raises(StoreError, match="holds snapshots made as root"):
+        store.claim_snapshots("user")
+    store.claim_snapshots("trusted")
+    assert (store.root / "snapshots.marks").read_text() == "trusted\n"

@@ -66,6 +66,7 @@ def test_bwrap_argv() -> None:
     assert "--unshare-net" in argv and "--unshare-user --uid 0 --gid 0" in joined
     assert "--clearenv --setenv A 1 --setenv PATH /bin --chdir /src" in joined
     assert "--hostname h" in joined and "--die-with-parent" in argv
+    assert "--new-session" in argv   # no controlling terminal, no process group of ours
     assert argv.count("--cap-add") == len(DEFAULT_CAPABILITIES)
     assert "/etc/hosts" not in argv  # bound from a descriptor (hosts_fd), never the host's
     assert "CAP_SYS_ADMIN" not in argv

@@ -42,6 +42,7 @@ from distill.dockerfile.mounts import MOUNT_TYPES, Mount, ssh_target
 from distill.errors import ContextError, DockerfileError
 from distill.gopath import clean
 from distill.ignore import walk_context
+from distill.sandbox import rootless
 from distill.sandbox.run import SandboxMount
 from distill.store.blobs import remove_tree
 from distill.store.store import Store
@@ -291,7 +292,7 @@ def _init_cache(m: Mount, tmp: Path, stage_rootfs: StageRootfs) -> None:
     source = clean("/" + m.source)
     if m.from_ is None or _custom_root(m):
         os.chmod(tmp, 0o755 if m.mode is None else m.mode)
-        os.chown(tmp, m.uid or 0, m.gid or 0)
+        rootless.chown(tmp, m.uid or 0, m.gid or 0, f"the cache mount at {m.target}")
         return
     with stage_rootfs(m.from_, False) as root:
         host = resolve_in_root(root, source)
@@ -346,7 +347,7 @@ def _secret(m: Mount, target: str, stack: ExitStack, secrets: SecretStore,
                  0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(value)
-    os.chown(path, m.uid or 0, m.gid or 0)
+    rootless.chown(path, m.uid or 0, m.gid or 0, f"the secret mounted at {target}")
     os.chmod(path, (0o400 if m.mode is None else m.mode) & 0o7777)
     out.append(SandboxMount("bind", target, path, readonly=True))
 

@@ -29,6 +29,7 @@ from typing import Self
 from distill import owned
 from distill.dockerfile.mounts import csv_fields
 from distill.errors import DistillError, UsageError
+from distill.sandbox import rootless
 
 MAX_SECRET_SIZE = 500 * 1024  # BuildKit's limit
 
@@ -184,7 +185,7 @@ class AgentRelay:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._listener.bind(str(self.path))
-            os.chown(self.path, uid, gid)
+            rootless.chown(self.path, uid, gid, "the ssh agent's socket")
             os.chmod(self.path, mode & 0o777)
             self._listener.listen(16)
             self._listener.settimeout(0.1)

@@ -17,7 +17,13 @@ from typing import BinaryIO, TypedDict
 
 from distill.errors import SandboxError
 from distill.sandbox import xattrs
-from distill.sandbox._overlayfs import OPAQUE_MARKER, WHITEOUT_PREFIX, is_opaque, is_whiteout
+from distill.sandbox._overlayfs import (
+    OPAQUE_MARKER,
+    WHITEOUT_PREFIX,
+    is_opaque,
+    is_whiteout,
+    opaque_xattr,
+)
 from distill.sandbox._tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarStream
 
 PATH_MAX = 4096
@@ -74,14 +80,19 @@ class _LayerWriter:
                 "mtime": ns // 1_000_000_000, "mtime_ns": ns}
 
     def add(self, path: str, rel: str, st: os.stat_result) -> None:
+        """Write the entry at ``path``; the upper directory, which becomes the layer's
+        snapshot, loses what the layer does not hold (sockets, attributes an image does
+        not carry): a later build whose layer hashes the same reuses that snapshot."""
         mode = st.st_mode
         if stat.S_ISSOCK(mode):
+            os.unlink(path)   # skipped, as Docker does
             return
         if is_whiteout(path, st):
             parent, _, base = rel.rpartition("/")
             name = f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base
             self.tar.add(name, REG, **self.fields(path, st))
             return
+        xattrs.scrub(path, opaque_xattr())
         if stat.S_ISDIR(mode):
             self.tar.add(rel + "/", DIR, xattrs=xattrs.of_path(path), **self.fields(path, st))
             if is_opaque(path):

@@ -202,7 +202,10 @@ def bwrap_argv(
     if hosts_fd is not None:
         argv += ["--perms", "0644", "--ro-bind-data", str(hosts_fd), where[HOSTS]]
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", spec.hostname]
-    argv += ["--die-with-parent"]
+    # a session of its own: no controlling terminal (a RUN could push keystrokes into the
+    # user's shell with TIOCSTI, or read what the user types) and no process group shared
+    # with distill (rootless, a RUN's root is the user's uid and could signal that group)
+    argv += ["--die-with-parent", "--new-session"]
     if spec.network != "host":
         argv.append("--unshare-net")
     argv += ["--unshare-user", "--uid", str(spec.uid), "--gid", str(spec.gid)]

@@ -24,8 +24,10 @@ _SKIPPED = frozenset({errno.ENOTSUP, errno.EPERM, errno.EINVAL, errno.ERANGE, er
 
 
 def carried(name: str) -> bool:
-    """Whether an image carries the attribute ``name``."""
-    return not name.startswith(("trusted.", "user.overlay.")) and name != "security.selinux"
+    """Whether an image carries the attribute ``name`` (never one no kernel can name: a
+    hostile layer's PAX record may hold a NUL)."""
+    return not name.startswith(("trusted.", "user.overlay.")) and name != "security.selinux" \
+        and "\0" not in name
 
 
 def of_member(member: tarfile.TarInfo) -> dict[str, bytes]:
@@ -52,6 +54,23 @@ def of_path(path: str) -> dict[str, bytes]:
         except OSError:
             continue
     return found
+
+
+def scrub(path: str, keep: str) -> None:
+    """Remove from ``path`` (not following a symlink) the attributes an image does not
+    carry, but ``keep`` (overlayfs' opaque mark) and the SELinux label: what a RUN set
+    under a name overlayfs escaped (``user.overlay.overlay.*``), which its layer does
+    not hold, so that the snapshot is what the layer says."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if not carried(name) and name not in (keep, "security.selinux"):
+            try:
+                os.removexattr(path, name, follow_symlinks=False)
+            except OSError:
+                continue
 
 
 def apply(target: int | Path, attrs: dict[str, bytes], *, follow: bool = True) -> None:

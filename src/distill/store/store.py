@@ -160,15 +160,16 @@ class Store:
         layer replaced would show its old content). A store without snapshots changes
         hands freely."""
         marker = self.root / "snapshots.marks"
+        missing = False
         try:
             found = read_record(marker).decode(errors="replace").strip()
-        except FileNotFoundError:
-            found = None
+        except FileNotFoundError:   # snapshots made before the marker were made as root
+            found, missing = "trusted", True
         except ValueError:
             found = ""   # damaged: judged by whether snapshots exist, as a different kind
-        if found == marks:
+        if found == marks and not missing:
             return
-        if found is not None and any(self.snapshot_dir.iterdir()):
+        if found != marks and any(self.snapshot_dir.iterdir()):
             made = "rootless" if found == "user" else "as root" if found == "trusted" else \
                 "by an unknown distill"
             raise StoreError(
