@@ -62,3 +62,14 @@ def files_holding(root: Path, secret: bytes) -> list[str]:
     if ROOTLESS:
         argv = ["unshare", "--map-auto", "--map-root-user", *argv]
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()
+
+
+def run_has_own_proc() -> bool:
+    """Whether distill's RUNs get a /proc of their own here: not where a container masks
+    /proc, which the kernel then lets no user namespace mount anew (distill probes the
+    same way, from inside its own namespace: distill.sandbox.rootless.own_proc_possible)."""
+    if not ROOTLESS:
+        return True
+    probe = ["unshare", "--map-root-user", "--pid", "--fork", "--mount", "--propagation",
+             "private", "--mount-proc", "true"]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
