@@ -60,6 +60,14 @@ def _mounts_anywhere(*roots: Path) -> list[str]:
     return found
 
 
+def _sigint_as_a_terminal_sends_it() -> None:
+    """distill as a shell starts it in the foreground: SIGINT at its default. A suite run
+    in the background of a non-interactive shell inherits SIGINT ignored (POSIX: so that
+    the terminal's Ctrl-C spares background jobs), and distill, as any program, keeps an
+    ignored SIGINT ignored: that would test the shell, not distill."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Build:
     """One ``distill build`` of ``dockerfile`` on a store of the test's own."""
 
@@ -81,7 +89,8 @@ class Build:
         with open(self.stderr_path, "wb") as err:
             return subprocess.Popen([DISTILL, *self.args], env=env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=err,
-                                    start_new_session=new_session)
+                                    start_new_session=new_session,
+                                    preexec_fn=_sigint_as_a_terminal_sends_it)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -203,7 +212,7 @@ def test_ctrl_c_during_a_big_copy(distill: RunDistill, busybox_tar: Path,
         proc = subprocess.Popen([DISTILL, *build.args],
                                 env={**os.environ, "DISTILL_ROOT": str(build.store)},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err)
+                                stderr=err, preexec_fn=_sigint_as_a_terminal_sends_it)
     try:
         _wait_for(lambda: "COPY . /c/" in build.stderr() or proc.poll() is not None, 60,
                   "the COPY to start")
