@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "dockerfile": {"errors"},
     "plan": {"dockerfile", "oci", "errors"},
     "sandbox": {"oci", "errors"},
-    "report": {"image", "oci", "errors"},
+    "report": {"image", "store", "formats", "oci", "errors"},
     "debian": {"sandbox", "errors"},
     "distroless": {"debian", "sandbox", "store", "image", "formats", "oci", "errors"},
     "ignore": {"errors"},

@@ -1,0 +1,187 @@
+"""Layers stacked into the image's file tree, and what the stacking wasted.
+
+``stack`` applies each layer's deletions, opaque directories and entries in turn, as a
+runtime would (the OCI image spec, "Applying Changesets"), keeping which layer put each
+visible path there. Two measures of waste come out of it:
+
+* ``waste``: bytes of regular files a layer holds that the final image does not show,
+  because a later layer overwrote or deleted them (what a smaller build saves), one
+  entry per overwritten file or deleted path.
+* dive's efficiency score and its "wasted bytes", computed as dive computes them
+  (wagoodman/dive, ``filetree/efficiency.go``): per path, the sum of its sizes in every
+  layer that touches it (a whiteout counts the size of the directory it deletes, 0 for
+  a file) against the smallest of them; dive's wasted bytes sum every path a second
+  layer touches, the surviving copy included, so an overwritten file counts twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from distill.report.layerfiles import Entry, LayerFiles
+
+
+@dataclass(frozen=True)
+class Placed:
+    entry: Entry
+    layer: int        # index of the layer that put it there
+
+
+@dataclass(frozen=True)
+class Waste:
+    """Bytes a layer holds that a later one (``by``) overwrote or deleted at ``path``
+    (a deleted directory is one entry)."""
+
+    path: str
+    by: int          # the layer that overwrote or deleted it
+    bytes: int
+
+
+@dataclass
+class FileTree:
+    """The final view: every visible path (directories too) with its entry and layer."""
+
+    files: dict[str, Placed] = field(default_factory=dict)
+    children: dict[str, set[str]] = field(default_factory=dict)
+    #: path -> collector -> (layer, value), for what is visible in the final image
+    found: dict[str, dict[str, tuple[int, object]]] = field(default_factory=dict)
+    efficiency: float = 1.0
+    dive_wasted_bytes: int = 0
+    waste: list[Waste] = field(default_factory=list)
+
+    @property
+    def wasted_bytes(self) -> int:
+        return sum(w.bytes for w in self.waste)
+
+    def regular_files(self) -> Iterator[Placed]:
+        return (p for p in self.files.values() if p.entry.kind == "file")
+
+    def found_by(self, collector: str) -> dict[str, tuple[int, object]]:
+        return {path: by[collector] for path, by in self.found.items() if collector in by}
+
+    def dir_sizes(self) -> dict[str, int]:
+        """Bytes of regular files under each directory ("" is the root)."""
+        sizes: dict[str, int] = {"": 0}
+        for placed in self.regular_files():
+            path = placed.entry.path
+            while True:
+                path = path.rpartition("/")[0]
+                sizes[path] = sizes.get(path, 0) + placed.entry.size
+                if not path:
+                    break
+        return sizes
+
+    # -- stacking ----------------------------------------------------------------
+    def _remove(self, path: str, layer: int) -> None:
+        """Remove ``path`` and everything below it, counting the file bytes lost."""
+        lost = 0
+        todo = [path]
+        while todo:
+            current = todo.pop()
+            placed = self.files.pop(current, None)
+            if placed is not None:
+                if placed.entry.kind == "file":
+                    lost += placed.entry.size
+                parent = current.rpartition("/")[0]
+                siblings = self.children.get(parent)
+                if siblings is not None:
+                    siblings.discard(current)
+            self.found.pop(current, None)
+            todo.extend(self.children.pop(current, ()))
+        if lost:
+            self.waste.append(Waste(path, layer, lost))
+
+    def _put(self, entry: Entry, layer: int) -> None:
+        old = self.files.get(entry.path)
+        if old is not None:
+            if old.entry.kind == "dir" and entry.kind == "dir":
+                self.files[entry.path] = Placed(entry, layer)
+                return
+            self._remove(entry.path, layer)
+        self.files[entry.path] = Placed(entry, layer)
+        path = entry.path
+        while path:     # parents a tar may leave implicit
+            parent = path.rpartition("/")[0]
+            self.children.setdefault(parent, set()).add(path)
+            if parent in self.files or not parent:
+                break
+            self.files[parent] = Placed(Entry(parent, "dir", 0, 0o755), layer)
+            path = parent
+
+
+def stack(layers: Sequence[LayerFiles]) -> FileTree:
+    tree = FileTree()
+    for index, layer in enumerate(layers):
+        for path in layer.opaque:
+            for child in list(tree.children.get(path, ())):
+                tree._remove(child, index)
+        for path in layer.deleted:
+            tree._remove(path, index)
+        for entry in layer.entries:
+            tree._put(entry, index)
+        for (name, path), value in layer.found.items():
+            placed = tree.files.get(path)
+            if placed is not None and placed.layer == index:
+                tree.found.setdefault(path, {})[name] = (index, value)
+    tree.waste.sort(key=lambda w: (-w.bytes, w.path))
+    _dive_efficiency(tree, layers)
+    return tree
+
+
+def _leaves(layer: LayerFiles) -> list[Entry]:
+    """A layer's entries that are leaves of its own tree (dive visits only those)."""
+    parents = set()
+    for entry in layer.entries:
+        path = entry.path
+        while "/" in path:
+            path = path.rpartition("/")[0]
+            if path in parents:
+                break
+            parents.add(path)
+    return [e for e in layer.entries if e.path not in parents]
+
+
+def _dive_efficiency(tree: FileTree, layers: Sequence[LayerFiles]) -> None:
+    cumulative: dict[str, int] = {}
+    smallest: dict[str, int] = {}
+    touched: dict[str, list[int]] = {}
+    view: dict[str, Entry] = {}          # the stacked tree below the current layer
+    below: dict[str, set[str]] = {}
+
+    def visit(path: str, size: int, index: int) -> None:
+        cumulative[path] = cumulative.get(path, 0) + size
+        smallest[path] = min(smallest.get(path, size), size)
+        touched.setdefault(path, []).append(index)
+
+    for index, layer in enumerate(layers):
+        for path in layer.deleted:
+            old = view.get(path)
+            size = 0
+            if old is not None and old.kind == "dir":   # dive: a directory's whole size
+                size = sum(view[p].size for p in _under(path, below) if p in view)
+            visit(path, size, index)
+        for entry in _leaves(layer):
+            visit(entry.path, entry.size, index)
+        for path in layer.deleted:
+            for p in [path, *_under(path, below)]:
+                view.pop(p, None)
+        for entry in layer.entries:
+            view[entry.path] = entry
+            parent = entry.path.rpartition("/")[0]
+            below.setdefault(parent, set()).add(entry.path)
+    total = sum(cumulative.values())
+    tree.efficiency = sum(smallest.values()) / total if total else 1.0
+    tree.dive_wasted_bytes = sum(cumulative[path] for path, indexes in touched.items()
+                                 if len(indexes) >= 2)
+
+
+def _under(path: str, below: dict[str, set[str]]) -> list[str]:
+    out: list[str] = []
+    todo = list(below.get(path, ()))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(below.get(p, ()))
+    return out
+

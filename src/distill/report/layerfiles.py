@@ -1,0 +1,140 @@
+"""What one layer holds: its tar read once, as a list of entries and deletions.
+
+A layer is read as a stream through the archive limits (``distill.limits``), never
+unpacked: analysing a hostile image writes nothing to disk. Readers that need a file's
+bytes (the SBOM's package databases, Go binaries' build info) are *collectors*: each says
+how many bytes of an entry it wants and is given them as the stream passes."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from distill.errors import ImageError
+from distill.formats.layers import open_layer_stream
+from distill.limits import open_tar
+from distill.oci.digest import Digest
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+#: what one collector may hold of one file: more is not read (a package database or a
+#: Go binary is far smaller)
+MAX_COLLECTED = 512 << 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tar member: ``path`` relative, without ``./`` or a trailing slash."""
+
+    path: str
+    kind: str            # file, dir, symlink, hardlink, char, block, fifo
+    size: int            # the member's bytes (0 but for regular files)
+    mode: int            # permission bits with setuid/setgid/sticky
+    uid: int = 0
+    gid: int = 0
+    link: str = ""       # a symlink's target, a hard link's source path
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+
+class Collector(Protocol):
+    """Reads what it needs of some files as a layer passes."""
+
+    name: str
+
+    def wants(self, entry: Entry) -> int:
+        """How many leading bytes of ``entry`` to be given (0: none)."""
+        ...
+
+    def parse(self, entry: Entry, data: bytes) -> object | None:
+        """What ``data`` (the leading bytes asked for) says; None: nothing."""
+        ...
+
+
+@dataclass
+class LayerFiles:
+    entries: list[Entry] = field(default_factory=list)
+    #: paths a whiteout deletes from the layers below
+    deleted: list[str] = field(default_factory=list)
+    #: directories whose contents in the layers below are hidden (opaque)
+    opaque: list[str] = field(default_factory=list)
+    #: (collector name, path) -> what the collector made of the file
+    found: dict[tuple[str, str], object] = field(default_factory=dict)
+
+
+_KINDS = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
+          tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
+          tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo"}
+
+
+def clean(name: str) -> str:
+    """A member name as a path relative to the image's root ("" for the root)."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    out: list[str] = []
+    for part in parts:
+        if part == "..":
+            if out:
+                out.pop()
+        else:
+            out.append(part)
+    return "/".join(out)
+
+
+def entry_of(member: tarfile.TarInfo) -> Entry | None:
+    kind = _KINDS.get(member.type)
+    if kind is None:
+        return None
+    link = clean(member.linkname) if kind == "hardlink" else member.linkname
+    return Entry(clean(member.name), kind, member.size if kind == "file" else 0,
+                 member.mode & 0o7777, member.uid, member.gid, link)
+
+
+def read_layer(stream: BinaryIO, media_type: str, what: str,
+               collectors: Sequence[Collector] = ()) -> tuple[LayerFiles, Digest, int]:
+    """The entries of the layer blob ``stream`` (compressed as ``media_type``), the
+    diff_id its bytes hash to and their number."""
+    files = LayerFiles()
+    with open_layer_stream(stream, media_type, what) as raw:
+        try:
+            with open_tar(raw, what) as tar:  # type: ignore[arg-type]
+                for member in tar:
+                    _add(files, tar, member, collectors)
+        except tarfile.TarError as e:
+            raise ImageError(f"{what} is not a valid tar archive: {e}") from None
+        raw.drain()
+    return files, Digest.from_hex(raw.hexdigest()), raw.count
+
+
+def _add(files: LayerFiles, tar: tarfile.TarFile, member: tarfile.TarInfo,
+         collectors: Sequence[Collector]) -> None:
+    entry = entry_of(member)
+    if entry is None or not entry.path:
+        return
+    parent, _, name = entry.path.rpartition("/")
+    if name == OPAQUE:
+        files.opaque.append(parent)
+        return
+    if name.startswith(WHITEOUT):
+        files.deleted.append(f"{parent}/{name[len(WHITEOUT):]}".lstrip("/"))
+        return
+    files.entries.append(entry)
+    if entry.kind != "file" or not collectors:
+        return
+    wanted = {c: min(c.wants(entry), entry.size, MAX_COLLECTED) for c in collectors}
+    most = max(wanted.values())
+    if most <= 0:
+        return
+    source = tar.extractfile(member)
+    if source is None:
+        return
+    data = source.read(most)
+    for collector, n in wanted.items():
+        if n > 0:
+            value = collector.parse(entry, data[:n])
+            if value is not None:
+                files.found[(collector.name, entry.path)] = value
