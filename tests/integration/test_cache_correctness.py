@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunDistill
+from tests.helpers.progress import parse_plain
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +22,7 @@ def _build(distill: RunDistill, ctx: Path, *flags: str) -> tuple[str, str]:
 
 def _steps_run(log: str) -> int:
     """Steps that did work: each step's title line not followed by CACHED."""
-    lines = [line for line in log.splitlines() if line.startswith("#") or "CACHED" in line]
-    titles = [i for i, line in enumerate(lines) if line.startswith("#") and " 1/" not in line]
-    return sum(1 for i in titles if i + 1 >= len(lines) or "CACHED" not in lines[i + 1])
+    return sum(1 for s in parse_plain(log) if " 1/" not in s.title and s.outcome != "CACHED")
 
 
 def test_copy_link_then_copy_through_a_symlink_is_not_a_cache_hit(

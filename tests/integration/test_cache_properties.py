@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import RunDistill
+from tests.helpers.progress import parse_plain
 from tests.helpers.rootless import ROOTLESS
 
 pytestmark = pytest.mark.integration
@@ -86,11 +87,8 @@ def _apply(ctx: Path, edit: str, target: str) -> None:
 
 
 def _steps_run(log: str) -> int:
-    lines = [line for line in log.splitlines() if line.startswith("#") or "CACHED" in line]
-    titles = [i for i, line in enumerate(lines) if line.startswith("#") and " 1/" not in line]
-    config = ("ENV ",)
-    return sum(1 for i in titles if (i + 1 >= len(lines) or "CACHED" not in lines[i + 1])
-               and not lines[i].split("] ", 1)[-1].startswith(config))
+    return sum(1 for s in parse_plain(log) if " 1/" not in s.title and s.outcome != "CACHED"
+               and not s.instruction.startswith("ENV "))
 
 
 @pytest.fixture(scope="module")

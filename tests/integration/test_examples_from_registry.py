@@ -40,6 +40,7 @@ from distill.formats.stored import load
 from distill.store.store import Store
 from tests.conftest import REPO, RunDistill
 from tests.helpers.examples import free_port
+from tests.helpers.progress import parse_plain
 from tests.helpers.readback import umoci_unpack
 from tests.helpers.registry import RegistryServer, unique_repo
 from tests.helpers.unpacked import entries, is_elf, resolve_in
@@ -290,8 +291,8 @@ def test_machine_b_builds_from_the_registry_cache(built: dict[str, Built], disti
     proc = distill("build", "--progress", "plain",
                    "--cache-from", f"type=registry,ref={result.cache}",
                    str(result.context), root=tmp_path / "machine-b")
-    steps = [line for line in proc.stderr.splitlines()
-             if re.match(r"#\d+ \[.*\] (RUN|COPY|WORKDIR) ", line)]
-    assert steps and proc.stderr.count("   CACHED") == len(steps), proc.stderr
+    steps = [s for s in parse_plain(proc.stderr)
+             if s.instruction.startswith(("RUN ", "COPY ", "WORKDIR "))]
+    assert steps and all(s.outcome == "CACHED" for s in steps), proc.stderr
     assert "Setting up " not in proc.stderr              # apt-get did not run
     assert proc.stdout.strip().splitlines()[-1] == result.digest

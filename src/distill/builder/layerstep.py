@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -54,19 +53,22 @@ def layer_step(ctx: StageContext, state: StageState, op: Operation,
             ctx.cache_alias(key, content_key)
     layer: Layer | None = None
     if hit is not None:
-        ctx.log("CACHED")
         layer = hit.layer
+        ctx.steps.end("CACHED", _added(layer))
     else:
         ctx.processes.check()       # another stage failed: start no more work
-        started = time.monotonic()
         with ctx.rootfs.changes(image, sandbox=sandbox, lazy=not ctx.shipped) as changes:
             work(changes.mount.merged)
         layer = changes.layer
         ctx.cache_store(key, layer, also=content_key)
-        ctx.log(f"DONE {time.monotonic() - started:.1f}s")
+        ctx.steps.end("DONE", _added(layer))
     if layer is None:
         return state.with_image(image.add_history(created_by, empty_layer=True))
     return state.with_image(image.append_layer(layer, created_by))
+
+
+def _added(layer: Layer | None) -> int:
+    return 0 if layer is None else layer.uncompressed_size
 
 
 def layer_to_cache(layer: Layer | None, created: str | None = None) -> dict[str, object]:

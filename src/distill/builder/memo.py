@@ -173,7 +173,7 @@ def _index_names(index: bytes) -> dict[str, str]:
 
 def record(root: Path, before: Inputs, args: Any, *, digest: str,
            blobs: Sequence[str], names: Sequence[str], lines: Sequence[tuple[str, bool]],
-           table: list[dict[str, Any]] | None, warnings: Sequence[str],
+           sizes: dict[str, Any], warnings: Sequence[str],
            fetched: bool = False) -> bool:
     """Leave the record of a finished build; False when it must not be replayed (an
     input changed while it ran, or too recently to tell; or it ADDed from a URL or a git
@@ -188,7 +188,8 @@ def record(root: Path, before: Inputs, args: Any, *, digest: str,
             return False
         index = (root / "index.json").read_bytes()
         value = {"digest": digest, "blobs": list(blobs), "names": list(names),
-                 "lines": [list(line) for line in lines], "table": table, "warnings": list(warnings)}
+                 "lines": [list(line) for line in lines], "sizes": sizes,
+                 "warnings": list(warnings)}
         memo = root / "memo"
         memo.mkdir(mode=0o700, exist_ok=True)
         path = memo / after.key(index)
@@ -209,14 +210,16 @@ def replayed_lines(value: dict[str, Any]) -> Iterator[str]:
     """The progress lines of a replayed build: its steps, each layer step cached (FROM and
     the steps that only change the config show no result line, as in a build)."""
     for n, (line, layer_step) in enumerate(value["lines"], 1):
+        if n > 1:
+            yield ""              # BuildKit's plain log: a blank line between steps
         yield f"#{n} {line}"
         if layer_step:
-            yield "   CACHED"
+            yield f"#{n} CACHED"
 
 
 def replay(args: Any) -> dict[str, Any] | None:
     """The record of an identical build whose image is whole and still tagged as it left
-    it (its ``digest``, ``lines``, ``table`` and ``warnings``), or None."""
+    it (its ``digest``, ``lines``, ``sizes`` and ``warnings``), or None."""
     if not replayable(args):
         return None
     root = default_root()
@@ -227,6 +230,8 @@ def replay(args: Any) -> dict[str, Any] | None:
             value: dict[str, Any] = json.loads(
                 (root / "memo" / Inputs(args).key(index)).read_text())
             names = _index_names(index)
+            if not isinstance(value["sizes"]["stages"], list):   # a record of old
+                return None
             if any(names.get(name) != value["digest"] for name in value["names"]):
                 return None
             if not all((root / "blobs/sha256" / b.split(":", 1)[1]).is_file()

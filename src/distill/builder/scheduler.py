@@ -7,17 +7,18 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from distill.builder import steps
 from distill.builder.contenthash import ContentHashes
 from distill.builder.context import BuildContext
 from distill.builder.layerstep import layer_from_cache, layer_to_cache
+from distill.builder.progress import Numbers, Progress, Silent, StageSteps, StepRecord
 from distill.builder.remote import UrlRecords
 from distill.builder.rootfs import RootfsManager
 from distill.builder.secrets import SecretStore, sweep_stale_secrets
@@ -79,6 +80,8 @@ class StageResult:
     base: Image
     image: Image
     seconds: float
+    steps: list[StepRecord] = field(default_factory=list)
+    source: str = ""            # what its FROM names
 
 
 @dataclass
@@ -89,8 +92,8 @@ class BuildResult:
 
 class Builder:
     def __init__(self, store: Store, *, context: BuildContext, named_contexts: Mapping[str, str] = {},
-                 no_cache: bool = False, log: Callable[[str], None] = lambda s: None,
-                 output: BinaryIO | None = None, lexer: Lexer | None = None,
+                 no_cache: bool = False, progress: Progress | None = None,
+                 lexer: Lexer | None = None,
                  mtime_clamp: int | None = None, secrets: SecretStore | None = None,
                  ssh: Mapping[str, str] | None = None,
                  allow: frozenset[str] = frozenset(),
@@ -109,8 +112,8 @@ class Builder:
         self.url_records = UrlRecords(store.root / "url-validators")   # ADD's downloads
         self.named = {k.lower(): NamedContext.parse(v) for k, v in named_contexts.items()}
         self.no_cache = no_cache
-        self.log = log
-        self.output = output
+        self.progress = progress or Silent()
+        self._numbers = Numbers()
         self.lexer = lexer or Lexer()
         self.rootfs = RootfsManager(store, mtime_clamp, compression or DEFAULT_COMPRESSION)
         # an output's compression= applies to the layers the build made (every layer
@@ -165,7 +168,7 @@ class Builder:
             try:
                 value = cache.materialize(self.store, key)
             except DistillError as e:
-                self.log(f"warning: {e.message}")   # the message names the cache
+                self.progress.note(f"warning: {e.message}")   # the message names the cache
                 continue
             if value is not None:
                 hit = layer_from_cache(value)
@@ -344,9 +347,10 @@ class Builder:
         stage = planned.stage
         label = stage.name or str(stage.index)
         base = self._stage_base(planned, plan)
+        steps_of_stage = StageSteps(self.progress, self._numbers)
         ctx = StageContext(planned, self.context, self.lexer, plan.build_args,
                            plan.global_args, platform_args(plan.platform), self.rootfs,
-                           self.output, self.log, self.hashes, self.url_records, self.allow,
+                           steps_of_stage, self.hashes, self.url_records, self.allow,
                            self.secrets, self.ssh, self.processes, cache=self, sources=self,
                            shipped=stage.index in self._shipped)
         # ONBUILD triggers of the base run first, as the stage's first instructions.
@@ -354,25 +358,29 @@ class Builder:
             ctx, StageState(image=base, args=self._inherited_args(planned, base)), plan)
         instructions = (*triggers, *stage.instructions)
         steps_in_stage = len(instructions) + 1
-        self.log(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
+        steps_of_stage.begin(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
         for i, inst in enumerate(instructions):
             ctx.current = i
-            self.log(f"[{label} {i + 2}/{steps_in_stage}] "
-                     f"{' '.join(inst.original.split())[:120]}")
+            steps_of_stage.begin(f"[{label} {i + 2}/{steps_in_stage}] "
+                                 f"{' '.join(inst.original.split())[:120]}")
             handler = steps.HANDLERS[type(inst)]
             try:
                 state = handler(ctx, state, inst)
             except DistillError as e:
+                steps_of_stage.end("ERROR")
                 raise e.at(inst.location) from None
             except OSError as e:    # the machine's refusal, shown at the step it stopped
+                steps_of_stage.end("ERROR")
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):  # a step writes into the store
                     raise os_failure(e, "the step could not write into the store at",
                                      self.store.root).at(inst.location) from None
                 raise os_failure(e, "the step could not finish").at(inst.location) from None
+        steps_of_stage.close()
         self.stage_images[stage.index] = state.image
         self.stage_args[stage.index] = state.args
         return StageResult(stage.index, stage.name, base, state.image,
-                           time.monotonic() - started)
+                           time.monotonic() - started, steps_of_stage.records,
+                           stage.source.image)
 
     def _inherited_args(self, planned: PlannedStage, base: Image) -> dict[str, str]:
         """A stage built on another stage of the Dockerfile starts with that stage's ARG

@@ -4,14 +4,15 @@ reads from). Never the builder itself: a handler sees only what is named here.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from distill.builder.contenthash import ContentHashes
 from distill.builder.context import BuildContext
+from distill.builder.progress import StageSteps
 from distill.builder.remote import UrlRecords
 from distill.builder.rootfs import RootfsManager
 from distill.builder.secrets import SecretStore
@@ -64,8 +65,7 @@ class StageContext:
     global_args: Mapping[str, str]
     platform_args: Mapping[str, str]
     rootfs: RootfsManager
-    output: BinaryIO | None
-    log: Callable[[str], None]
+    steps: StageSteps                   # the progress of the stage's steps
     hashes: ContentHashes               # context file digests through the stat cache
     url_records: UrlRecords             # what ADD's URLs answered before
     allow: frozenset[str]               # entitlements granted (--allow)

@@ -206,7 +206,7 @@ def run(ctx: StageContext, state: StageState, inst: ins.Run) -> StageState:
                            secret_env=prepared.secret_env, keep_dirs=RUNC_MOUNT_POINTS)
             check_process(spec.argv, {**spec.env, **spec.secret_env}, spec.cwd)
             phases.enter("run")
-            code = run_in_rootfs(root, spec, stdout=ctx.output, idmapped=True,
+            code = run_in_rootfs(root, spec, stdout=ctx.steps.output, idmapped=True,
                                  group=ctx.processes)
         if code != 0:
             raise RunError(shown, code, location=inst.location,

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,20 +18,22 @@ from distill.builder import memo
 from distill.builder.context import DOCKERFILE, BuildContext, read_dockerfile
 from distill.builder.export import OutputSpec, export
 from distill.builder.results import BuildResults
-from distill.builder.scheduler import Builder
+from distill.builder.scheduler import Builder, BuildResult
 from distill.builder.secrets import SecretStore, parse_ssh_specs
-from distill.cli.render import printable, size_table, stderr_console
+from distill.cli.progress import make_progress
+from distill.cli.render import size_table, stderr_console
 from distill.dockerfile.parser import parse
 from distill.dockerfile.typed import build_dockerfile
 from distill.errors import UsageError
 from distill.formats.stored import tag_in_store, with_known_sizes
+from distill.image.image import Image
 from distill.oci.platform import Platform
 from distill.oci.reference import normalize_name
 from distill.plan.plan import SOURCE_DATE_EPOCH as SDE
 from distill.plan.plan import BuildPlan, make_plan
 from distill.registry.registries import Registries
 from distill.registry.resolve import ImageSource
-from distill.report.sizes import size_row
+from distill.report.sizes import BuildSizes, StageSize, StepSize, compressed_size, image_size
 from distill.sandbox import rootless
 from distill.store.store import Store
 
@@ -104,6 +106,21 @@ class _LazyConsole:
         self._console.print(*objects, markup=markup)
 
 
+def build_sizes(store: Store, result: BuildResult, image: Image) -> BuildSizes:
+    """What each stage's base weighed, what each of its layer steps added and took."""
+    stages = []
+    for s in result.stages:
+        steps = tuple(StepSize(r.title.split("] ", 1)[-1], r.added, r.seconds,
+                               r.outcome == "CACHED")
+                      for r in s.steps if r.outcome in ("DONE", "CACHED"))
+        stages.append(StageSize(s.name or f"stage {s.index}", s.source,
+                                image_size(with_known_sizes(store, s.base)),
+                                image_size(with_known_sizes(store, s.image)), s.seconds,
+                                steps))
+    return BuildSizes(tuple(stages), image_size(with_known_sizes(store, image)),
+                      compressed_size(image))
+
+
 def run(args: argparse.Namespace) -> int:
     try:        # what the build reads, before it reads it (builder/memo.py)
         before = memo.Inputs(args) if memo.replayable(args) else None
@@ -143,22 +160,7 @@ def run(args: argparse.Namespace) -> int:
     quiet = args.quiet or args.progress == "quiet"
     console = _LazyConsole()
 
-    steps = iter(range(1, 1 << 30))
-    # the steps' lines, for the build's record, each with whether it made a layer step
-    # (its line was followed by CACHED or DONE): what a replay shows as cached
-    titles: list[tuple[str, bool]] = []
-
-    def log(line: str) -> None:
-        if line == "CACHED" or line.startswith("DONE "):   # BuildKit's plain progress
-            if titles:
-                titles[-1] = (titles[-1][0], True)
-            if not quiet:
-                print(f"   {line}", file=sys.stderr, flush=True)
-        else:
-            # printable: a Dockerfile's control characters never reach the terminal
-            titles.append((printable(line), False))
-            if not quiet:
-                print(f"#{next(steps)} {titles[-1][0]}", file=sys.stderr, flush=True)
+    progress = make_progress(args.progress, quiet)
 
     df = build_dockerfile(parse(text, str(dockerfile)))
     plan = make_plan(df, target=args.target, build_args=build_args,
@@ -172,21 +174,15 @@ def run(args: argparse.Namespace) -> int:
     store = Store()
     registries = Registries()
 
-    def note(line: str) -> None:          # pulls, cache import and export
-        if not quiet:
-            # one write per line: lines from parallel pulls never interleave
-            sys.stderr.write(f"# {printable(line)}\n")
-            sys.stderr.flush()
-
+    note = progress.note          # pulls, cache import and export
     for said in rootless.notes():   # once per build: what rootless does differently here
         note(said)
     images = ImageSource(store, registries, pull=args.pull, jobs=max(1, args.jobs),
                          log=note)
     builder = Builder(store, context=BuildContext.load(context, dockerfile), named_contexts=named,
-                      no_cache=args.no_cache, log=log, mtime_clamp=sde,
                       # quiet: only the image id on stdout, as `docker build -q`; a
                       # failed RUN's last lines still show in its error
-                      output=open(os.devnull, "wb") if quiet else sys.stderr.buffer,  # noqa: SIM115
+                      no_cache=args.no_cache, progress=progress, mtime_clamp=sde,
                       secrets=SecretStore.parse(args.secret), ssh=parse_ssh_specs(args.ssh),
                       allow=_entitlements(args.allow), images=images,
                       cache_from=import_caches(store, registries, cache_from, log=note)
@@ -196,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    result = builder.build(plan, jobs=args.jobs)
+    with progress:         # the live view, drawn while the steps run
+        result = builder.build(plan, jobs=args.jobs)
     image = result.image.with_created(_created(sde, builder.created_from_cache(plan)))
     if output is not None:
         def pushed(line: str) -> None:
@@ -218,16 +215,14 @@ def run(args: argparse.Namespace) -> int:
                 ] if plan.unused_build_args else []
     for warning in warnings:
         console.print(warning)
-    rows = [size_row(s.name or f"stage {s.index}", with_known_sizes(store, s.image),
-                     with_known_sizes(store, s.base), s.seconds) for s in result.stages]
-    rows.append(size_row("final image", with_known_sizes(store, image), None, elapsed))
+    sizes = build_sizes(store, result, image)
     if not quiet:
-        console.print(size_table(rows, f"built in {elapsed:.1f}s"))
+        console.print(size_table(sizes, f"built in {elapsed:.1f}s"))
     if before is not None:
         memo.record(store.root, before, args, digest=str(image.digest),
                     blobs=[str(image.digest), str(image.config_descriptor().digest),
                            *(str(layer.compressed.digest) for layer in image.layers)],
-                    names=names, lines=titles, table=[asdict(r) for r in rows],
+                    names=names, lines=progress.titles(), sizes=sizes.to_dict(),
                     warnings=warnings, fetched=builder.fetched_remote)
     phases.enter("done")
     # stdout carries the image's digest, unless an output is written there (-o -)

@@ -79,12 +79,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_table(value: dict[str, Any]) -> None:
     from distill.cli.render import size_table, stderr_console
-    from distill.report.sizes import SizeRow
+    from distill.report.sizes import BuildSizes
 
     console = stderr_console()
     for warning in value["warnings"]:
         console.print(warning, markup=False)
-    if value["table"]:
-        # the sizes are the image's; the times were the first build's, not this one's
-        rows = [SizeRow(**{**row, "seconds": None}) for row in value["table"]]
-        console.print(size_table(rows, "no change since the last build: every step cached"))
+    # the sizes are the image's; the times were the first build's, not this one's
+    sizes = BuildSizes.from_dict(value["sizes"]).without_times()
+    console.print(size_table(sizes, "no change since the last build: every step cached"))

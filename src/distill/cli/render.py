@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from distill.errors import DistillError
-from distill.report.sizes import SizeRow, human
+from distill.report.sizes import BuildSizes, human
 
 if TYPE_CHECKING:      # rich is imported when a table is drawn, not on every start
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console, Group
 
 
 def stderr_console() -> Console:
@@ -49,22 +47,25 @@ def print_error(err: DistillError) -> None:
     print(render_error(err), file=sys.stderr)
 
 
-def size_table(rows: Sequence[SizeRow], title: str) -> Table:
+def size_table(sizes: BuildSizes, title: str) -> Group:
+    """Each stage: its base and size, the bytes each step added and its time; then the
+    final image against the largest stage."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
-    table.add_column("stage")
-    table.add_column("layers", justify="right")
-    table.add_column("compressed", justify="right")
-    table.add_column("uncompressed", justify="right")
-    table.add_column("added", justify="right")
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    table.add_column("stage / step", overflow="ellipsis", no_wrap=True, max_width=72)
+    table.add_column("size", justify="right")
     table.add_column("time", justify="right")
-    for r in rows:
-        # a stage no output ships is never compressed: its uncompressed size is shown
-        table.add_row(
-            r.label, str(r.layers), "-" if r.lazy else human(r.compressed),
-            human(r.uncompressed),
-            f"+{r.added_layers} ({human(r.added_uncompressed if r.lazy else r.added_compressed)})",
-            f"{r.seconds:.1f}s" if r.seconds is not None else "",
-        )
-    return table
+    for stage in sizes.stages:
+        table.add_row(Text(f"{stage.label}  FROM {printable(stage.base)}", style="bold"),
+                      human(stage.base_size), "")
+        for step in stage.steps:
+            when = "cached" if step.cached else \
+                f"{step.seconds:.1f}s" if step.seconds is not None else ""
+            table.add_row(Text(f"  {printable(step.instruction)}"),
+                          "+" + human(step.added), when)
+        table.add_row(Text(f"  = {stage.label}"), human(stage.size),
+                      f"{stage.seconds:.1f}s" if stage.seconds is not None else "")
+    return Group(table, Text(sizes.verdict(), style="bold"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Self
+from typing import Protocol, Self
 
 _TAIL = 8192
 
@@ -14,7 +14,15 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def relay(source: int, sink: BinaryIO | None) -> bytes:
+class OutputSink(Protocol):
+    """Where a sandboxed command's output goes (a file, or a step's progress)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def relay(source: int, sink: OutputSink | None) -> bytes:
     """Copy the process output to ``sink`` (or our fd 1) until EOF; return its tail."""
     tail = bytearray()
     while chunk := os.read(source, 65536):
@@ -24,7 +32,7 @@ def relay(source: int, sink: BinaryIO | None) -> bytes:
             write_all(1, chunk)
         tail += chunk
         del tail[:-_TAIL]
-    if sink is not None and hasattr(sink, "flush"):
+    if sink is not None:
         sink.flush()
     return bytes(tail)
 

@@ -47,12 +47,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from distill import owned
 from distill.errors import SandboxError
 from distill.sandbox import _idmap, _libc, _network, _seccomp, _userns, rootless
-from distill.sandbox._fds import Fds, relay
+from distill.sandbox._fds import Fds, OutputSink, relay
 from distill.sandbox._idmap import IdRange
 from distill.sandbox._mounts import SandboxMount, mounted, validate_mounts
 from distill.sandbox._rootfs import make_dirs
@@ -345,7 +345,7 @@ class ProcessGroup:
                     proc.kill()
 
 
-def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: BinaryIO | None = None,
+def run_in_rootfs(rootfs: Path, spec: RunSpec, *, stdout: OutputSink | None = None,
                   idmapped: bool = False, group: ProcessGroup | None = None) -> int:
     """Run ``spec`` inside bubblewrap with ``rootfs`` as "/" and return its exit code.
 
@@ -397,7 +397,7 @@ def _spawn(
     rootfs: Path,
     spec: RunSpec,
     mount_points: dict[str, str],
-    stdout: BinaryIO | None,
+    stdout: OutputSink | None,
     ids: IdRange,
     cwd: str,
     group: ProcessGroup | None = None,
