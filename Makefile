@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := bubblewrap passt uidmap skopeo umoci buildah docker.io golang-go mmdebstrap \
 	busybox-static debian-archive-keyring gpgv ca-certificates git openssh-client \
-	docker-registry apache2-utils openssl yq python3-venv
+	docker-registry apache2-utils openssl yq python3-venv chromium chromium-driver
 
 .PHONY: demo test deps apt venv bench clean
 
