@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.helpers.progress import without_prefixes
+
 SOURCE = Path(__file__).resolve().parents[1] / "integration" / "data" / "isolation_probe.c"
 SECRET = "isolation-canary-5b7e21"
 CANARY_TEXT = f"a host file\n{SECRET}\n"
@@ -74,7 +76,8 @@ def build(distill: RunDistill, ctx: Path, *args: str,
 
 
 def output(proc: subprocess.CompletedProcess[str]) -> str:
-    return proc.stdout + proc.stderr
+    """What the build printed, its commands' lines without their step prefixes."""
+    return without_prefixes(proc.stdout + proc.stderr)
 
 
 def built(proc: subprocess.CompletedProcess[str]) -> str:

@@ -52,3 +52,12 @@ def steps_run(log: str) -> int:
 
 def steps_cached(log: str) -> int:
     return sum(1 for s in parse_plain(log) if s.outcome == "CACHED")
+
+
+_PREFIX = re.compile(r"^#\d+ \d+\.\d{3}(?: |$)", re.MULTILINE)
+
+
+def without_prefixes(log: str) -> str:
+    """``log`` with the ``#N 0.123 `` prefix of each output line taken off: what the
+    build's commands printed reads as they printed it (headers and results stay)."""
+    return _PREFIX.sub("", log)

@@ -25,7 +25,7 @@ NO_STORE_COMMANDS = {"login", "logout"}
 #: command's module, and what it imports, is loaded only when it runs)
 COMMANDS = {"build": "build_flags", "base": "base", "images": "images", "prune": "images",
             "import": "images", "pull": "registry", "push": "registry", "login": "registry",
-            "logout": "registry", "load": "load", "store": "store"}
+            "logout": "registry", "load": "load", "store": "store", "analyze": "analyze"}
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -55,9 +55,11 @@ def size_table(sizes: BuildSizes, title: str) -> Group:
     from rich.text import Text
 
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    table.add_column("stage / step", overflow="ellipsis", no_wrap=True, max_width=72)
-    table.add_column("size", justify="right")
-    table.add_column("time", justify="right")
+    # the sizes never give way: a long instruction is cut short instead
+    width = max(20, stderr_console().width - 20)
+    table.add_column("stage / step", overflow="ellipsis", no_wrap=True, max_width=width)
+    table.add_column("size", justify="right", no_wrap=True, min_width=9)
+    table.add_column("time", justify="right", no_wrap=True, min_width=6)
     for stage in sizes.stages:
         table.add_row(Text(f"{stage.label}  FROM {printable(stage.base)}", style="bold"),
                       human(stage.base_size), "")
