@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -148,6 +149,36 @@ class RootfsManager:
         snapshot = self.store.snapshot_path(layer.diff_id)
         return self._made(layer, lambda out: write_layer_from_upper(snapshot, out),
                           missing=not snapshot.is_dir())
+
+    @contextmanager
+    def lazy_tar(self, layer: Layer) -> Iterator[BinaryIO]:
+        """The uncompressed tar of a lazy layer, written from its snapshot as it is read
+        (``distill build --report`` reads a build stage no output compressed)."""
+        snapshot = self.store.snapshot_path(layer.diff_id)
+        if not snapshot.is_dir():
+            raise ImageError(f"layer {layer.diff_id} is no longer in the store (pruned "
+                             "while the build ran?)", hint="build again")
+        read_end, write_end = os.pipe()
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                with open(write_end, "wb") as out:
+                    write_layer_from_upper(snapshot, out)
+            except BrokenPipeError:
+                pass                  # the reader stopped early (its own error says why)
+            except BaseException as e:  # noqa: BLE001 - handed to the reader's thread
+                failed.append(e)
+
+        writer = threading.Thread(target=write, name="lazy-tar", daemon=True)
+        writer.start()
+        try:
+            with open(read_end, "rb") as stream:
+                yield stream
+        finally:
+            writer.join()
+        if failed:
+            raise failed[0]
 
     def _recompressed(self, layer: Layer) -> Layer:
         blob = layer.compressed

@@ -218,6 +218,10 @@ def run(args: argparse.Namespace) -> int:
     sizes = build_sizes(store, result, image)
     if not quiet:
         console.print(size_table(sizes, f"built in {elapsed:.1f}s"))
+    if args.report:
+        from distill.cli.build_report import write_report
+
+        write_report(Path(args.report), store, builder, result, image, sizes, names)
     if before is not None:
         memo.record(store.root, before, args, digest=str(image.digest),
                     blobs=[str(image.digest), str(image.config_descriptor().digest),

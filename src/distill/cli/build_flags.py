@@ -55,6 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                    help="grant an entitlement: network.host (RUN --network=host, ADD "
                         "from the build host's own services)")
+    p.add_argument("--report", metavar="FILE.html",
+                   help="write a self-contained HTML report: treemaps of the final image and "
+                        "of the largest stage, each stage's size, the layers, the security "
+                        "findings")
     p.set_defaults(run=_run)
 
 

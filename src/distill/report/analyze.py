@@ -3,12 +3,14 @@ its file tree, what the stacking wasted, its largest files."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
-from distill.errors import DigestMismatchError
-from distill.image.image import Image
+from distill.errors import DigestMismatchError, ImageError
+from distill.image.image import Image, Layer
+from distill.oci import mediatypes as mt
 from distill.report.filetree import FileTree, Placed, stack
 from distill.report.layerfiles import Collector, LayerFiles, read_layer
 from distill.store.store import Store
@@ -37,7 +39,9 @@ class Analysis:
 
     @property
     def compressed(self) -> int:
-        return sum(layer.compressed for layer in self.layers)
+        """-1 when a layer has no blob (a stage no output ships is never compressed)."""
+        sizes = [layer.compressed for layer in self.layers]
+        return -1 if any(n < 0 for n in sizes) else sum(sizes)
 
     @property
     def uncompressed(self) -> int:
@@ -62,7 +66,9 @@ class Analysis:
         runtime = self.image.runtime
         return {
             "image": self.name,
-            "digest": str(self.image.digest) if self.image.layers else "",
+            # a stage no output ships has no blobs, so no manifest: no digest
+            "digest": "" if any(layer.blob is None for layer in self.image.layers)
+            else str(self.image.digest),
             "platform": str(self.image.config.platform.normalized()),
             "user": runtime.user or "",
             "size": {"compressed": self.compressed, "uncompressed": self.uncompressed,
@@ -89,24 +95,32 @@ def layer_instructions(image: Image) -> list[str]:
     return made
 
 
+#: the uncompressed tar of a layer that has no blob yet (a build stage no output ships)
+LazyOpener = Callable[[Layer], AbstractContextManager[BinaryIO]]
+
+
 def analyze(store: Store, image: Image, name: str,
-            collectors: Sequence[Collector] = ()) -> Analysis:
-    """Read every layer of ``image`` (its blobs in ``store``) once."""
+            collectors: Sequence[Collector] = (), lazy: LazyOpener | None = None) -> Analysis:
+    """Read every layer of ``image`` (its blobs in ``store``; a lazy one's tar through
+    ``lazy``) once."""
     made = layer_instructions(image)
     reports = []
     files_per_layer = []
     for index, layer in enumerate(image.layers):
-        blob = layer.compressed
-        what = f"layer {index + 1} ({blob.digest})"
-        with store.blobs.open(blob.digest) as raw:
-            files, diff_id, size = read_layer(raw, blob.media_type, what, collectors)
+        blob = layer.blob
+        what = f"layer {index + 1} ({blob.digest if blob else layer.diff_id})"
+        if blob is None and lazy is None:
+            raise ImageError(f"{what} has no blob yet")
+        with (store.blobs.open(blob.digest) if blob else lazy(layer)) as raw:  # type: ignore[misc]
+            files, diff_id, size = read_layer(
+                raw, blob.media_type if blob else mt.OCI_LAYER_TAR, what, collectors)
         if diff_id != layer.diff_id:
             raise DigestMismatchError(f"{what} unpacks to {diff_id}, but the image config "
                                       f"says {layer.diff_id}")
         files_per_layer.append(files)
         reports.append(LayerReport(
-            index=index, diff_id=str(layer.diff_id), digest=str(blob.digest),
-            compressed=blob.size,
+            index=index, diff_id=str(layer.diff_id), digest=str(blob.digest) if blob else "",
+            compressed=blob.size if blob else -1,
             uncompressed=size,
             created_by=made[index], entries=len(files.entries),
             deletions=len(files.deleted) + len(files.opaque),
