@@ -8,6 +8,7 @@ tests fail, they do not skip."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from distill.formats.stored import load
 from distill.report.analyze import analyze
 from distill.report.html import render_html
 from distill.store.store import Store
+from tests.helpers.readback import umoci_unpack
 from tests.unit.test_html_report import hostile_report
 
 pytestmark = pytest.mark.integration
@@ -58,33 +60,43 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def top_dirs(image: dict[str, Any]) -> list[str]:
-    """The rule html.py states: one rect.tm-top per top-level directory of size > 0."""
-    return sorted("/" + c["name"] for c in image["tree"]["children"]
-                  if c.get("kind") == "dir" and c["size"] > 0)
+    """One rect.tm-top per top-level directory of the image (html.py's rule)."""
+    return sorted("/" + c["name"] for c in image["tree"]["children"] if c.get("kind") == "dir")
 
 
 def check_page(driver: webdriver.Chrome, report: dict[str, Any], name: str) -> None:
     page = artifacts() / f"html-report-{name}.html"
     page.write_text(render_html(report), encoding="utf-8")
-    driver.get_log("browser")                     # drop what earlier pages logged
-    driver.get(page.as_uri())
-    assert driver.execute_script("return document.readyState") == "complete"
-
-    cards = driver.find_elements(By.CSS_SELECTOR, "section.image")
-    assert len(cards) == len(report["images"])
-    for card, image in zip(cards, report["images"]):
-        treemaps = card.find_elements(By.CSS_SELECTOR, "svg.treemap")
-        assert len(treemaps) == 1
-        rects = treemaps[0].find_elements(By.CSS_SELECTOR, "rect.tm-top")
-        assert sorted(r.get_attribute("data-path") or "" for r in rects) == top_dirs(image)
-        assert all(r.find_element(By.TAG_NAME, "title").get_attribute("textContent")
-                   for r in rects)
-        rows = card.find_elements(By.CSS_SELECTOR, "table.layers tbody tr")
-        assert len(rows) == len(image["layers"])
+    open_page(driver, page, [top_dirs(i) for i in report["images"]],
+              [len(i["layers"]) for i in report["images"]])
     assert len(driver.find_elements(By.CSS_SELECTOR, "table.security tbody tr")) == \
         len(report["security"])
     assert len(driver.find_elements(By.CSS_SELECTOR, "g.stage-bar")) == len(report["stages"])
+    finish_page(driver, name)
 
+
+def open_page(driver: webdriver.Chrome, page: Path, tops: list[list[str]],
+              layers: list[int]) -> None:
+    """Load ``page``: one image card per entry of ``tops`` (its top-level directories,
+    sorted), each with one treemap rectangle per directory and ``layers`` table rows."""
+    driver.get_log("browser")                     # drop what earlier pages logged
+    driver.get(page.as_uri())
+    assert driver.execute_script("return document.readyState") == "complete"
+    cards = driver.find_elements(By.CSS_SELECTOR, "section.image")
+    assert len(cards) == len(tops)
+    for card, dirs, count in zip(cards, tops, layers):
+        treemaps = card.find_elements(By.CSS_SELECTOR, "svg.treemap")
+        assert len(treemaps) == 1
+        rects = treemaps[0].find_elements(By.CSS_SELECTOR, "rect.tm-top")
+        assert sorted(r.get_attribute("data-path") or "" for r in rects) == dirs
+        assert all(r.find_element(By.TAG_NAME, "title").get_attribute("textContent")
+                   for r in rects)
+        rows = card.find_elements(By.CSS_SELECTOR, "table.layers tbody tr")
+        assert len(rows) == count
+
+
+def finish_page(driver: webdriver.Chrome, name: str) -> None:
+    """A screenshot kept as an artifact, and no console error."""
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1400, min(max(int(height) + 200, 600), 8000))
     shot = artifacts() / f"html-report-{name}.png"
@@ -117,3 +129,39 @@ def test_busybox_report(browser: webdriver.Chrome, busybox_image: str, store_roo
               "stages": [], "final_vs_largest": "", "security": []}
     assert top_dirs(analysis)
     check_page(browser, report, "busybox")
+
+
+def test_build_report(browser: webdriver.Chrome, distill: Any, busybox_image: str,
+                      tmp_path: Path) -> None:
+    """``distill build --report``: the final image and the build stage side by side, each
+    treemap with one rectangle per top-level directory that umoci finds unpacking it."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {busybox_image} AS build\n"
+        "RUN mkdir -p /work/out && dd if=/dev/zero of=/work/big bs=1000 count=2000 "
+        "&& echo app > /work/out/app\n"
+        "FROM scratch\n"
+        "COPY --from=build /work/out/app /app/app\n"
+        "COPY --from=build /etc/passwd /etc/passwd\n")
+    page = artifacts() / "html-report-build.html"
+    distill("build", "--progress", "plain", "--report", str(page), "-t", "report-app:1", "-o",
+            f"type=oci,dest={tmp_path / 'final'},tar=false", str(ctx))
+    distill("build", "--progress", "plain", "--target", "build", "-t", "report-stage:1", "-o",
+            f"type=oci,dest={tmp_path / 'stage'},tar=false", str(ctx))
+    tops, layers = [], []
+    for name in ("final", "stage"):
+        layout = tmp_path / name
+        index = json.loads((layout / "index.json").read_text())
+        ref = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        rootfs = umoci_unpack(layout, ref, tmp_path / f"{name}-bundle")
+        tops.append(sorted("/" + p.name for p in rootfs.iterdir()
+                           if p.is_dir() and not p.is_symlink()))
+        manifest = json.loads((layout / "blobs/sha256" / index["manifests"][0]["digest"]
+                               .split(":")[1]).read_text())
+        layers.append(len(manifest["layers"]))
+    assert tops[0] == ["/app", "/etc"] and "/work" in tops[1]
+    open_page(browser, page, tops, layers)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "smaller than stage build" in body
+    finish_page(browser, "build")

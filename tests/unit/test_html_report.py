@@ -91,7 +91,7 @@ def test_hostile_text_renders_as_text() -> None:
 def test_attributes_keep_hostile_values_whole() -> None:
     page = Page(render_html(hostile_report()))
     paths = {a["data-path"] for a in page.with_class("tm-top")}
-    assert paths == {"/bin", "/" + QUOTES}
+    assert paths == {"/bin", "/" + QUOTES, "/empty"}
     # an unknown severity is shown but never becomes a class of its own
     assert not page.with_class("onclick")
 
@@ -103,9 +103,12 @@ def test_invisible_and_undecodable_characters_are_shown_as_escapes() -> None:
     assert "bad\\xffbyte" in out
 
 
-def test_treemap_rule_one_top_rect_per_nonempty_directory() -> None:
+def test_treemap_rule_one_top_rect_per_directory() -> None:
     page = Page(render_html(hostile_report()))
-    assert len(page.with_class("tm-top")) == 2                  # "empty" (size 0) is left out
+    tops = {a["data-path"]: a for a in page.with_class("tm-top")}
+    assert len(tops) == 3                      # "empty" (size 0) too, as a sliver
+    empty = tops["/empty"]
+    assert float(empty["width"]) * float(empty["height"]) < 0.01 * 600 * 380
     assert [a["data-path"] for a in page.with_class("tm-top-file")] == ["/rootfile"]
     assert {a["data-path"] for a in page.with_class("tm-node")} >= {"/bin/" + SCRIPT_NAME}
 
@@ -141,7 +144,9 @@ def test_numbers_that_are_not_numbers_become_zero() -> None:
     report["images"][0]["layers"][0]["index"] = {"x": 1}
     page = Page(render_html(report))
     assert not any(name.startswith("on") for _, attrs in page.tags for name in attrs)
-    assert [a["data-path"] for a in page.with_class("tm-top")] == ["/" + QUOTES]
+    # a size that is not a number counts as 0: the directory is a sliver, not the map
+    tops = {a["data-path"]: a for a in page.with_class("tm-top")}
+    assert float(tops["/bin"]["width"]) * float(tops["/bin"]["height"]) < 0.01 * 600 * 380
 
 
 def test_empty_report_renders() -> None:

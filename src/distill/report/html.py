@@ -9,8 +9,9 @@ Dockerfiles and images): it is escaped for HTML, with control, bidirectional-ove
 lone-surrogate characters shown as escapes; every number is coerced to a finite number.
 
 Treemap rule (tests count on it): at the first level there is one ``rect.tm-top`` per
-top-level directory of size > 0, with ``data-path="/name"``; a top-level non-directory of
-size > 0 gets a ``rect.tm-top-file``; entries of size 0 are left out. Deeper levels are
+top-level directory, with ``data-path="/name"`` (an empty one is a sliver of
+``EMPTY_SHARE`` of the area, its title saying 0 B); a top-level non-directory of size > 0
+gets a ``rect.tm-top-file``; other entries of size 0 are left out. Deeper levels are
 ``rect.tm-node``, drawn only where there is room.
 """
 
@@ -30,6 +31,7 @@ Rect = tuple[float, float, float, float]
 
 TREEMAP_W, TREEMAP_H = 600.0, 380.0
 TREEMAP_DEPTH = 3          # levels drawn: top-level entries and two below them
+EMPTY_SHARE = 0.004        # of the map's area, for a top-level directory of no bytes
 STAGE_W, STAGE_ROW, STAGE_LABEL = 800.0, 30.0, 150.0
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -88,7 +90,9 @@ def _int(value: object) -> int:
 
 
 def _size(value: object) -> str:
-    return _e(human(max(_int(value), 0)))
+    """A size; a negative one was never measured (a layer no output compressed)."""
+    n = _int(value)
+    return "-" if n < 0 else _e(human(n))
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -155,8 +159,18 @@ def _treemap_nodes(children: object, parent: str, box: Rect, depth: int, hue: in
                    out: list[str]) -> None:
     items = sorted(((_num(c.get("size")), str(c.get("name", "")), c) for c in _list(children)),
                    key=lambda t: (-t[0], t[1]))
-    items = [t for t in items if t[0] > 0]
-    rects = squarify([t[0] for t in items], *box)
+    if depth == 0:
+        # every top-level directory has a rectangle, an empty one a sliver (its title
+        # says 0 B): the map shows the image's whole first level
+        floor = max(sum(t[0] for t in items), 1.0) * EMPTY_SHARE
+        items = [t for t in items if t[0] > 0 or t[2].get("kind") == "dir"]
+        weights = [max(t[0], floor) for t in items]
+    else:
+        items = [t for t in items if t[0] > 0]
+        weights = [t[0] for t in items]
+    order = sorted(range(len(items)), key=lambda i: (-weights[i], items[i][1]))
+    items = [items[i] for i in order]
+    rects = squarify([weights[i] for i in order], *box)
     for index, ((size, name, child), (x, y, w, h)) in enumerate(zip(items, rects)):
         if depth and (w < 3 or h < 3):
             continue
@@ -292,7 +306,8 @@ def _security(findings: list[dict[str, Any]]) -> str:
     table = _table("security", ["severity", "category", "path", "#layer", "instruction",
                                 "detail"],
                    ([severity(f), _e(f.get("category")), f"<code>{_e(f.get('path'))}</code>",
-                     str(_int(f.get("layer"))), f"<code>{_e(f.get('instruction'))}</code>",
+                     "" if f.get("layer") is None else str(_int(f.get("layer"))),
+                     f"<code>{_e(f.get('instruction'))}</code>",
                      _e(f.get("detail"))] for f in findings))
     return (f'<section class="card security"><h2>security findings</h2>'
             f'{table if findings else "<p class=muted>none</p>"}</section>')
