@@ -57,6 +57,7 @@ from tests.helpers.isolation import (
     context,
     refused,
 )
+from tests.helpers.progress import without_prefixes
 from tests.helpers.rootless import ROOTLESS, host_id, needs_root, run_has_own_proc
 
 pytestmark = pytest.mark.integration
@@ -550,6 +551,7 @@ def test_run_has_no_terminal_and_no_process_group_of_distills(
                                                        "DISTILL_ROOT": str(store_root)},
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr   # distill was not signalled
-    said = [line.strip() for line in proc.stdout.splitlines()]   # (the RUN line shows too)
+    # the RUN's own lines, without their step prefixes (the RUN's title shows too)
+    said = [line.strip() for line in without_prefixes(proc.stdout).splitlines()]
     assert "tty-refused" in said and "tty-opened" not in said, proc.stdout
     assert "own-group-signalled" in said

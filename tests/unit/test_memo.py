@@ -25,7 +25,7 @@ def test_a_build_whose_inputs_just_changed_is_not_recorded(tmp_path: Path) -> No
     (tmp_path / "index.json").write_text("{}")
     before = memo.Inputs(_args(ctx))
     assert not memo.record(tmp_path, before, _args(ctx), digest="sha256:x", blobs=[],
-                           names=[], lines=[], table=None, warnings=[])
+                           names=[], lines=[], sizes={}, warnings=[])
     assert not (tmp_path / "memo").exists()
 
 
