@@ -358,7 +358,10 @@ class Builder:
             ctx, StageState(image=base, args=self._inherited_args(planned, base)), plan)
         instructions = (*triggers, *stage.instructions)
         steps_in_stage = len(instructions) + 1
-        steps_of_stage.begin(f"[{label} 1/{steps_in_stage}] FROM {stage.source.image}")
+        # FROM as it expanded (BuildKit's log shows the image it resolved)
+        source = planned.base.image or ("scratch" if planned.base.is_scratch
+                                        else stage.source.image)
+        steps_of_stage.begin(f"[{label} 1/{steps_in_stage}] FROM {source}")
         for i, inst in enumerate(instructions):
             ctx.current = i
             steps_of_stage.begin(f"[{label} {i + 2}/{steps_in_stage}] "
@@ -380,7 +383,7 @@ class Builder:
         self.stage_args[stage.index] = state.args
         return StageResult(stage.index, stage.name, base, state.image,
                            time.monotonic() - started, steps_of_stage.records,
-                           stage.source.image)
+                           source)
 
     def _inherited_args(self, planned: PlannedStage, base: Image) -> dict[str, str]:
         """A stage built on another stage of the Dockerfile starts with that stage's ARG

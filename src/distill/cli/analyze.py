@@ -311,7 +311,7 @@ def _show_findings(out: Console, found: list[Finding]) -> None:
     from distill.cli.render import printable
 
     if not found:
-        out.print("security: no findings", markup=False)
+        out.print("\nsecurity: no findings", markup=False)
         return
     out.print(Text(f"\nsecurity: {len(found)} findings", style="bold"))
     table = Table(box=None, pad_edge=False)

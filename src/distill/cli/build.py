@@ -21,7 +21,7 @@ from distill.builder.results import BuildResults
 from distill.builder.scheduler import Builder, BuildResult
 from distill.builder.secrets import SecretStore, parse_ssh_specs
 from distill.cli.progress import make_progress
-from distill.cli.render import size_table, stderr_console
+from distill.cli.render import print_sizes, stderr_console
 from distill.dockerfile.parser import parse
 from distill.dockerfile.typed import build_dockerfile
 from distill.errors import UsageError
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(warning)
     sizes = build_sizes(store, result, image)
     if not quiet:
-        console.print(size_table(sizes, f"built in {elapsed:.1f}s"))
+        print_sizes(stderr_console(), sizes, f"built in {elapsed:.1f}s")
     if args.report:
         from distill.cli.build_report import write_report
 

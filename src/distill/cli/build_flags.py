@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_table(value: dict[str, Any]) -> None:
-    from distill.cli.render import size_table, stderr_console
+    from distill.cli.render import print_sizes, stderr_console
     from distill.report.sizes import BuildSizes
 
     console = stderr_console()
@@ -90,4 +90,4 @@ def _print_table(value: dict[str, Any]) -> None:
         console.print(warning, markup=False)
     # the sizes are the image's; the times were the first build's, not this one's
     sizes = BuildSizes.from_dict(value["sizes"]).without_times()
-    console.print(size_table(sizes, "no change since the last build: every step cached"))
+    print_sizes(console, sizes, "no change since the last build: every step cached")

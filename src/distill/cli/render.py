@@ -10,7 +10,8 @@ from distill.errors import DistillError
 from distill.report.sizes import BuildSizes, human
 
 if TYPE_CHECKING:      # rich is imported when a table is drawn, not on every start
-    from rich.console import Console, Group
+    from rich.console import Console
+    from rich.table import Table
 
 
 def stderr_console() -> Console:
@@ -47,10 +48,18 @@ def print_error(err: DistillError) -> None:
     print(render_error(err), file=sys.stderr)
 
 
-def size_table(sizes: BuildSizes, title: str) -> Group:
+def print_sizes(console: Console, sizes: BuildSizes, title: str) -> None:
+    """The summary, its verdict on one line however narrow the terminal (a copy-paste
+    keeps it whole)."""
+    from rich.text import Text
+
+    console.print(size_table(sizes, title))
+    console.print(Text(sizes.verdict(), style="bold"), soft_wrap=True)
+
+
+def size_table(sizes: BuildSizes, title: str) -> Table:
     """Each stage: its base and size, the bytes each step added and its time; then the
     final image against the largest stage."""
-    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
@@ -70,4 +79,4 @@ def size_table(sizes: BuildSizes, title: str) -> Group:
                           "+" + human(step.added), when)
         table.add_row(Text(f"  = {stage.label}"), human(stage.size),
                       f"{stage.seconds:.1f}s" if stage.seconds is not None else "")
-    return Group(table, Text(sizes.verdict(), style="bold"))
+    return table
