@@ -6,10 +6,17 @@ and tests/differential/deliberate.py for the differences that are deliberate."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from distill.formats.oci_layout import import_layout
+from distill.report.analyze import analyze
+from distill.store.store import Store
 from tests.differential.cases import CASES, CASES_DIR, CONTEXT_MTIME, SYNTAX
 from tests.differential.deliberate import DELIBERATE
+from tests.differential.references import REF
 from tests.differential.runner import DifferentialRunner
 
 pytestmark = pytest.mark.integration
@@ -90,3 +97,49 @@ def test_summary(differential: DifferentialRunner, capsys: pytest.CaptureFixture
     fixed = [o.case.name for o in passed if o.case.bug]
     assert not unexpected, f"unexpected differences in: {unexpected}"
     assert not fixed, f"marked as distill bugs but now equal (remove the mark): {fixed}"
+
+
+def analysis_differences(analysis: Any, tree: dict[str, dict[str, Any]]) -> list[str]:
+    """Where ``distill analyze``'s view of an image disagrees with umoci's unpack of it
+    (``tree``, tests/helpers/readback.tree_snapshot): the paths, their kinds, each regular
+    file's size, and the bytes of all regular files (a hard-linked inode counted once)."""
+    files = analysis.tree.files
+    ours, theirs = set(files), set(tree) - {"."}
+    problems = [f"only in analyze: /{p}" for p in sorted(ours - theirs)[:5]]
+    problems += [f"only in umoci's unpack: /{p}" for p in sorted(theirs - ours)[:5]]
+    for path in sorted(ours & theirs):
+        entry, seen = files[path].entry, tree[path]
+        kind = "file" if entry.kind == "hardlink" else entry.kind
+        if kind != seen["type"] or (entry.kind == "hardlink" and seen["hardlink"] is None):
+            problems.append(f"/{path}: {entry.kind} in analyze, {seen['type']} unpacked")
+        elif entry.kind == "file" and entry.size != seen["size"]:
+            problems.append(f"/{path}: {entry.size} bytes in analyze, {seen['size']} unpacked")
+    inodes = {seen["hardlink"] or rel: seen["size"] for rel, seen in tree.items()
+              if seen["type"] == "file"}
+    if analysis.file_bytes != sum(inodes.values()):
+        problems.append(f"file bytes: {analysis.file_bytes} in analyze, "
+                        f"{sum(inodes.values())} unpacked")
+    return problems
+
+
+def test_analysis_agrees_with_umoci(differential: DifferentialRunner, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """For every case, ``distill analyze``'s file tree of distill's image (read from its
+    layer tars) is what umoci unpacks: same paths, kinds, sizes and total bytes."""
+    store = Store(tmp_path / "store")
+    passed, failed = 0, []
+    for case in CASES.values():
+        outcome = differential.outcome(case)
+        if outcome.snapshots is None:      # the build failed: test_same_image says why
+            continue
+        layout = differential.workdir / case.name / "distill.oci"
+        analysis = analyze(store, import_layout(store, layout, REF), case.name)
+        problems = analysis_differences(analysis, outcome.snapshots[0].tree)
+        if problems:
+            failed.append(f"  {case.name}: " + "; ".join(problems))
+        else:
+            passed += 1
+    with capsys.disabled():
+        print(f"\nanalyze vs umoci: {passed} passed, {len(failed)} failed")
+    assert not failed, "\n".join(failed)
+    assert passed >= len(CASES) - sum(1 for c in CASES.values() if c.bug)

@@ -17,7 +17,7 @@ visible path there. Two measures of waste come out of it:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from distill.report.layerfiles import Entry, LayerFiles
 
@@ -46,6 +46,8 @@ class FileTree:
     children: dict[str, set[str]] = field(default_factory=dict)
     #: path -> collector -> (layer, value), for what is visible in the final image
     found: dict[str, dict[str, tuple[int, object]]] = field(default_factory=dict)
+    #: a regular file's path -> the paths of the hard links to it
+    links: dict[str, set[str]] = field(default_factory=dict)
     efficiency: float = 1.0
     dive_wasted_bytes: int = 0
     waste: list[Waste] = field(default_factory=list)
@@ -80,25 +82,55 @@ class FileTree:
         while todo:
             current = todo.pop()
             placed = self.files.pop(current, None)
+            found = self.found.pop(current, None)
             if placed is not None:
-                if placed.entry.kind == "file":
-                    lost += placed.entry.size
+                entry = placed.entry
+                if entry.kind == "hardlink":
+                    self.links.get(entry.link, set()).discard(current)
+                elif entry.kind == "file" and self.links.get(current):
+                    self._promote(entry, found)     # its content stays, under another name
+                elif entry.kind == "file":
+                    lost += entry.size
                 parent = current.rpartition("/")[0]
                 siblings = self.children.get(parent)
                 if siblings is not None:
                     siblings.discard(current)
-            self.found.pop(current, None)
             todo.extend(self.children.pop(current, ()))
         if lost:
             self.waste.append(Waste(path, layer, lost))
 
+    def _promote(self, gone: Entry, found: dict[str, tuple[int, object]] | None) -> None:
+        """``gone``, a file with hard links, leaves: one link becomes the file (with its
+        bytes), the others its links."""
+        heirs = sorted(self.links.pop(gone.path))
+        heir = self.files[heirs[0]]
+        self.files[heirs[0]] = Placed(replace(heir.entry, kind="file", size=gone.size,
+                                              link=""), heir.layer)
+        for other in heirs[1:]:
+            placed = self.files[other]
+            self.files[other] = Placed(replace(placed.entry, link=heirs[0]), placed.layer)
+        if heirs[1:]:
+            self.links[heirs[0]] = set(heirs[1:])
+        if found is not None:
+            self.found[heirs[0]] = found
+
     def _put(self, entry: Entry, layer: int) -> None:
+        if entry.kind == "hardlink":
+            target = self.files.get(entry.link)
+            if target is not None and target.entry.kind == "hardlink":
+                target = self.files.get(target.entry.link)   # a link to a link: its file
+            if target is not None and target.entry.kind == "file" \
+                    and target.entry.path != entry.path:
+                entry = replace(entry, link=target.entry.path)
         old = self.files.get(entry.path)
         if old is not None:
             if old.entry.kind == "dir" and entry.kind == "dir":
                 self.files[entry.path] = Placed(entry, layer)
                 return
             self._remove(entry.path, layer)
+        linked = self.files.get(entry.link) if entry.kind == "hardlink" else None
+        if linked is not None and linked.entry.kind == "file":
+            self.links.setdefault(entry.link, set()).add(entry.path)
         self.files[entry.path] = Placed(entry, layer)
         path = entry.path
         while path:     # parents a tar may leave implicit
