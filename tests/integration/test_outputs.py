@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tarfile
 import time
@@ -154,9 +155,11 @@ def test_size_summary_on_stderr(distill: RunDistill, app_context: Path, tmp_path
                    str(app_context))
     assert "final image" in proc.stderr
     assert "built in" in proc.stderr
-    for column in ("stage", "layers", "compressed", "uncompressed"):
+    for column in ("stage / step", "size", "time"):
         assert column in proc.stderr
-    assert "build" in proc.stderr and "stage 2" in proc.stderr
+    assert re.search(r"^final image: .* \(.* compressed\)", proc.stderr, re.MULTILINE)
+    assert re.search(r"^build  FROM ", proc.stderr, re.MULTILINE)
+    assert re.search(r"^stage 2  FROM ", proc.stderr, re.MULTILINE)
     assert "slim" not in proc.stderr, "a stage the target does not need is not built"
     assert "Traceback" not in proc.stderr
     # the digest is the last line of stdout, and nothing but digests goes to stdout

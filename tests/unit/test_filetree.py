@@ -92,3 +92,24 @@ def test_what_a_collector_found_goes_with_the_file() -> None:
 def test_an_empty_image_is_fully_efficient() -> None:
     tree = stack([])
     assert tree.files == {} and tree.efficiency == 1.0 and tree.wasted_bytes == 0
+
+
+def sym(path: str, to: str) -> Entry:
+    return Entry(path, "symlink", 0, 0o777, link=to)
+
+
+def test_a_path_under_a_symlinked_directory_lands_where_the_link_points() -> None:
+    """As a runtime applies a layer: `etc -> /` then `etc/evil` is `/evil`; the link is
+    read as if chrooted, `..` stops at the root (an attacker's layer found analyze
+    disagreeing with umoci here)."""
+    tree = stack([layer(sym("etc", "/"), f("etc/evil", 7), sym("up", "../../.."),
+                        f("up/x", 1), d("real"), sym("rel", "real"), f("rel/y", 2))])
+    assert {p for p, placed in tree.files.items() if placed.entry.kind == "file"} == {
+        "evil", "x", "real/y"}
+    sizes = tree.dir_sizes()
+    assert sizes[""] == 10 and sizes["real"] == 2
+    again = stack([layer(d("real"), f("real/y", 2), sym("rel", "real")),
+                   layer(deleted=("rel/y",))])
+    assert "real/y" not in again.files and again.wasted_bytes == 2
+    loop = stack([layer(sym("a", "b"), sym("b", "a"), f("a/z", 3))])
+    assert sum(p.entry.size for p in loop.regular_files()) == 3

@@ -11,6 +11,10 @@ parsing, the checks made before the build and the error messages follow from it.
 * ``tar``: the image's files as one tar (``dest=FILE`` or ``-``; ``-o -`` too).
 * ``image``: tagged in distill's store; ``push=true`` also pushes every name.
 * ``registry``: ``image`` with ``push=true``, as in buildx.
+
+Referrers (``distill build --sbom``: an SBOM attached to the image) go where an output
+carries them: into an OCI layout beside the image (``referrers`` in the table) and to
+the registry after a pushed image. Any other output refuses them before the build.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from distill.builder.localout import export_rootfs
 from distill.builder.rootfs import RootfsManager
 from distill.errors import UsageError, os_failure
 from distill.formats.oci_layout import Tagged, write_layout_dir, write_layout_tar
+from distill.formats.referrers import Referrer
 from distill.formats.stored import save, tag_in_store
 from distill.image.image import Image
 from distill.oci.reference import normalize_name
@@ -80,6 +85,12 @@ class OutputSpec:
         return output.parse(kind, fields)
 
     @property
+    def carries_referrers(self) -> bool:
+        """The output holds artifacts attached to the image (an SBOM): an OCI layout, or
+        a registry the image is pushed to."""
+        return OUTPUT_TYPES[self.type].referrers or self.push
+
+    @property
     def is_tar(self) -> bool:
         """dest is one file (or "-", stdout), not a directory."""
         return OUTPUT_TYPES[self.type].dest == "file" and self.tar
@@ -110,6 +121,7 @@ class Delivery:
     registries: Registries | None = None
     jobs: int = 4
     log: Callable[[str], None] = field(default=lambda line: None)
+    referrers: tuple[Referrer, ...] = ()   # attached to the image (an SBOM)
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,8 @@ class OutputType:
     (no dest); ``tar_option``: ``tar=false`` makes a "file" output a directory;
     ``layers``: it writes image layers, so ``compression=`` and ``name=`` apply;
     ``options``: its own boolean options (fields of :class:`OutputSpec`);
-    ``push``: ``push=`` is allowed (``always``: it is implied).
+    ``push``: ``push=`` is allowed (``always``: it is implied);
+    ``referrers``: it writes the image's referrers beside it (a pushed image always does).
     ``write`` returns warnings for the user.
     """
 
@@ -131,6 +144,7 @@ class OutputType:
     options: tuple[str, ...] = ()
     push: bool = False
     always_push: bool = False
+    referrers: bool = False
 
     def parse(self, kind: str, fields: dict[str, str]) -> OutputSpec:
         names = tuple(normalize_name(n.strip()) for n in fields.pop("name", "").split(",")
@@ -210,6 +224,13 @@ def _write_image(out: Delivery, spec: OutputSpec) -> list[str]:
         for pushed in push_names(out.store, registries, out.image.digest, out.names,
                                  jobs=out.jobs):
             out.log(f"pushed {pushed.reference.familiar}@{pushed.manifest.digest}")
+        if out.referrers:
+            from distill.registry.push import push_referrers
+
+            for pushed in push_referrers(out.store, registries, out.names, out.referrers,
+                                         jobs=out.jobs):
+                out.log(f"pushed {pushed.reference.familiar}@{pushed.manifest.digest} "
+                        f"(referrer of {out.image.digest})")
     return []
 
 
@@ -223,7 +244,8 @@ def _write_local(out: Delivery, spec: OutputSpec) -> list[str]:
 
 def _write_oci(out: Delivery, spec: OutputSpec) -> list[str]:
     if not spec.tar:
-        write_layout_dir(out.store, [Tagged(out.image, out.names)], Path(spec.dest))
+        write_layout_dir(out.store, [Tagged(out.image, out.names, out.referrers)],
+                         Path(spec.dest))
         return []
     _write_tar(out, spec, docker_manifest=False)
     return []
@@ -235,7 +257,7 @@ def _write_docker(out: Delivery, spec: OutputSpec) -> list[str]:
 
 
 def _write_tar(out: Delivery, spec: OutputSpec, *, docker_manifest: bool) -> None:
-    tagged = [Tagged(out.image, out.names)]
+    tagged = [Tagged(out.image, out.names, out.referrers)]
     _write_file(spec.dest, lambda f: write_layout_tar(out.store, tagged, f,
                                                       docker_manifest=docker_manifest))
 
@@ -265,9 +287,12 @@ def _write_file(dest_name: str, write: Callable[[BinaryIO], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+#: The outputs that carry an image's referrers (an SBOM), for error messages.
+REFERRER_OUTPUTS = "--output type=oci or a push (--push, type=registry, type=image,push=true)"
+
 #: Every ``--output type=`` distill writes.
 OUTPUT_TYPES: dict[str, OutputType] = {
-    "oci": OutputType(_write_oci, tar_option=True),
+    "oci": OutputType(_write_oci, tar_option=True, referrers=True),
     "docker": OutputType(_write_docker),
     "local": OutputType(_write_local, dest="dir", layers=False, options=("devices", "setuid")),
     "tar": OutputType(_write_rootfs_tar, layers=False),
@@ -278,12 +303,17 @@ OUTPUT_TYPES: dict[str, OutputType] = {
 
 def export(store: Store, image: Image, spec: OutputSpec, names: tuple[str, ...], *,
            registries: Registries | None = None, jobs: int = 4,
-           log: Callable[[str], None] = lambda line: None) -> list[str]:
-    """Write the output (``names``: the build's -t, used unless the output has name=);
-    returns warnings for the user (what type=local left out). Pushes are logged."""
+           log: Callable[[str], None] = lambda line: None,
+           referrers: tuple[Referrer, ...] = ()) -> list[str]:
+    """Write the output (``names``: the build's -t, used unless the output has name=),
+    with ``referrers`` where it carries them; returns warnings for the user (what
+    type=local left out). Pushes are logged."""
+    if referrers and not spec.carries_referrers:
+        raise UsageError(f"--output type={spec.type} cannot carry an attached artifact",
+                         hint=REFERRER_OUTPUTS)
     save(store, image)
     phases.enter("output")
-    out = Delivery(store, image, spec.names or names, registries, jobs, log)
+    out = Delivery(store, image, spec.names or names, registries, jobs, log, referrers)
     try:
         return OUTPUT_TYPES[spec.type].write(out, spec)
     except OSError as e:

@@ -55,7 +55,7 @@ PRESENTATION = ("quiet", "progress", "jobs", "argv", "run", "command")
 #: flags whose work a record cannot replay (an output, a push, a cache export, a pull),
 #: or whose files and sockets the key does not cover (secrets, ssh agents)
 UNREPLAYABLE = ("output", "push", "load", "cache_from", "cache_to", "iidfile", "secret", "ssh",
-                "metadata_file", "no_cache", "pull", "report")
+                "metadata_file", "no_cache", "pull", "report", "sbom")
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 

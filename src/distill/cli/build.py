@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from distill import phases
 from distill.builder import memo
 from distill.builder.context import DOCKERFILE, BuildContext, read_dockerfile
-from distill.builder.export import OutputSpec, export
+from distill.builder.export import REFERRER_OUTPUTS, OutputSpec, export
 from distill.builder.results import BuildResults
 from distill.builder.scheduler import Builder, BuildResult
 from distill.builder.secrets import SecretStore, parse_ssh_specs
@@ -39,6 +39,8 @@ from distill.store.store import Store
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from distill.formats.referrers import Referrer
 
 
 #: Entitlements ``--allow`` grants, as buildx spells them.
@@ -121,6 +123,28 @@ def build_sizes(store: Store, result: BuildResult, image: Image) -> BuildSizes:
                       compressed_size(image))
 
 
+def _output_name(output: OutputSpec | None) -> str:
+    if output is None or output.type == "image":
+        return "distill's store"
+    return f"--output type={output.type}"
+
+
+def _sbom_referrer(store: Store, image: Image, names: tuple[str, ...],
+                   kind: str) -> Referrer:
+    """The image's SBOM (as ``distill analyze --sbom`` writes it), attached to it as an
+    OCI referrer whose blobs are in the store."""
+    from distill.formats.referrers import CYCLONEDX_JSON, SPDX_JSON, attach
+    from distill.report import sbom
+    from distill.report.analyze import analyze
+    from distill.report.inventory import collectors
+
+    analysis = analyze(store, image, names[0] if names else "", collectors())
+    subject = sbom.Subject.of(analysis)
+    if kind == "cyclonedx":
+        return attach(store, image, CYCLONEDX_JSON, sbom.to_json(sbom.cyclonedx(subject)))
+    return attach(store, image, SPDX_JSON, sbom.to_json(sbom.spdx(subject)))
+
+
 def run(args: argparse.Namespace) -> int:
     try:        # what the build reads, before it reads it (builder/memo.py)
         before = memo.Inputs(args) if memo.replayable(args) else None
@@ -141,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
         output = replace(output or OutputSpec("image"), push=True)
     if output is not None:
         output.check()
+    if args.sbom and not (output is not None and output.carries_referrers):
+        raise UsageError(f"--sbom needs an output that carries it: {REFERRER_OUTPUTS}",
+                         hint=f"this build's output is {_output_name(output)}")
     names = tuple(normalize_name(t) for t in args.tag)
     if output is not None and output.push and not (output.names or names):
         raise UsageError("pushing needs a name for the image", hint="-t REGISTRY/REPO:TAG")
@@ -200,8 +227,10 @@ def run(args: argparse.Namespace) -> int:
             if not quiet:
                 print(line, file=sys.stderr, flush=True)
 
+        referrers = (_sbom_referrer(store, image, output.names or names, args.sbom),) \
+            if args.sbom else ()
         for warning in export(store, image, output, names, registries=registries,
-                              jobs=max(1, args.jobs), log=pushed):
+                              jobs=max(1, args.jobs), log=pushed, referrers=referrers):
             console.print(f"warning: {warning}", markup=False)
     elif names:
         tag_in_store(store, image, names)

@@ -59,7 +59,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="write a self-contained HTML report: treemaps of the final image and "
                         "of the largest stage, each stage's size, the layers, the security "
                         "findings")
+    # as buildx reads --sbom (a flag whose value comes only after "="): `--sbom .` is
+    # --sbom=spdx and the context ".", never an SBOM format named "."
+    p.add_argument("--sbom", nargs=0, action=_SbomFlag, default=None,
+                   help="attach the image's SBOM as an OCI referrer, where the output "
+                        "carries it (--output type=oci, or a push): --sbom (SPDX 2.3), "
+                        "--sbom=cyclonedx (CycloneDX 1.5); --sbom=true is spdx, "
+                        "--sbom=false none")
+    p.add_argument(*(f"--sbom={value}" for value in SBOM_FORMATS), dest="sbom", nargs=0,
+                   action=_SbomFlag, help=argparse.SUPPRESS)
     p.set_defaults(run=_run)
+
+
+#: --sbom=VALUE -> the SBOM format (None: no SBOM), as buildx spells it
+SBOM_FORMATS = {"spdx": "spdx", "cyclonedx": "cyclonedx", "true": "spdx", "false": None}
+
+
+class _SbomFlag(argparse.Action):
+    """``--sbom`` or ``--sbom=VALUE`` (each spelling of VALUE is an option string of its
+    own, so argparse never takes the next word for it)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        value = (option_string or "").partition("=")[2]
+        setattr(namespace, self.dest, SBOM_FORMATS[value] if value else "spdx")
 
 
 

@@ -262,11 +262,13 @@ class LayoutImporter:
         return _load(data, "index.json")
 
     def manifests(self, index: dict[str, Any]) -> list[Descriptor]:
-        """The descriptors index.json lists, each checked for shape."""
+        """The images index.json lists, each checked for shape; entries with an
+        ``artifactType`` are artifacts beside them (an SBOM referrer), not images."""
         if "manifests" not in index:
             raise ImageError("index.json has no 'manifests'")
         entries = _list(index["manifests"], "index.json 'manifests'")
-        return [descriptor(m, f"index.json manifests[{i}]") for i, m in enumerate(entries)]
+        return [descriptor(m, f"index.json manifests[{i}]") for i, m in enumerate(entries)
+                if not (isinstance(m, dict) and m.get("artifactType"))]
 
     def _pick(self, index: dict[str, Any], ref: str | None) -> Descriptor:
         manifests = self.manifests(index)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from distill.formats.layout_import import import_layout
+from distill.formats.referrers import Referrer
 from distill.image.image import Image
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor, canonical_json
@@ -25,6 +26,9 @@ from distill.store.store import Store
 class Tagged:
     image: Image
     names: tuple[str, ...] = ()
+    #: artifacts attached to the image (an SBOM): each listed in index.json, untagged,
+    #: with its artifactType, as ORAS writes referrers into a layout
+    referrers: tuple[Referrer, ...] = ()
 
 
 def _blob_entries(store: Store, images: Sequence[Tagged]) -> Iterator[tuple[Digest, Path | bytes]]:
@@ -37,6 +41,9 @@ def _blob_entries(store: Store, images: Sequence[Tagged]) -> Iterator[tuple[Dige
         ]
         items.append((img.config_descriptor().digest, img.config_bytes()))
         items.append((img.manifest_descriptor().digest, img.manifest_bytes()))
+        for referrer in tagged.referrers:
+            items += [(blob.digest, store.blobs.path(blob.digest)) for blob in referrer.blobs]
+            items.append((referrer.descriptor.digest, referrer.manifest))
         for digest, src in items:
             if digest not in seen:
                 seen.add(digest)
@@ -54,6 +61,7 @@ def _index(images: Sequence[Tagged]) -> bytes:
                 ann = {mt.ANNOTATION_IMAGE_NAME: name, mt.ANNOTATION_REF_NAME: ref_name(name)}
             manifests.append(Descriptor(desc.media_type, desc.digest, desc.size, ann,
                                         desc.platform).to_dict())
+        manifests += [referrer.index_entry() for referrer in tagged.referrers]
     return json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
                        "manifests": manifests}, indent=2).encode()
 

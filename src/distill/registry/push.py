@@ -8,21 +8,31 @@ otherwise in ``PATCH`` chunks (at least the registry's ``OCI-Chunk-Min-Length``)
 a ``PUT`` with the digest. The manifest goes last, so the registry never names an image
 whose blobs it does not have. The pushed manifest's digest is computed here and compared
 with the one the registry reports.
+
+A referrer (an SBOM, ``formats/referrers``) goes after its image, by digest. A registry
+with the referrers API says so (``OCI-Subject`` on the manifest's answer, or ``GET
+/v2/<repo>/referrers/<digest>`` answered 200) and lists it itself; for one without it
+(distribution 2.8), the referrers tag ``sha256-<hex>`` holds an image index of the
+subject's referrers, which is read, added to (once) and pushed again, as
+distribution-spec 1.1 asks of clients.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 
-from distill.errors import RegistryError
+from distill.errors import ImageError, RegistryError
 from distill.formats.layout_import import descriptor, load_json_doc
+from distill.formats.referrers import Referrer, referrers_tag
 from distill.oci import mediatypes as mt
 from distill.oci.descriptor import Descriptor
 from distill.oci.digest import Digest
@@ -36,6 +46,10 @@ MONOLITHIC_MAX = 512 << 20
 #: The size of each PATCH of a chunked upload.
 CHUNK_SIZE = 128 << 20
 _READ = 1 << 20
+#: A referrers tag's index larger than this is refused (the size registries take).
+MAX_INDEX_BYTES = 4 << 20
+_ACCEPT = f"{mt.OCI_INDEX}, {mt.OCI_MANIFEST}, {mt.DOCKER_MANIFEST_LIST}, " \
+    f"{mt.DOCKER_MANIFEST}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,8 @@ class _Pusher:
         self.scopes = (f"repository:{self.repo}:pull,push",)
         self._counts = {"uploaded": 0, "mounted": 0, "existing": 0}
         self._lock = threading.Lock()
+        #: OCI-Subject of the last manifest's answer: the registry listed it as a referrer
+        self.subject_header = ""
 
     def run(self, manifest: Digest) -> Pushed:
         data = self.store.blobs.read(manifest)
@@ -107,6 +123,7 @@ class _Pusher:
         if reported and reported != str(manifest):
             raise RegistryError(f"{self.where}: the registry stored the manifest as {reported}, "
                                 f"but it hashes to {manifest}")
+        self.subject_header = response.headers.get("oci-subject", "")
         return Pushed(self.ref, Descriptor(media_type, manifest, len(data)),
                       **self._counts)
 
@@ -263,3 +280,78 @@ def push_names(store: Store, registries: Registries, manifest: Digest,
     """Push one stored image under each of ``names`` (normalised names with tags)."""
     return [push(store, registries, manifest, normalize_reference(name).with_default_tag(),
                  jobs=jobs, log=log) for name in names]
+
+
+def push_referrers(store: Store, registries: Registries, names: Iterable[str],
+                   referrers: Iterable[Referrer], *, jobs: int = 4,
+                   log: Callable[[str], None] = lambda s: None) -> list[Pushed]:
+    """Push each referrer once to every repository ``names`` name (after their image)."""
+    repositories = list(dict.fromkeys(normalize_reference(n).name for n in names))
+    return [push_referrer(store, registries, Reference(name), referrer, jobs=jobs, log=log)
+            for referrer in referrers for name in repositories]
+
+
+def push_referrer(store: Store, registries: Registries, repository: Reference,
+                  referrer: Referrer, *, jobs: int = 4,
+                  log: Callable[[str], None] = lambda s: None) -> Pushed:
+    """Push ``referrer`` by digest to ``repository`` (a normalised name, no tag); where
+    the registry has no referrers API, list it under the referrers tag."""
+    client = registries.client(repository.domain)
+    pusher = _Pusher(store, client, Reference(repository.name), jobs, log, MONOLITHIC_MAX,
+                     CHUNK_SIZE)
+    pushed = pusher.send(list(referrer.blobs), referrer.manifest, mt.OCI_MANIFEST)
+    subject = referrer.subject.digest
+    if pusher.subject_header != str(subject) and not _has_referrers_api(pusher, subject):
+        _list_in_referrers_tag(pusher, referrer)
+    return pushed
+
+
+def _has_referrers_api(pusher: _Pusher, subject: Digest) -> bool:
+    """Whether the registry answers ``GET /v2/<repo>/referrers/<digest>`` (a 404 says it
+    has no such API; the body, which may be long, is not read)."""
+    what = f"ask for the referrers of {subject}"
+    with pusher.client.stream("GET", f"/v2/{pusher.repo}/referrers/{subject}",
+                              scopes=pusher.scopes, headers={"Accept": mt.OCI_INDEX},
+                              what=what) as response:
+        if response.status_code == 200:
+            return True
+        if response.status_code in (404, 405, 501):
+            return False
+        raise pusher.client.error(response, what, pusher.repo)
+
+
+def _list_in_referrers_tag(pusher: _Pusher, referrer: Referrer) -> None:
+    """Add ``referrer`` to the index at the referrers tag of its subject (made if there is
+    none; left alone if it lists it already)."""
+    client, repo = pusher.client, pusher.repo
+    tag = referrers_tag(referrer.subject.digest)
+    where = f"{client.host}/{repo}:{tag}"
+    path = f"/v2/{repo}/manifests/{tag}"
+    response = client.request("GET", path, scopes=pusher.scopes, headers={"Accept": _ACCEPT},
+                              what=f"read the referrers list {tag}", limit=MAX_INDEX_BYTES)
+    if response.status_code == 404:
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
+                               "manifests": []}
+    elif response.status_code == 200:
+        try:
+            doc = load_json_doc(response.content, where)
+        except ImageError as e:
+            raise RegistryError(e.message) from None
+        if doc.get("mediaType") != mt.OCI_INDEX or not isinstance(doc.get("manifests"), list):
+            raise RegistryError(f"{where} is not an image index, so it cannot list the "
+                                f"referrers of {referrer.subject.digest}",
+                                hint=f"the tag {tag} is kept for that list (distribution-spec "
+                                     "1.1); delete or move what it names")
+    else:
+        raise client.error(response, f"read the referrers list {tag}", repo)
+    entries: list[Any] = doc["manifests"]
+    ours = str(referrer.descriptor.digest)
+    if any(isinstance(e, dict) and e.get("digest") == ours for e in entries):
+        return
+    doc["manifests"] = [*entries, referrer.index_entry()]
+    data = json.dumps(doc, indent=2).encode()
+    response = client.request("PUT", path, scopes=pusher.scopes,
+                              headers={"Content-Type": mt.OCI_INDEX}, content=data,
+                              what=f"push the referrers list {tag}")
+    if response.status_code not in (200, 201, 202):
+        raise client.error(response, f"push the referrers list {tag}", repo)

@@ -75,6 +75,36 @@ class FileTree:
         return sizes
 
     # -- stacking ----------------------------------------------------------------
+    def real(self, path: str) -> str:
+        """``path`` with symlinks among its parent directories followed inside the view,
+        as a runtime applying the layer does (a symlink's target is read as if chrooted;
+        ``..`` stops at the root); the last component is kept as it is."""
+        parent, _, name = path.rpartition("/")
+        if not parent:
+            return path
+        done: list[str] = []
+        todo = parent.split("/")
+        hops = 0
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            here = "/".join([*done, part])
+            placed = self.files.get(here)
+            if placed is not None and placed.entry.kind == "symlink" and hops < MAX_HOPS:
+                hops += 1
+                target = placed.entry.link
+                if target.startswith("/"):
+                    done = []
+                todo = target.split("/") + todo
+                continue
+            done.append(part)
+        return "/".join([*done, name])
+
     def _remove(self, path: str, layer: int) -> None:
         """Remove ``path`` and everything below it, counting the file bytes lost."""
         lost = 0
@@ -142,17 +172,30 @@ class FileTree:
             path = parent
 
 
+#: symlinks followed in one path before giving up (Linux's MAXSYMLINKS)
+MAX_HOPS = 40
+
+
 def stack(layers: Sequence[LayerFiles]) -> FileTree:
     tree = FileTree()
     for index, layer in enumerate(layers):
         for path in layer.opaque:
-            for child in list(tree.children.get(path, ())):
+            for child in list(tree.children.get(tree.real(path + "/x").rpartition("/")[0],
+                                                ())):
                 tree._remove(child, index)
         for path in layer.deleted:
-            tree._remove(path, index)
+            tree._remove(tree.real(path), index)
+        moved: dict[str, str] = {}
         for entry in layer.entries:
+            where = tree.real(entry.path)
+            if where != entry.path:
+                moved[entry.path] = where
+                entry = replace(entry, path=where)
+            if entry.kind == "hardlink":
+                entry = replace(entry, link=moved.get(entry.link) or tree.real(entry.link))
             tree._put(entry, index)
         for (name, path), value in layer.found.items():
+            path = moved.get(path, path)
             placed = tree.files.get(path)
             if placed is not None and placed.layer == index:
                 tree.found.setdefault(path, {})[name] = (index, value)
