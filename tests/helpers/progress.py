@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 _HEADER = re.compile(r"#(\d+) (\[.*)$")
 _OUTPUT = re.compile(r"#(\d+) (\d+\.\d{3})(?: (.*))?$")
-_RESULT = re.compile(r"#(\d+) (CACHED|ERROR|DONE (\d+\.\d)s)$")
+_RESULT = re.compile(r"#(\d+) (CACHED|ERROR|CANCELED|DONE (\d+\.\d)s)$")
 
 
 @dataclass

@@ -24,8 +24,8 @@ class Progress(Protocol):
         ...
 
     def finished(self, step: int, outcome: str, seconds: float) -> None:
-        """``outcome``: DONE (the step ran), CACHED, ERROR, or "" (a step that makes
-        no layer: FROM, ENV, ...)."""
+        """``outcome``: DONE (the step ran), CACHED, ERROR, CANCELED (another stage
+        failed), or "" (a step that makes no layer: FROM, ENV, ...)."""
         ...
 
     def note(self, text: str) -> None:
@@ -67,9 +67,13 @@ class Numbers:
         self._next: Iterator[int] = itertools.count(1)
         self._lock = threading.Lock()
 
-    def take(self) -> int:
+    def start(self, progress: Progress, title: str) -> int:
+        """The next number, reported started before any later number is (so that a log
+        shows #2 before #3 whichever stage's thread asked first)."""
         with self._lock:
-            return next(self._next)
+            number = next(self._next)
+            progress.started(number, title)
+            return number
 
 
 @dataclass
@@ -84,11 +88,10 @@ class StageSteps:
 
     def begin(self, title: str) -> None:
         self.close()
-        record = StepRecord(self.numbers.take(), title)
+        record = StepRecord(self.numbers.start(self.progress, title), title)
         self.records.append(record)
         self._started = time.monotonic()
         self._ended = False
-        self.progress.started(record.number, title)
 
     def end(self, outcome: str, added: int = 0) -> None:
         """The current step made its layer (DONE, ``added`` bytes), found it cached, or

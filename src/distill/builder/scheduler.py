@@ -370,7 +370,8 @@ class Builder:
             try:
                 state = handler(ctx, state, inst)
             except DistillError as e:
-                steps_of_stage.end("ERROR")
+                # stopped because another stage failed: BuildKit's CANCELED, not its error
+                steps_of_stage.end("CANCELED" if self.processes.cancelled else "ERROR")
                 raise e.at(inst.location) from None
             except OSError as e:    # the machine's refusal, shown at the step it stopped
                 steps_of_stage.end("ERROR")

@@ -132,8 +132,8 @@ class PlainProgress(StepLog):
                 lines.append(f"#{step} DONE {seconds:.1f}s")
             elif outcome == "CACHED":
                 lines.append(f"#{step} CACHED")
-            elif outcome == "ERROR":
-                lines.append(f"#{step} ERROR")
+            elif outcome in ("ERROR", "CANCELED"):
+                lines.append(f"#{step} {outcome}")
             # "": a step that makes no layer ends with no line, as in BuildKit's log
             self._write(step, lines)
 
@@ -195,19 +195,19 @@ class TtyProgress(StepLog):
         with self.lock:
             running = [s for s in self.steps.values() if not s.ended]
             for step in running[-8:]:
-                line = Text(f"=> {step.title}", style="bold blue", overflow="ellipsis",
-                            no_wrap=True)
-                line.append(f"  {now - step.started:.1f}s", style="blue")
-                parts.append(line)
+                parts.append(_line(f"=> {step.title}", f"{now - step.started:.1f}s",
+                                   "bold blue", self._console.width))
                 for out in step.last_lines[-self.TAIL:]:
                     parts.append(Text(f"   {out}", style="dim", overflow="ellipsis",
                                       no_wrap=True))
         return Group(*parts)
 
-    def _print(self, text: str, style: str = "") -> None:
-        from rich.text import Text
-
-        self._live.console.print(Text(text, style=style, overflow="fold"))
+    def _print(self, text: str, right: str = "", style: str = "") -> None:
+        """A line above the live view, cut to the terminal's width (``right`` kept)."""
+        # the live view is drawn again below the line: from the state as it is now,
+        # not as the last refresh saw it (a step that just ended would show as running)
+        self._live.refresh()
+        self._live.console.print(_line(text, right, style, self._console.width))
 
     def started(self, step: int, title: str) -> None:
         with self.lock:
@@ -225,18 +225,30 @@ class TtyProgress(StepLog):
                                  )[-self.TAIL:]
             record.outcome, record.seconds, record.ended = outcome, seconds, True
         if outcome == "CACHED":
-            self._print(f"=> CACHED {record.title}", "blue")
-        elif outcome == "ERROR":
-            self._print(f"=> ERROR {record.title}  {seconds:.1f}s", "bold red")
-            for line in record.last_lines:       # what it printed last, kept on screen
-                self._print(f"   {line}", "red")
+            self._print(f"=> CACHED {record.title}", "", "blue")
+        elif outcome in ("ERROR", "CANCELED"):
+            self._print(f"=> {outcome} {record.title}", f"{seconds:.1f}s", "bold red")
+            for line in record.last_lines if outcome == "ERROR" else ():
+                self._print(f"   {line}", "", "red")    # what it printed last, kept
         elif outcome == "DONE":
-            self._print(f"=> {record.title}  {seconds:.1f}s", "blue")
+            self._print(f"=> {record.title}", f"{seconds:.1f}s", "blue")
         else:
-            self._print(f"=> {record.title}", "blue")
+            self._print(f"=> {record.title}", "", "blue")
 
     def note(self, text: str) -> None:
         self._print(f"# {printable(text)}")
+
+
+def _line(text: str, right: str, style: str, width: int) -> RenderableType:
+    """One line of at most ``width`` cells: ``text`` cut with an ellipsis where it is too
+    long, ``right`` (a timer) always shown at its end."""
+    from rich.text import Text
+
+    tail = f"  {right}" if right else ""
+    line = Text(text, style=style, no_wrap=True, overflow="ellipsis")
+    line.truncate(max(width - len(tail), 10), overflow="ellipsis")
+    line.append(tail)
+    return line
 
 
 def make_progress(mode: str, quiet: bool) -> StepLog:
