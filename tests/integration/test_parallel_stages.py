@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DISTILL, RunDistill
+from tests.helpers.progress import parse_plain
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +74,7 @@ COPY --from=fails /etc/passwd /b
     assert proc.returncode == 1, proc.stderr
     assert "exit code: 3" in proc.stderr or "exit code 3" in proc.stderr, proc.stderr
     assert "cancelled" not in proc.stderr and "Traceback" not in proc.stderr
+    # the log says which step failed and which one was only stopped (BuildKit's CANCELED)
+    outcomes = {s.title.split(" ")[0]: s.outcome for s in parse_plain(proc.stderr)
+                if "RUN" in s.title}
+    assert outcomes == {"[slow": "CANCELED", "[fails": "ERROR"}, proc.stderr
