@@ -326,8 +326,8 @@ def test_known_waste_text_report(distill: RunDistill, known_waste: Built) -> Non
     assert "wasted: 4.8 MB" in out
     shown = {"/big": "3.0 MB", "/d": "1.5 MB", "/over": "200.0 kB", "/keep": "50.0 kB"}
     rows = {tuple(line.split()) for line in out.splitlines()}
-    for path, (layer, _) in WASTE.items():
-        assert (*shown[path].split(), path, str(layer)) in rows, out
+    for path, (layer, _) in WASTE.items():      # size, path, added in, removed by
+        assert (*shown[path].split(), path, "1", str(layer)) in rows, out
 
 
 # -- 2. agreement with umoci, gzip and skopeo ---------------------------------------------
@@ -676,6 +676,8 @@ def test_missing_images_are_clean_errors(distill: RunDistill, registry_http: Reg
     ("docker-archive://{tmp}/none.tar", 2, "no such file"),
     ("ftp://example.invalid/image", 2, "unsupported image source"),
     ("gopher://x", 2, "unsupported image source"),
+    ("docker-archive:{tmp}/app.tar", 2, "docker-archive://FILE"),   # skopeo's spelling
+    ("oci:{tmp}/layout:1", 2, "oci-layout://PATH"),
 ])
 def test_bad_sources(distill: RunDistill, tmp_path: Path, spec: str, code: int,
                      says: str) -> None:
@@ -696,12 +698,41 @@ def test_unwritable_report_path(distill: RunDistill, lean: str, tmp_path: Path,
     dest = blocker / "report.out"
     extra = ["--json"] if flag == "-o" else []
     proc = distill("analyze", *extra, flag, str(dest), lean, check=False)
-    assert_clean_error(proc, 1, "could not write the report", str(dest))
+    assert_clean_error(proc, 1, "could not write the report" if flag == "--html"
+                       else "could not write the output", str(dest))
     assert blocker.read_text() == "not a directory\n"
 
 
 def test_negative_top_is_a_usage_error(distill: RunDistill, lean: str) -> None:
     assert_clean_error(distill("analyze", "--top", "-1", lean, check=False), 2, "--top")
+
+
+def test_flags_that_would_be_ignored_are_usage_errors(distill: RunDistill, lean: str) -> None:
+    """-o with nothing to write into it, --sbom with --json: said, not silently dropped
+    (a new user found both ignored)."""
+    assert_clean_error(distill("analyze", "-o", "/tmp/x", lean, check=False), 2, "-o")
+    assert_clean_error(distill("analyze", "--json", "--sbom", "spdx", lean, check=False),
+                       2, "--sbom and --json")
+
+
+def test_ci_results_go_to_stderr_beside_a_document(distill: RunDistill,
+                                                   known_waste: Built) -> None:
+    """--sbom or --json with --ci: stdout is the document alone, the checks are on stderr
+    (a CI log says why the job failed)."""
+    for doc in (["--json"], ["--sbom", "spdx"]):
+        proc = distill("analyze", *doc, "--ci", known_waste.name, check=False)
+        assert proc.returncode == 1
+        json.loads(proc.stdout)
+        assert "FAIL: min-efficiency" in proc.stderr and "Result: FAIL" in proc.stderr
+
+
+def test_limits_that_read_alike_show_their_bytes(distill: RunDistill, known_waste: Built
+                                                 ) -> None:
+    size = json.loads(distill("analyze", "--json", known_waste.name).stdout)["size"]
+    limit = size["uncompressed"] - 1
+    proc = distill("analyze", "--max-size", str(limit), known_waste.name, check=False)
+    assert proc.returncode == 1
+    assert f"({size['uncompressed']} bytes), limit" in proc.stdout, proc.stdout
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from distill.errors import UsageError
 from distill.image.image import Image
@@ -116,7 +116,9 @@ def open_image(store: Store, spec: str, platform: str | None) -> tuple[Image, st
             raise UsageError(f"{spec} holds {len(loaded)} images; analyze takes one",
                              hint="docker save one image, or load it and name it")
         return loaded[0].image, spec
-    if "://" in spec:
+    scheme, _, rest = spec.partition(":")
+    if "://" in spec or (scheme in ("oci", "oci-layout", "oci-archive", "docker-archive")
+                         and not re.match(r"[0-9]+/", rest)):    # not a registry's port
         raise UsageError(f"unsupported image source {spec!r}",
                          hint="a name, oci-layout://PATH[:TAG] or docker-archive://FILE")
     from distill.registry.registries import Registries
@@ -153,7 +155,8 @@ def checks(args: argparse.Namespace, analysis: Analysis, found: list[Finding]) -
     if args.max_size is not None:
         size = analysis.uncompressed
         out.append(Check("max-size", size <= args.max_size,
-                         f"image {human(size)}, limit {human(args.max_size)}"))
+                         f"image {_bytes(size, args.max_size)}, "
+                         f"limit {_bytes(args.max_size, size)}"))
     if min_eff is not None:
         eff = analysis.tree.efficiency
         out.append(Check("min-efficiency", eff >= min_eff,
@@ -161,7 +164,8 @@ def checks(args: argparse.Namespace, analysis: Analysis, found: list[Finding]) -
     if args.max_wasted is not None:
         wasted = analysis.tree.wasted_bytes
         out.append(Check("max-wasted", wasted <= args.max_wasted,
-                         f"wasted {human(wasted)}, limit {human(args.max_wasted)}"))
+                         f"wasted {_bytes(wasted, args.max_wasted)}, "
+                         f"limit {_bytes(args.max_wasted, wasted)}"))
     if max_ratio is not None:
         ratio = analysis.user_wasted_percent / 100
         out.append(Check("max-wasted-ratio", ratio <= max_ratio,
@@ -174,6 +178,11 @@ def checks(args: argparse.Namespace, analysis: Analysis, found: list[Finding]) -
     return out
 
 
+def _bytes(n: int, other: int) -> str:
+    """``n`` for people, with its exact bytes where it would read as ``other`` does."""
+    return f"{human(n)} ({n} bytes)" if human(n) == human(other) and n != other else human(n)
+
+
 def run(args: argparse.Namespace) -> int:
     from distill.report.analyze import analyze
     from distill.report.inventory import collectors
@@ -181,6 +190,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 0 or args.depth < 0:
         raise UsageError("--top and --depth take a number of 0 or more")
+    if args.sbom and args.json:
+        raise UsageError("--sbom and --json each write a document: give one")
+    if args.output and not (args.sbom or args.json):
+        raise UsageError("-o writes the --json or --sbom document; the report is printed",
+                         hint="--json -o FILE, --sbom spdx -o FILE, or --html FILE")
     store = Store()
     image, name = open_image(store, args.image, args.platform)
     analysis = analyze(store, image, name, [SecretsCollector(), *collectors()])
@@ -207,8 +221,8 @@ def run(args: argparse.Namespace) -> int:
         _emit(args.output, json.dumps(doc, indent=2).encode() + b"\n")
     else:
         _show(analysis, found, args)
-        if results:
-            _show_checks(results)
+    if results:     # on stderr when stdout carries a document: a CI log shows why
+        _show_checks(results, sys.stderr if args.sbom or args.json else sys.stdout)
     return 1 if any(not c.passed for c in results) else 0
 
 
@@ -222,16 +236,16 @@ def _emit(dest: str | None, data: bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        _write_file(Path(dest), data)
+        _write_file(Path(dest), data, "the output")
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data: bytes, what: str = "the report") -> None:
     from distill.errors import os_failure
 
     try:
         path.write_bytes(data)
     except OSError as e:
-        raise os_failure(e, "could not write the report to", path) from None
+        raise os_failure(e, f"could not write {what} to", path, store=False) from None
 
 
 def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) -> None:
@@ -263,17 +277,19 @@ def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) ->
     if tree.waste:
         out.print(Text("\nwasted: overwritten or deleted by a later layer", style="bold"))
         waste = Table(box=None, pad_edge=False)
-        waste.add_column("size", justify="right")
-        waste.add_column("path")
-        waste.add_column("by layer", justify="right")
+        waste.add_column("size", justify="right", no_wrap=True)
+        waste.add_column("path", overflow="fold")
+        waste.add_column("added in", justify="right", no_wrap=True)
+        waste.add_column("removed by", justify="right", no_wrap=True)
         for w in tree.waste[:args.top]:
-            waste.add_row(human(w.bytes), Text("/" + printable(w.path)), str(w.by))
+            waste.add_row(human(w.bytes), Text("/" + printable(w.path)),
+                          ",".join(map(str, w.added)), str(w.by))
         out.print(waste)
     out.print(Text("\nlargest files", style="bold"))
     largest = Table(box=None, pad_edge=False)
-    largest.add_column("size", justify="right")
-    largest.add_column("path")
-    largest.add_column("layer", justify="right")
+    largest.add_column("size", justify="right", no_wrap=True)
+    largest.add_column("path", overflow="fold")
+    largest.add_column("layer", justify="right", no_wrap=True)
     for placed in analysis.largest(args.top):
         largest.add_row(human(placed.entry.size), Text("/" + printable(placed.entry.path)),
                         str(placed.layer))
@@ -316,7 +332,7 @@ def _show_findings(out: Console, found: list[Finding]) -> None:
     out.print(Text(f"\nsecurity: {len(found)} findings", style="bold"))
     table = Table(box=None, pad_edge=False)
     for col in ("severity", "category", "path", "layer", "detail"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", no_wrap=col in ("severity", "layer"))
     for f in found:
         table.add_row(f.severity, f.category, Text(printable(f.path) or "-"),
                       "" if f.layer is None else str(f.layer),
@@ -324,9 +340,9 @@ def _show_findings(out: Console, found: list[Finding]) -> None:
     out.print(table)
 
 
-def _show_checks(results: list[Check]) -> None:
+def _show_checks(results: list[Check], out: TextIO) -> None:
     for c in results:
-        print(f"  {'PASS' if c.passed else 'FAIL'}: {c.rule}: {c.detail}")
+        print(f"  {'PASS' if c.passed else 'FAIL'}: {c.rule}: {c.detail}", file=out)
     failed = sum(not c.passed for c in results)
     print(f"Result: {'FAIL' if failed else 'PASS'} [{len(results) - failed} passed, "
-          f"{failed} failed]")
+          f"{failed} failed]", file=out)

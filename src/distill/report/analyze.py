@@ -78,8 +78,8 @@ class Analysis:
             "user_wasted_percent": round(self.user_wasted_percent, 4),
             "dive_wasted_bytes": self.tree.dive_wasted_bytes,
             "layers": [vars(layer) for layer in self.layers],
-            "wasted": [{"path": "/" + w.path, "by_layer": w.by, "bytes": w.bytes}
-                       for w in self.tree.waste[:top]],
+            "wasted": [{"path": "/" + w.path, "by_layer": w.by, "bytes": w.bytes,
+                        "added_in": list(w.added)} for w in self.tree.waste],
             "largest": [{"path": "/" + p.entry.path, "size": p.entry.size,
                          "layer": p.layer} for p in self.largest(top)],
             "tree": tree_json(self.tree),

@@ -36,6 +36,7 @@ class Waste:
     path: str
     by: int          # the layer that overwrote or deleted it
     bytes: int
+    added: tuple[int, ...] = ()    # the layers whose files these bytes were
 
 
 @dataclass
@@ -108,6 +109,7 @@ class FileTree:
     def _remove(self, path: str, layer: int) -> None:
         """Remove ``path`` and everything below it, counting the file bytes lost."""
         lost = 0
+        added: set[int] = set()
         todo = [path]
         while todo:
             current = todo.pop()
@@ -121,13 +123,14 @@ class FileTree:
                     self._promote(entry, found)     # its content stays, under another name
                 elif entry.kind == "file":
                     lost += entry.size
+                    added.add(placed.layer)
                 parent = current.rpartition("/")[0]
                 siblings = self.children.get(parent)
                 if siblings is not None:
                     siblings.discard(current)
             todo.extend(self.children.pop(current, ()))
         if lost:
-            self.waste.append(Waste(path, layer, lost))
+            self.waste.append(Waste(path, layer, lost, tuple(sorted(added))))
 
     def _promote(self, gone: Entry, found: dict[str, tuple[int, object]] | None) -> None:
         """``gone``, a file with hard links, leaves: one link becomes the file (with its

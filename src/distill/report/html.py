@@ -31,7 +31,8 @@ Rect = tuple[float, float, float, float]
 
 TREEMAP_W, TREEMAP_H = 600.0, 380.0
 TREEMAP_DEPTH = 3          # levels drawn: top-level entries and two below them
-EMPTY_SHARE = 0.004        # of the map's area, for a top-level directory of no bytes
+MAX_ROWS = 50             # of a list that may be long (the wasted files)
+EMPTY_SHARE = 0.002        # of the map's area, for a top-level directory of no bytes
 STAGE_W, STAGE_ROW, STAGE_LABEL = 800.0, 30.0, 150.0
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -49,6 +50,7 @@ th,td{border-bottom:1px solid #e5e5e5;padding:.25em .5em;text-align:left;vertica
 .n{text-align:right;white-space:nowrap}
 code{font:12px ui-monospace,monospace;white-space:pre-wrap;overflow-wrap:anywhere}
 td code{display:block;max-height:7.5em;overflow:auto}
+table.security td:nth-child(3){min-width:16em}table.security td:nth-child(5){max-width:28em}
 svg{display:block;width:100%;height:auto}
 svg text{font:11px system-ui,sans-serif;fill:#111;pointer-events:none}
 .treemap rect{stroke:#fff;stroke-width:1}
@@ -241,8 +243,10 @@ def _image_card(image: dict[str, Any]) -> str:
         "<h3>wasted files</h3>",
         _table("wasted", ["path", "#replaced by layer", "#bytes"],
                ([f"<code>{_e(w.get('path'))}</code>", str(_int(w.get("by_layer"))),
-                 _size(w.get("bytes"))] for w in wasted))
+                 _size(w.get("bytes"))] for w in wasted[:MAX_ROWS]))
         if wasted else '<p class="muted">none</p>',
+        f'<p class="muted">and {len(wasted) - MAX_ROWS} more</p>'
+        if len(wasted) > MAX_ROWS else "",
         "<h3>largest files</h3>",
         _table("largest", ["path", "#size", "#layer"],
                ([f"<code>{_e(f.get('path'))}</code>", _size(f.get("size")),
@@ -252,11 +256,16 @@ def _image_card(image: dict[str, Any]) -> str:
 
 
 def _header(title: str, images: list[dict[str, Any]]) -> str:
+    def sizes(image: dict[str, Any]) -> str:
+        size = _dict(image.get("size"))
+        packed = "" if _int(size.get("compressed")) < 0 else \
+            f"{_size(size.get('compressed'))} compressed, "    # a stage no output ships
+        return f"{packed}{_size(size.get('uncompressed'))} uncompressed"
+
     lines = "".join(
         f"<p><strong>{_e(i.get('label'))}</strong> <code>{_e(i.get('image'))}</code> "
-        f"<code class=muted>{_e(i.get('digest'))}</code> \u2014 "
-        f"{_size(_dict(i.get('size')).get('compressed'))} compressed, "
-        f"{_size(_dict(i.get('size')).get('uncompressed'))} uncompressed</p>" for i in images)
+        f"<code class=muted>{_e(i.get('digest'))}</code> \u2014 {sizes(i)}</p>"
+        for i in images)
     return f"<header><h1>{_e(title)}</h1>{lines}</header>"
 
 
