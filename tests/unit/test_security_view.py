@@ -23,6 +23,7 @@ from distill.report.security import (
     SEVERITIES,
     Finding,
     SecretsCollector,
+    buried_secrets,
     findings,
     findings_json,
     private_key,
@@ -255,7 +256,7 @@ def test_private_keys_by_content() -> None:
         f("root/.ssh/id_ed25519.pub", b"ssh-ed25519 AAAAC3Nza fake"),
         f("etc/ssh/ssh_host_ecdsa_key", pem("OPENSSH PRIVATE KEY")),
         f("home/u/me.ppk", b"PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n"),
-        f("home/u/notes.txt", pem("RSA PRIVATE KEY")),            # not named like a key
+        f("home/u/notes.txt", pem("RSA PRIVATE KEY")),            # any small file is read
     ))
     details = {x.path: x.detail for x in found if x.category == "secret"}
     assert details == {
@@ -267,6 +268,7 @@ def test_private_keys_by_content() -> None:
         "/root/.ssh/id_ed25519": "PEM OPENSSH PRIVATE KEY",
         "/etc/ssh/ssh_host_ecdsa_key": "PEM OPENSSH PRIVATE KEY",
         "/home/u/me.ppk": "PuTTY private key",
+        "/home/u/notes.txt": "PEM RSA PRIVATE KEY",
     }
     assert {x.severity for x in found} == {"high"}
 
@@ -280,30 +282,40 @@ def test_private_key_parser() -> None:
     assert private_key(b"") is None
 
 
-def test_collector_reads_only_small_key_named_files() -> None:
+def test_collector_reads_the_head_of_small_files_and_of_key_named_ones() -> None:
     collector = SecretsCollector()
-    assert collector.wants(Entry("a/server.pem", "file", 3000, 0o600)) == 4096
+    assert collector.wants(Entry("a/server.pem", "file", 300_000, 0o600)) == 4096
     assert collector.wants(Entry("root/.ssh/id_rsa", "file", 10, 0o600)) == 4096
+    assert collector.wants(Entry("opt/notes.txt", "file", 3000, 0o644)) == 4096
     assert collector.wants(Entry("a/huge.pem", "file", 50 << 20, 0o600)) == 0
-    assert collector.wants(Entry("usr/bin/python3", "file", 100, 0o755)) == 0
-    assert collector.wants(Entry("root/.ssh/id_rsa.pub", "file", 100, 0o644)) == 0
+    assert collector.wants(Entry("usr/bin/python3", "file", 6 << 20, 0o755)) == 0
 
 
-def test_a_key_deleted_later_is_not_reported() -> None:
+def test_a_key_deleted_later_is_not_in_the_final_view_but_still_in_its_layer() -> None:
+    """The final image does not show it; its layer still holds it, and anyone who pulls
+    the image has the layer: a buried secret (a new user expected it found)."""
     key = pem("RSA PRIVATE KEY")
-    found = judge(
+    layers = (
         layer(d("root/.ssh"), f("root/.ssh/id_rsa", key, 0o600),
-              d("app/certs"), f("app/certs/tls.key", key)),
-        layer(whiteout("root/.ssh/id_rsa")),
+              d("app/certs"), f("app/certs/tls.key", key), f("app/.env", b"TOKEN=1\n")),
+        layer(whiteout("root/.ssh/id_rsa"), whiteout("app/.env")),
         layer(d("app/certs"), f("app/certs/.wh..wh..opq", b"")),
     )
-    assert found == []
+    assert judge(*layers) == []
+    buried = buried_secrets(stack(layers), layers, ["COPY . /", "RUN rm", "RUN rm -rf"])
+    assert sorted((b.path, b.layer, b.instruction, b.severity) for b in buried) == [
+        ("/app/.env", 0, "COPY . /", "high"),
+        ("/app/certs/tls.key", 0, "COPY . /", "high"),
+        ("/root/.ssh/id_rsa", 0, "COPY . /", "high")]
+    assert all("still in layer 0" in b.detail for b in buried)
 
 
-def test_a_key_overwritten_by_a_certificate_is_not_reported() -> None:
-    found = judge(layer(f("srv/tls.pem", pem("EC PRIVATE KEY"))),
-                  layer(f("srv/tls.pem", pem("CERTIFICATE"))))
-    assert found == []
+def test_a_key_overwritten_by_a_certificate_is_buried_not_shown() -> None:
+    layers = (layer(f("srv/tls.pem", pem("EC PRIVATE KEY"))),
+              layer(f("srv/tls.pem", pem("CERTIFICATE"))))
+    assert judge(*layers) == []
+    (buried,) = buried_secrets(stack(layers), layers, ["COPY a", "COPY b"])
+    assert (buried.path, buried.layer) == ("/srv/tls.pem", 0)
 
 
 def test_a_key_is_traced_to_its_layer_in_a_gzip_layer() -> None:

@@ -42,7 +42,7 @@ from typing import Any
 
 from distill.report.analyze import Analysis
 from distill.report.filetree import FileTree, Placed
-from distill.report.layerfiles import Entry
+from distill.report.layerfiles import Entry, LayerFiles
 
 SEVERITIES = ("high", "medium", "low", "info")
 
@@ -51,6 +51,8 @@ SECRETS = "secrets"
 #: leading bytes read of a file that may be a key; files larger than KEY_FILE_MAX are not read
 KEY_HEAD = 4096
 KEY_FILE_MAX = 1 << 20
+#: files up to this size are read for keys whatever their name
+SMALL_FILE = 64 << 10
 
 _PEM_KEY = re.compile(rb"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----")
 _KEY_SUFFIXES = (".pem", ".key", ".ppk")
@@ -108,7 +110,9 @@ class Finding:
 
 
 class SecretsCollector:
-    """Reads the head of small files named like key material; finds private keys."""
+    """Reads the head of every small file, and of larger ones named like key material;
+    finds private keys (a key is small: a file under SMALL_FILE bytes is read whatever
+    its name, so `/opt/notes.txt` holding a key is found)."""
 
     name: str = SECRETS
 
@@ -116,7 +120,8 @@ class SecretsCollector:
         if entry.size > KEY_FILE_MAX:
             return 0
         name = entry.name
-        if name.endswith(_KEY_SUFFIXES) or _SSH_KEYS.fullmatch(name):
+        if entry.size <= SMALL_FILE or name.endswith(_KEY_SUFFIXES) \
+                or _SSH_KEYS.fullmatch(name):
             return KEY_HEAD
         return 0
 
@@ -145,11 +150,38 @@ def runs_as_root(user: str) -> bool:
 
 def findings(analysis: Analysis) -> list[Finding]:
     """The findings for an analysed image (analyse it with ``SecretsCollector()`` for
-    private keys to be found by content)."""
+    private keys to be found by content): what the final image shows, and the secrets a
+    later layer deleted or overwrote, which every layer's blob still hands out."""
     image = analysis.image
-    return tree_findings(analysis.tree, user=image.runtime.user,
-                         instructions=[layer.created_by for layer in analysis.layers],
-                         history=[h.created_by for h in image.config.history])
+    instructions = [layer.created_by for layer in analysis.layers]
+    found = tree_findings(analysis.tree, user=image.runtime.user, instructions=instructions,
+                          history=[h.created_by for h in image.config.history])
+    rank = {severity: i for i, severity in enumerate(SEVERITIES)}
+    return sorted(found + buried_secrets(analysis.tree, analysis.layer_files, instructions),
+                  key=lambda f: (rank[f.severity], f.path, f.category, f.detail))
+
+
+def buried_secrets(tree: FileTree, layers: Sequence[LayerFiles],
+                   instructions: Sequence[str]) -> list[Finding]:
+    """Secrets in a layer that the final image does not show (``RUN rm key`` after
+    ``COPY key``): anyone who pulls the image has the layer, and the secret in it."""
+    out = []
+    for index, layer in enumerate(layers):
+        instruction = instructions[index] if index < len(instructions) else ""
+        for entry in layer.entries:
+            placed = tree.files.get(entry.path)
+            if placed is not None and placed.layer == index:
+                continue             # shown, so found as the final image's
+            said = [detail for category, _, detail in _credentials(entry)
+                    if category == "secret"]
+            value = layer.found.get((SECRETS, entry.path))
+            if value is not None:
+                said.append(str(value))
+            for detail in said:
+                out.append(Finding("secret", "high", "/" + entry.path, index, instruction,
+                                   f"{detail}, removed by a later layer but still in "
+                                   f"layer {index}"))
+    return out
 
 
 def tree_findings(tree: FileTree, *, user: str = "", instructions: Sequence[str] = (),
