@@ -165,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
         output = replace(output or OutputSpec("image"), push=True)
     if output is not None:
         output.check()
+    if args.report:      # said before the build, not after it
+        report_dir = Path(args.report).parent
+        if not report_dir.is_dir() or not os.access(report_dir, os.W_OK):
+            raise UsageError(f"--report {args.report}: cannot write in {report_dir}")
     if args.sbom and not (output is not None and output.carries_referrers):
         raise UsageError(f"--sbom needs an output that carries it: {REFERRER_OUTPUTS}",
                          hint=f"this build's output is {_output_name(output)}")

@@ -53,17 +53,18 @@ def print_sizes(console: Console, sizes: BuildSizes, title: str) -> None:
     keeps it whole)."""
     from rich.text import Text
 
-    console.print(size_table(sizes, title))
+    console.print(Text(title, style="italic"))
+    console.print(size_table(sizes))
     console.print(Text(sizes.verdict(), style="bold"), soft_wrap=True)
 
 
-def size_table(sizes: BuildSizes, title: str) -> Table:
+def size_table(sizes: BuildSizes) -> Table:
     """Each stage: its base and size, the bytes each step added and its time; then the
     final image against the largest stage."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
     # the sizes never give way: a long instruction is cut short instead
     width = max(20, stderr_console().width - 20)
     table.add_column("stage / step", overflow="ellipsis", no_wrap=True, max_width=width)
