@@ -16,6 +16,7 @@ visible path there. Two measures of waste come out of it:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -49,6 +50,8 @@ class FileTree:
     found: dict[str, dict[str, tuple[int, object]]] = field(default_factory=dict)
     #: a regular file's path -> the paths of the hard links to it
     links: dict[str, set[str]] = field(default_factory=dict)
+    #: directory -> where it is once symlinks are followed; cleared when the view changes
+    _real_parents: dict[str, str] = field(default_factory=dict, repr=False)
     efficiency: float = 1.0
     dive_wasted_bytes: int = 0
     waste: list[Waste] = field(default_factory=list)
@@ -64,47 +67,60 @@ class FileTree:
         return {path: by[collector] for path, by in self.found.items() if collector in by}
 
     def dir_sizes(self) -> dict[str, int]:
-        """Bytes of regular files under each directory ("" is the root)."""
+        """Bytes of regular files under each directory ("" is the root): each directory
+        adds its total to its parent's once, deepest first (linear in the paths)."""
         sizes: dict[str, int] = {"": 0}
         for placed in self.regular_files():
-            path = placed.entry.path
-            while True:
-                path = path.rpartition("/")[0]
-                sizes[path] = sizes.get(path, 0) + placed.entry.size
-                if not path:
-                    break
+            parent = placed.entry.path.rpartition("/")[0]
+            sizes[parent] = sizes.get(parent, 0) + placed.entry.size
+        for path in sorted((p for p, placed in self.files.items()
+                            if placed.entry.kind == "dir"), key=lambda p: -p.count("/")):
+            sizes.setdefault(path, 0)
+            if path:
+                parent = path.rpartition("/")[0]
+                sizes[parent] = sizes.get(parent, 0) + sizes[path]
         return sizes
 
     # -- stacking ----------------------------------------------------------------
     def real(self, path: str) -> str:
         """``path`` with symlinks among its parent directories followed inside the view,
         as a runtime applying the layer does (a symlink's target is read as if chrooted;
-        ``..`` stops at the root); the last component is kept as it is."""
+        ``..`` stops at the root); the last component is kept as it is. At most
+        MAX_HOPS links and MAX_STEPS components are walked (a hostile link that expands
+        to thousands of components costs no more than that)."""
         parent, _, name = path.rpartition("/")
         if not parent:
             return path
-        done: list[str] = []
-        todo = parent.split("/")
-        hops = 0
-        while todo:
-            part = todo.pop(0)
+        real_parent = self._real_parents.get(parent)
+        if real_parent is None:
+            real_parent = self._real_parents[parent] = self._resolve(parent)
+        return f"{real_parent}/{name}" if real_parent else name
+
+    def _resolve(self, directory: str) -> str:
+        done = [""]                     # done[k]: the first k components, joined
+        todo = deque(directory.split("/"))
+        hops = steps = 0
+        while todo and steps < MAX_STEPS:
+            steps += 1
+            part = todo.popleft()
             if part in ("", "."):
                 continue
             if part == "..":
-                if done:
+                if len(done) > 1:
                     done.pop()
                 continue
-            here = "/".join([*done, part])
+            here = f"{done[-1]}/{part}" if len(done) > 1 else part
             placed = self.files.get(here)
             if placed is not None and placed.entry.kind == "symlink" and hops < MAX_HOPS:
                 hops += 1
                 target = placed.entry.link
                 if target.startswith("/"):
-                    done = []
-                todo = target.split("/") + todo
+                    done = [""]
+                todo.extendleft(reversed(target.split("/")))
                 continue
-            done.append(part)
-        return "/".join([*done, name])
+            done.append(here)
+        rest = [p for p in todo if p not in ("", ".", "..")]     # past the budget: as is
+        return "/".join([done[-1], *rest]) if len(done) > 1 else "/".join(rest)
 
     def _remove(self, path: str, layer: int) -> None:
         """Remove ``path`` and everything below it, counting the file bytes lost."""
@@ -117,6 +133,8 @@ class FileTree:
             found = self.found.pop(current, None)
             if placed is not None:
                 entry = placed.entry
+                if entry.kind == "symlink":       # where paths lead may change
+                    self._real_parents.clear()
                 if entry.kind == "hardlink":
                     self.links.get(entry.link, set()).discard(current)
                 elif entry.kind == "file" and self.links.get(current):
@@ -156,6 +174,8 @@ class FileTree:
                     and target.entry.path != entry.path:
                 entry = replace(entry, link=target.entry.path)
         old = self.files.get(entry.path)
+        if entry.kind == "symlink" or (old is not None and old.entry.kind == "symlink"):
+            self._real_parents.clear()
         if old is not None:
             if old.entry.kind == "dir" and entry.kind == "dir":
                 self.files[entry.path] = Placed(entry, layer)
@@ -177,6 +197,8 @@ class FileTree:
 
 #: symlinks followed in one path before giving up (Linux's MAXSYMLINKS)
 MAX_HOPS = 40
+#: path components walked in one path at most (PATH_MAX allows 2048 of them)
+MAX_STEPS = 4096
 
 
 def stack(layers: Sequence[LayerFiles]) -> FileTree:
@@ -186,7 +208,7 @@ def stack(layers: Sequence[LayerFiles]) -> FileTree:
             for child in list(tree.children.get(tree.real(path + "/x").rpartition("/")[0],
                                                 ())):
                 tree._remove(child, index)
-        for path in layer.deleted:
+        for path in dict.fromkeys(layer.deleted):
             tree._remove(tree.real(path), index)
         moved: dict[str, str] = {}
         for entry in layer.entries:
@@ -233,7 +255,8 @@ def _dive_efficiency(tree: FileTree, layers: Sequence[LayerFiles]) -> None:
         touched.setdefault(path, []).append(index)
 
     for index, layer in enumerate(layers):
-        for path in layer.deleted:
+        deleted = list(dict.fromkeys(layer.deleted))   # one node per path, as dive's tree
+        for path in deleted:
             old = view.get(path)
             size = 0
             if old is not None and old.kind == "dir":   # dive: a directory's whole size
@@ -241,9 +264,11 @@ def _dive_efficiency(tree: FileTree, layers: Sequence[LayerFiles]) -> None:
             visit(path, size, index)
         for entry in _leaves(layer):
             visit(entry.path, entry.size, index)
-        for path in layer.deleted:
+        for path in deleted:       # out of the view, and out of ``below``: walked once
             for p in [path, *_under(path, below)]:
                 view.pop(p, None)
+                below.pop(p, None)
+            below.get(path.rpartition("/")[0], set()).discard(path)
         for entry in layer.entries:
             view[entry.path] = entry
             parent = entry.path.rpartition("/")[0]

@@ -74,6 +74,9 @@ _KINDS = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "
 
 def clean(name: str) -> str:
     """A member name as a path relative to the image's root ("" for the root)."""
+    wrapped = f"/{name}/"
+    if "//" not in wrapped and "/./" not in wrapped and "/../" not in wrapped:
+        return name           # already clean: the common case, in C
     parts = [p for p in name.split("/") if p not in ("", ".")]
     out: list[str] = []
     for part in parts:
