@@ -113,3 +113,22 @@ def test_a_path_under_a_symlinked_directory_lands_where_the_link_points() -> Non
     assert "real/y" not in again.files and again.wasted_bytes == 2
     loop = stack([layer(sym("a", "b"), sym("b", "a"), f("a/z", 3))])
     assert sum(p.entry.size for p in loop.regular_files()) == 3
+
+
+def test_a_link_that_expands_without_end_costs_a_bounded_walk() -> None:
+    """`s -> s/./././...` (2040 components) then entries under `s/`: each resolved in a
+    bounded walk, once per directory (an attacker's 2 kB layer took two minutes)."""
+    import time
+
+    entries = [sym("s", "s/" + "./" * 2040)] + [f(f"s/f{i}", 1) for i in range(2000)]
+    started = time.process_time()
+    tree = stack([layer(*entries)])
+    assert sum(p.entry.size for p in tree.regular_files()) == 2000
+    assert time.process_time() - started < 30      # a guard against hours, not a benchmark
+
+
+def test_a_whiteout_given_many_times_is_one_deletion() -> None:
+    files = [d("a")] + [f(f"a/{i}", 1) for i in range(3000)]
+    tree = stack([layer(*files), layer(deleted=("a",) * 3000)])
+    assert tree.files == {} and tree.wasted_bytes == 3000
+    assert [w.path for w in tree.waste] == ["a"]

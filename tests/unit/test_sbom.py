@@ -324,3 +324,20 @@ def test_hostile_records_are_skipped() -> None:
 ])
 def test_timestamp(given: str | None, expected: str) -> None:
     assert timestamp(given) == expected
+
+
+def test_undecodable_names_and_instructions_keep_the_documents_valid() -> None:
+    """A package record at a path that is not UTF-8 and a layer made by an instruction
+    holding a lone surrogate (JSON allows the escape): both documents are still UTF-8
+    JSON, the byte shown as \\xNN (an attacker's image made --sbom raise here)."""
+    status = b"Package: evil\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n"
+    layer = tar(("var/lib/dpkg/status.d/pk\udcfe", status, 0o644))   # the byte 0xfe
+    tree = stack([read_layer(io.BytesIO(layer), mt.OCI_LAYER_TAR, "layer", collectors())[0]])
+    image = image_of([(layer, "RUN \ud800")], None)
+    subject = Subject("x:1", image, ["RUN \ud800"], [str(d) for d in image.config.diff_ids],
+                      inventory(tree))
+    assert [c.name for c in subject.components if c.kind != "operating-system"] == ["evil"]
+    for document in (spdx(subject), cyclonedx(subject)):
+        text = to_json(document).decode("utf-8")
+        assert "\\xfe" in text and "\\ud800" in text and "\ud800" not in text
+        json.loads(text)

@@ -415,3 +415,12 @@ def test_through_analyze(tmp_path: Path) -> None:
         ("shell", "/bin/busybox", 0, "ADD rootfs.tar /"),
         ("shell", "/bin/sh", 0, "ADD rootfs.tar /"),
     ]
+
+
+def test_a_hard_link_has_its_files_mode_not_its_headers() -> None:
+    """`bin/sh` a hard link whose header says 0644 to an executable busybox: on disk it
+    is the busybox inode, executable; the shell is found (an attacker hid it so)."""
+    link = tarfile.TarInfo("bin/sh")
+    link.type, link.linkname, link.mode = tarfile.LNKTYPE, "usr/lib/x/payload", 0o644
+    found = judge(layer(d("usr/lib/x"), exe("usr/lib/x/payload"), d("bin"), M(link, b"")))
+    assert [(x.category, x.path) for x in found] == [("shell", "/bin/sh")]

@@ -187,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
     from distill.report.analyze import analyze
     from distill.report.inventory import collectors
     from distill.report.security import SecretsCollector, findings, findings_json
+    from distill.report.text import visible_json
 
     if args.top < 0 or args.depth < 0:
         raise UsageError("--top and --depth take a number of 0 or more")
@@ -218,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
         doc["security"] = findings_json(found)
         if results:
             doc["ci"] = [vars(c) for c in results]
-        _emit(args.output, json.dumps(doc, indent=2).encode() + b"\n")
+        # names' undecodable bytes as \xNN, as the report shows them (distill.report.text)
+        _emit(args.output, json.dumps(visible_json(doc), indent=2).encode() + b"\n")
     else:
         _show(analysis, found, args)
     if results:     # on stderr when stdout carries a document: a CI log shows why
@@ -253,11 +255,11 @@ def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) ->
     from rich.table import Table
     from rich.text import Text
 
-    from distill.cli.render import printable
+    from distill.cli.render import one_line
 
     out = Console(highlight=False)
     tree = analysis.tree
-    out.print(Text(f"{printable(analysis.name)}  {analysis.image.digest}  "
+    out.print(Text(f"{one_line(analysis.name)}  {analysis.image.digest}  "
                    f"{analysis.image.config.platform.normalized()}", style="bold"))
     out.print(f"size: {human(analysis.uncompressed)} uncompressed, "
               f"{human(analysis.compressed)} compressed, in {len(analysis.layers)} layers; "
@@ -272,7 +274,7 @@ def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) ->
         layers.add_column(col, justify=just)  # type: ignore[arg-type]
     for layer in analysis.layers:
         layers.add_row(str(layer.index), human(layer.compressed), human(layer.uncompressed),
-                       Text(printable(layer.created_by) or "-", overflow="fold"))
+                       Text(one_line(layer.created_by) or "-", overflow="fold"))
     out.print(layers)
     if tree.waste:
         out.print(Text("\nwasted: overwritten or deleted by a later layer", style="bold"))
@@ -282,7 +284,7 @@ def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) ->
         waste.add_column("added in", justify="right", no_wrap=True)
         waste.add_column("removed by", justify="right", no_wrap=True)
         for w in tree.waste[:args.top]:
-            waste.add_row(human(w.bytes), Text("/" + printable(w.path)),
+            waste.add_row(human(w.bytes), Text("/" + one_line(w.path)),
                           ",".join(map(str, w.added)), str(w.by))
         out.print(waste)
     out.print(Text("\nlargest files", style="bold"))
@@ -291,7 +293,7 @@ def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) ->
     largest.add_column("path", overflow="fold")
     largest.add_column("layer", justify="right", no_wrap=True)
     for placed in analysis.largest(args.top):
-        largest.add_row(human(placed.entry.size), Text("/" + printable(placed.entry.path)),
+        largest.add_row(human(placed.entry.size), Text("/" + one_line(placed.entry.path)),
                         str(placed.layer))
     out.print(largest)
     if args.depth:
@@ -303,14 +305,14 @@ def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) ->
 
 def _tree_lines(node: dict[str, Any], depth: int, most: int, indent: str = "") -> list[str]:
     """The tree to ``depth`` levels, the ``most`` largest entries of each directory."""
-    from distill.cli.render import printable
+    from distill.cli.render import one_line
 
     lines = []
     children = sorted(node.get("children", []), key=lambda c: (-c["size"], c["name"]))
     for child in children[:most]:
         mark = "/" if child.get("kind") == "dir" else \
-            f" -> {printable(child['link'])}" if child.get("link") else ""
-        lines.append(f"{human(child['size']):>10}  {indent}{printable(child['name'])}{mark}")
+            f" -> {one_line(child['link'])}" if child.get("link") else ""
+        lines.append(f"{human(child['size']):>10}  {indent}{one_line(child['name'])}{mark}")
         if depth > 1 and child.get("children"):
             lines += _tree_lines(child, depth - 1, most, indent + "  ")
     if len(children) > most:
@@ -324,7 +326,7 @@ def _show_findings(out: Console, found: list[Finding]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from distill.cli.render import printable
+    from distill.cli.render import one_line
 
     if not found:
         out.print("\nsecurity: no findings", markup=False)
@@ -334,9 +336,9 @@ def _show_findings(out: Console, found: list[Finding]) -> None:
     for col in ("severity", "category", "path", "layer", "detail"):
         table.add_column(col, overflow="fold", no_wrap=col in ("severity", "layer"))
     for f in found:
-        table.add_row(f.severity, f.category, Text(printable(f.path) or "-"),
+        table.add_row(f.severity, f.category, Text(one_line(f.path) or "-"),
                       "" if f.layer is None else str(f.layer),
-                      Text(printable(f.detail), overflow="fold"))
+                      Text(one_line(f.detail), overflow="fold"))
     out.print(table)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import TYPE_CHECKING
 
 from distill.errors import DistillError
 from distill.report.sizes import BuildSizes, human
+from distill.report.text import visible
 
 if TYPE_CHECKING:      # rich is imported when a table is drawn, not on every start
     from rich.console import Console
@@ -20,14 +20,17 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-# C0 and C1 control characters but tab and newline: a hostile Dockerfile's NUL, escape
-# sequence or carriage return is shown, not obeyed by the terminal
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def printable(text: str) -> str:
-    """``text`` with control characters written as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """``text`` (of one or more lines) with what a terminal must not obey written as
+    ``\\xNN``: a hostile Dockerfile's NUL, escape sequence, carriage return, bidi
+    override (distill.report.text)."""
+    return visible(text, lines=True)
+
+
+def one_line(text: str) -> str:
+    """A name, path or instruction: its newlines and tabs escaped too (a file named
+    "x\\nsecurity: no findings" must not forge a line of a report)."""
+    return visible(text)
 
 
 def render_error(err: DistillError) -> str:

@@ -21,11 +21,11 @@ import base64
 import hashlib
 import html
 import math
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from distill.report.sizes import human
+from distill.report.text import visible
 
 Rect = tuple[float, float, float, float]
 
@@ -58,24 +58,12 @@ svg text{font:11px system-ui,sans-serif;fill:#111;pointer-events:none}
 .sev-critical,.sev-high{color:#b00020;font-weight:600}.sev-medium{color:#a65300}
 """
 
-# Shown as escapes rather than drawn: C0/C1 controls (but tab and newline), bidirectional
-# marks and overrides (they can make a path read as another), lone surrogates (undecodable
-# bytes of a file name; they cannot be encoded as UTF-8).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
-                     "\ud800-\udfff]")
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if 0xDC80 <= code <= 0xDCFF:            # a byte kept by surrogateescape
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
+# -- text and numbers: every string is hostile, shown with distill.report.text.visible --
 
 def _e(value: object) -> str:
     """``value`` as HTML text or a quoted attribute's value."""
     text = value if isinstance(value, str) else "" if value is None else str(value)
-    return html.escape(_UNSAFE.sub(_visible, text), quote=True)
+    return html.escape(visible(text, lines=True), quote=True)
 
 
 def _num(value: object) -> float:

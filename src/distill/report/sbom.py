@@ -29,6 +29,7 @@ from distill.image.image import Image
 from distill.oci.reference import normalize_reference
 from distill.report.analyze import Analysis
 from distill.report.inventory import APPLICATION, OPERATING_SYSTEM, Component, inventory
+from distill.report.text import visible_json
 
 TOOL = "distill"
 EPOCH = "1970-01-01T00:00:00Z"
@@ -105,7 +106,7 @@ def _uuid(subject: Subject, kind: str) -> uuid.UUID:
 
 def _ref(c: Component) -> str:
     """A stable identifier for a component: its kind and name, and a hash of its key."""
-    digest = hashlib.sha256("\0".join(c.key).encode()).hexdigest()[:12]
+    digest = hashlib.sha256("\0".join(c.key).encode("utf-8", "surrogatepass")).hexdigest()[:12]
     name = re.sub(r"[^A-Za-z0-9.\-]+", "-", f"{c.kind}-{c.name}")[:80]
     return f"{name}-{digest}"
 
@@ -255,4 +256,7 @@ def _cdx_component(subject: Subject, c: Component, ref: str) -> dict[str, Any]:
 
 def to_json(document: dict[str, Any]) -> bytes:
     """``document`` as JSON bytes, the same for the same document (sorted keys)."""
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+    # a name's undecodable bytes (lone surrogates) and control characters as \xNN: the
+    # document stays UTF-8 that every reader takes
+    return json.dumps(visible_json(document), indent=2, sort_keys=True,
+                      ensure_ascii=False).encode() + b"\n"

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from distill.report.analyze import Analysis
@@ -219,7 +219,7 @@ def findings_json(found: Sequence[Finding]) -> list[dict[str, Any]]:
 # -- what one path is -----------------------------------------------------------------
 def _look_at(tree: FileTree, placed: Placed) -> Iterator[tuple[str, str, str]]:
     """(category, severity, detail) of each finding about one path."""
-    entry = placed.entry
+    entry = _effective(tree, placed.entry)
     yield from _modes(entry)
     yield from _credentials(entry)
     parent = entry.path.rpartition("/")[0]
@@ -227,9 +227,22 @@ def _look_at(tree: FileTree, placed: Placed) -> Iterator[tuple[str, str, str]]:
         yield from _program(tree, entry)
 
 
+def _effective(tree: FileTree, entry: Entry) -> Entry:
+    """A hard link as it is on disk: the inode it shares, so its file's mode and owner
+    (a runtime keeps the file's: a link's own header cannot hide an executable shell
+    behind mode 0644, as an attacker's image tried)."""
+    if entry.kind != "hardlink":
+        return entry
+    target = tree.files.get(entry.link)
+    if target is None or target.entry.kind != "file":
+        return entry
+    return replace(entry, mode=target.entry.mode, uid=target.entry.uid,
+                   gid=target.entry.gid)
+
+
 def _modes(entry: Entry) -> Iterator[tuple[str, str, str]]:
     owner = f"mode {entry.mode:04o}, owner {entry.uid}:{entry.gid}"
-    if entry.kind == "file":
+    if entry.kind in ("file", "hardlink"):
         if entry.mode & 0o4000:
             yield "setuid", "high" if entry.uid == 0 else "medium", owner
         if entry.mode & 0o2000:
