@@ -341,3 +341,27 @@ def test_undecodable_names_and_instructions_keep_the_documents_valid() -> None:
         text = to_json(document).decode("utf-8")
         assert "\\xfe" in text and "\\ud800" in text and "\ud800" not in text
         json.loads(text)
+
+
+
+def test_a_collector_reads_more_only_when_the_head_says_so() -> None:
+    """The head first; the rest only where ``more`` asks (the Go collector reads an
+    executable whole only if it is ELF: an attacker's executable of zeros cost a GB)."""
+    given: dict[str, int] = {}
+
+    class HeadFirst:
+        name = "head-first"
+
+        def wants(self, entry: Entry) -> int:
+            return 4
+
+        def more(self, entry: Entry, head: bytes) -> int:
+            return entry.size if head == b"\x7fELF" else 0
+
+        def parse(self, entry: Entry, data: bytes) -> object | None:
+            given[entry.path] = len(data)
+            return None
+
+    layer = tar(("elf", b"\x7fELF" + bytes(5000), 0o755), ("zeros", bytes(5000), 0o755))
+    read_layer(io.BytesIO(layer), mt.OCI_LAYER_TAR, "layer", [HeadFirst()])
+    assert given == {"elf": 5004}

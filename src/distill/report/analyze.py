@@ -12,7 +12,7 @@ from distill.errors import DigestMismatchError, ImageError
 from distill.image.image import Image, Layer
 from distill.oci import mediatypes as mt
 from distill.report.filetree import FileTree, Placed, stack
-from distill.report.layerfiles import Collector, LayerFiles, read_layer
+from distill.report.layerfiles import Budget, Collector, LayerFiles, read_layer
 from distill.store.store import Store
 
 
@@ -106,6 +106,7 @@ def analyze(store: Store, image: Image, name: str,
     made = layer_instructions(image)
     reports = []
     files_per_layer = []
+    budget = Budget()            # what every layer's collectors may be given, in all
     for index, layer in enumerate(image.layers):
         blob = layer.blob
         what = f"layer {index + 1} ({blob.digest if blob else layer.diff_id})"
@@ -113,7 +114,7 @@ def analyze(store: Store, image: Image, name: str,
             raise ImageError(f"{what} has no blob yet")
         with (store.blobs.open(blob.digest) if blob else lazy(layer)) as raw:  # type: ignore[misc]
             files, diff_id, size = read_layer(
-                raw, blob.media_type if blob else mt.OCI_LAYER_TAR, what, collectors)
+                raw, blob.media_type if blob else mt.OCI_LAYER_TAR, what, collectors, budget)
         if diff_id != layer.diff_id:
             raise DigestMismatchError(f"{what} unpacks to {diff_id}, but the image config "
                                       f"says {layer.diff_id}")

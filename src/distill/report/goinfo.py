@@ -29,6 +29,10 @@ SEARCH_LIMIT = 1 << 20
 MAX_STRING = 1 << 20
 #: smaller files are not Go binaries
 MIN_BINARY = 1024
+#: the head read first: enough for the ELF magic
+ELF_HEAD = 64
+#: the largest binary read for its build info (memory: the file is held while parsed)
+MAX_BINARY = 256 << 20
 FLAG_BIG_ENDIAN = 1
 FLAG_INLINE = 2
 
@@ -55,15 +59,20 @@ class GoBuildInfo:
 
 class GoCollector:
     """Gives the SBOM the build info of every Go binary: executable regular files of
-    at least 1 KiB are read whole (up to the collector cap) and kept if they are ELF
-    with build info."""
+    at least 1 KiB whose head is ELF are read whole (up to MAX_BINARY: a larger binary's
+    build info is not read) and kept if they have build info."""
 
     name = "go"
 
     def wants(self, entry: Entry) -> int:
         if entry.kind != "file" or not entry.mode & 0o111 or entry.size < MIN_BINARY:
             return 0
-        return entry.size
+        return ELF_HEAD
+
+    def more(self, entry: Entry, head: bytes) -> int:
+        """The whole file, if its head is an ELF header (a script or a file of zeros
+        marked executable is not read further), up to MAX_BINARY."""
+        return min(entry.size, MAX_BINARY) if head.startswith(b"\x7fELF") else 0
 
     def parse(self, entry: Entry, data: bytes) -> GoBuildInfo | None:
         return read_buildinfo(data)

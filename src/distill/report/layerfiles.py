@@ -43,7 +43,9 @@ class Entry:
 
 
 class Collector(Protocol):
-    """Reads what it needs of some files as a layer passes."""
+    """Reads what it needs of some files as a layer passes. A collector may also have
+    ``more(entry, head) -> int``: given the head it asked for, how many bytes it needs
+    in all (0: none; a Go binary is read whole only once its head says ELF)."""
 
     name: str
 
@@ -54,6 +56,21 @@ class Collector(Protocol):
     def parse(self, entry: Entry, data: bytes) -> object | None:
         """What ``data`` (the leading bytes asked for) says; None: nothing."""
         ...
+
+
+class Budget:
+    """The bytes collectors may still be given in one analysis: each file's share is
+    capped, and so is their sum (an image of many large package databases or lockfiles
+    is read for its tree, not held in memory)."""
+
+    def __init__(self, total: int = 1 << 30) -> None:
+        self.left = total
+
+    def take(self, n: int) -> bool:
+        if n > self.left:
+            return False
+        self.left -= n
+        return True
 
 
 @dataclass
@@ -98,7 +115,8 @@ def entry_of(member: tarfile.TarInfo) -> Entry | None:
 
 
 def read_layer(stream: BinaryIO, media_type: str, what: str,
-               collectors: Sequence[Collector] = ()) -> tuple[LayerFiles, Digest, int]:
+               collectors: Sequence[Collector] = (), budget: Budget | None = None
+               ) -> tuple[LayerFiles, Digest, int]:
     """The entries of the layer blob ``stream`` (compressed as ``media_type``), the
     diff_id its bytes hash to and their number."""
     files = LayerFiles()
@@ -106,7 +124,7 @@ def read_layer(stream: BinaryIO, media_type: str, what: str,
         try:
             with open_tar(raw, what) as tar:  # type: ignore[arg-type]
                 for member in tar:
-                    _add(files, tar, member, collectors)
+                    _add(files, tar, member, collectors, budget or Budget())
         except tarfile.TarError as e:
             raise ImageError(f"{what} is not a valid tar archive: {e}") from None
         raw.drain()
@@ -114,7 +132,7 @@ def read_layer(stream: BinaryIO, media_type: str, what: str,
 
 
 def _add(files: LayerFiles, tar: tarfile.TarFile, member: tarfile.TarInfo,
-         collectors: Sequence[Collector]) -> None:
+         collectors: Sequence[Collector], budget: Budget) -> None:
     entry = entry_of(member)
     if entry is None or not entry.path:
         return
@@ -133,9 +151,19 @@ def _add(files: LayerFiles, tar: tarfile.TarFile, member: tarfile.TarInfo,
     if most <= 0:
         return
     source = tar.extractfile(member)
-    if source is None:
-        return
+    if source is None or not budget.take(most):
+        return                   # (the analysis has collected all it may hold)
     data = source.read(most)
+    for collector in collectors:    # a collector that judges by the head what else it needs
+        more = getattr(collector, "more", None)
+        if more is not None and wanted[collector] > 0:
+            n = min(int(more(entry, data[:wanted[collector]])), entry.size, MAX_COLLECTED)
+            wanted[collector] = max(wanted[collector], n) if n else 0
+    most = max(wanted.values())
+    if most > len(data):
+        if not budget.take(most - len(data)):
+            return
+        data += source.read(most - len(data))
     for collector, n in wanted.items():
         if n > 0:
             value = collector.parse(entry, data[:n])

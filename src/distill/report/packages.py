@@ -34,6 +34,10 @@ DPKG_STATUS = "var/lib/dpkg/status"
 DPKG_STATUS_D = "var/lib/dpkg/status.d/"
 #: the largest package database read (a full Debian system's status is a few MiB)
 MAX_DATABASE = 64 << 20
+#: the largest npm lockfile read, and the packages kept of one (a record costs ~10 times
+#: its bytes once parsed: an attacker's layer of lockfiles took gigabytes)
+MAX_LOCKFILE = 16 << 20
+MAX_LOCKED = 20_000
 #: the largest single-package record read
 MAX_RECORD = 1 << 20
 
@@ -201,7 +205,7 @@ class NpmLockCollector:
 
     def wants(self, entry: Entry) -> int:
         if entry.name in ("package-lock.json", ".package-lock.json"):
-            return _sized(entry, MAX_DATABASE)
+            return _sized(entry, MAX_LOCKFILE)
         return 0
 
     def parse(self, entry: Entry, data: bytes) -> tuple[Locked, ...] | None:
@@ -214,8 +218,10 @@ class NpmLockCollector:
         base = entry.path.rpartition("/")[0]
         if entry.name == ".package-lock.json":       # it lives in node_modules/
             base = base.rpartition("/")[0]
-        found = []
+        found: list[Locked] = []
         for key, value in packages.items():
+            if len(found) >= MAX_LOCKED:      # a lockfile's records cost memory: bounded
+                break
             if not key or not isinstance(value, dict) or value.get("link") is True:
                 continue                 # the project itself, or a symlinked workspace
             parts = key.split("/")
