@@ -89,7 +89,7 @@ def built(proc: subprocess.CompletedProcess[str]) -> str:
 
 def answer(text: str, what: str) -> str:
     """The answer to the attempt ``what``: the last line ``what: answer`` of ``text``."""
-    found = re.findall(rf"^{re.escape(what)}: (.*)$", text, re.MULTILINE)
+    found = re.findall(rf"^{re.escape(what)}: (.*)$", without_prefixes(text), re.MULTILINE)
     assert found, f"no answer for {what!r} in:\n{text}"
     return str(found[-1])
 

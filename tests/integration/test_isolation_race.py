@@ -33,6 +33,7 @@ from tests.helpers.isolation import (
     context,
     escape_attempt,
 )
+from tests.helpers.progress import without_prefixes
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ def test_workdir_swapped_in_a_shared_cache_mount_never_leaves_the_sandbox(
     assert flipper.stderr is not None
     try:
         for line in flipper.stderr:
-            if line.strip() == "flipping":
+            if without_prefixes(line).strip() == "flipping":   # "#2 0.031 flipping"
                 break
         else:
             raise AssertionError(f"the flipping RUN did not start: {flipper.communicate()}")
