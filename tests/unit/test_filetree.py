@@ -132,3 +132,11 @@ def test_a_whiteout_given_many_times_is_one_deletion() -> None:
     tree = stack([layer(*files), layer(deleted=("a",) * 3000)])
     assert tree.files == {} and tree.wasted_bytes == 3000
     assert [w.path for w in tree.waste] == ["a"]
+
+
+def test_each_collector_has_its_own_share_of_the_budget() -> None:
+    from distill.report.layerfiles import Budget
+
+    budget = Budget(total=10)
+    assert budget.take("go", 8) and budget.take("secrets", 8)
+    assert not budget.take("go", 5) and budget.take("secrets", 2)

@@ -424,3 +424,14 @@ def test_a_hard_link_has_its_files_mode_not_its_headers() -> None:
     link.type, link.linkname, link.mode = tarfile.LNKTYPE, "usr/lib/x/payload", 0o644
     found = judge(layer(d("usr/lib/x"), exe("usr/lib/x/payload"), d("bin"), M(link, b"")))
     assert [(x.category, x.path) for x in found] == [("shell", "/bin/sh")]
+
+
+def test_a_file_under_a_symlinked_directory_is_not_taken_for_a_buried_one() -> None:
+    """merged-usr: `bin -> usr/bin`, then a layer writes `bin/.env`; stacking puts it at
+    `usr/bin/.env`, where it is shown: found once, not also as removed (a review found
+    the layer's own path looked up)."""
+    layers = (layer(d("usr/bin"), sym("bin", "usr/bin")), layer(f("bin/.env", b"K=v\n")))
+    tree = stack(layers)
+    assert buried_secrets(tree, layers, ["ADD", "COPY"]) == []
+    assert [(x.path, x.layer) for x in judge(*layers) if x.category == "secret"] == [
+        ("/usr/bin/.env", 1)]

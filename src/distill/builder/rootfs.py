@@ -159,24 +159,36 @@ class RootfsManager:
             raise ImageError(f"layer {layer.diff_id} is no longer in the store (pruned "
                              "while the build ran?)", hint="build again")
         read_end, write_end = os.pipe()
+        reader, out = open(read_end, "rb"), open(write_end, "wb")   # noqa: SIM115
         failed: list[BaseException] = []
 
         def write() -> None:
             try:
-                with open(write_end, "wb") as out:
+                with out:
                     write_layer_from_upper(snapshot, out)
             except BrokenPipeError:
                 pass                  # the reader stopped early (its own error says why)
             except BaseException as e:  # noqa: BLE001 - handed to the reader's thread
                 failed.append(e)
 
-        writer = threading.Thread(target=write, name="lazy-tar", daemon=True)
-        writer.start()
-        try:
-            with open(read_end, "rb") as stream:
-                yield stream
-        finally:
-            writer.join()
+        with reader:
+            writer = threading.Thread(target=write, name="lazy-tar", daemon=True)
+            try:
+                writer.start()
+            except BaseException:
+                out.close()
+                raise
+            try:
+                yield reader
+            except BaseException:
+                reader.close()        # a writer still writing meets a closed pipe
+                writer.join()
+                if failed:            # the writer's error is why the tar broke off
+                    raise failed[0] from None
+                raise
+            finally:
+                reader.close()
+                writer.join()
         if failed:
             raise failed[0]
 

@@ -198,7 +198,9 @@ def run(args: argparse.Namespace) -> int:
                          hint="--json -o FILE, --sbom spdx -o FILE, or --html FILE")
     store = Store()
     image, name = open_image(store, args.image, args.platform)
-    analysis = analyze(store, image, name, [SecretsCollector(), *collectors()])
+    # the package collectors read only for an SBOM (they read every ELF binary whole)
+    analysis = analyze(store, image, name,
+                       [SecretsCollector(), *(collectors() if args.sbom else ())])
     found = findings(analysis)
     results = checks(args, analysis, found) if args.ci or _any_threshold(args) else []
     if args.html:
@@ -256,6 +258,7 @@ def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) ->
     from rich.text import Text
 
     from distill.cli.render import one_line
+    from distill.report.analyze import tree_json
 
     out = Console(highlight=False)
     tree = analysis.tree
@@ -298,7 +301,7 @@ def _show(analysis: Analysis, found: list[Finding], args: argparse.Namespace) ->
     out.print(largest)
     if args.depth:
         out.print(Text("\nfile tree", style="bold"))
-        for line in _tree_lines(analysis.to_json(0)["tree"], args.depth, max(args.top, 1)):
+        for line in _tree_lines(tree_json(analysis.tree), args.depth, max(args.top, 1)):
             out.print(Text(line))
     _show_findings(out, found)
 

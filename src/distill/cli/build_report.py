@@ -13,7 +13,7 @@ from distill.image.image import Image
 from distill.report.analyze import analyze
 from distill.report.html import render_html
 from distill.report.security import SecretsCollector, findings, findings_json
-from distill.report.sizes import BuildSizes
+from distill.report.sizes import BuildSizes, stage_name
 from distill.store.store import Store
 
 
@@ -27,7 +27,7 @@ def report(store: Store, builder: Builder, result: BuildResult, image: Image,
     stage = by_label.get(largest.label) if largest else None
     if stage is not None and largest is not None and largest.size > final.uncompressed \
             and stage.image.config.diff_ids != image.config.diff_ids:
-        biggest = analyze(store, stage.image, f"stage {largest.label}",
+        biggest = analyze(store, stage.image, stage_name(largest.label),
                           lazy=builder.rootfs.lazy_tar)
         images.append({"label": f"largest stage: {largest.label}", **biggest.to_json()})
     return {

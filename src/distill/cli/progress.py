@@ -176,6 +176,7 @@ class TtyProgress(StepLog):
 
         self._clock = clock
         self._console = console or stderr_console()
+        self._print_lock = threading.Lock()
         self._live = Live(console=self._console, transient=True, refresh_per_second=8,
                           get_renderable=self._render)
 
@@ -202,12 +203,20 @@ class TtyProgress(StepLog):
                                       no_wrap=True))
         return Group(*parts)
 
-    def _print(self, text: str, right: str = "", style: str = "") -> None:
-        """A line above the live view, cut to the terminal's width (``right`` kept)."""
-        # the live view is drawn again below the line: from the state as it is now,
-        # not as the last refresh saw it (a step that just ended would show as running)
-        self._live.refresh()
-        self._live.console.print(_line(text, right, style, self._console.width))
+    def _print(self, text: str, right: str = "", style: str = "",
+               extra: list[str] | None = None) -> None:
+        """A line above the live view, cut to the terminal's width (``right`` kept),
+        and ``extra`` lines under it, in one print."""
+        from rich.console import Group
+
+        width = self._console.width
+        lines = [_line(text, right, style, width),
+                 *(_line(more, "", style, width) for more in extra or ())]
+        with self._print_lock:
+            # the live view is drawn again below the line: from the state as it is
+            # now, not as the last refresh saw it (an ended step would show as running)
+            self._live.refresh()
+            self._live.console.print(Group(*lines))
 
     def started(self, step: int, title: str) -> None:
         with self.lock:
@@ -227,9 +236,11 @@ class TtyProgress(StepLog):
         if outcome == "CACHED":
             self._print(f"=> CACHED {record.title}", "", "blue")
         elif outcome in ("ERROR", "CANCELED"):
-            self._print(f"=> {outcome} {record.title}", f"{seconds:.1f}s", "bold red")
-            for line in record.last_lines if outcome == "ERROR" else ():
-                self._print(f"   {line}", "", "red")    # what it printed last, kept
+            # what it printed last stays on screen, in the same print as its line (a
+            # parallel stage's lines cannot come between)
+            tail = record.last_lines if outcome == "ERROR" else []
+            self._print(f"=> {outcome} {record.title}", f"{seconds:.1f}s", "bold red",
+                        extra=[f"   {line}" for line in tail])
         elif outcome == "DONE":
             self._print(f"=> {record.title}", f"{seconds:.1f}s", "blue")
         else:

@@ -72,7 +72,9 @@ class GoCollector:
     def more(self, entry: Entry, head: bytes) -> int:
         """The whole file, if its head is an ELF header (a script or a file of zeros
         marked executable is not read further), up to MAX_BINARY."""
-        return min(entry.size, MAX_BINARY) if head.startswith(b"\x7fELF") else 0
+        if entry.size > MAX_BINARY or not head.startswith(b"\x7fELF"):
+            return 0
+        return entry.size
 
     def parse(self, entry: Entry, data: bytes) -> GoBuildInfo | None:
         return read_buildinfo(data)

@@ -59,17 +59,20 @@ class Collector(Protocol):
 
 
 class Budget:
-    """The bytes collectors may still be given in one analysis: each file's share is
-    capped, and so is their sum (an image of many large package databases or lockfiles
-    is read for its tree, not held in memory)."""
+    """The bytes each collector may still be given in one analysis: each file's share is
+    capped, and so is their sum, per collector (an image of many large package databases
+    or binaries is read for its tree, not held in memory; one collector spending its
+    share leaves the others theirs)."""
 
     def __init__(self, total: int = 1 << 30) -> None:
-        self.left = total
+        self.total = total
+        self.spent: dict[str, int] = {}
 
-    def take(self, n: int) -> bool:
-        if n > self.left:
+    def take(self, collector: str, n: int) -> bool:
+        spent = self.spent.get(collector, 0)
+        if spent + n > self.total:
             return False
-        self.left -= n
+        self.spent[collector] = spent + n
         return True
 
 
@@ -123,8 +126,9 @@ def read_layer(stream: BinaryIO, media_type: str, what: str,
     with open_layer_stream(stream, media_type, what) as raw:
         try:
             with open_tar(raw, what) as tar:  # type: ignore[arg-type]
+                budget = budget or Budget()
                 for member in tar:
-                    _add(files, tar, member, collectors, budget or Budget())
+                    _add(files, tar, member, collectors, budget)
         except tarfile.TarError as e:
             raise ImageError(f"{what} is not a valid tar archive: {e}") from None
         raw.drain()
@@ -147,22 +151,26 @@ def _add(files: LayerFiles, tar: tarfile.TarFile, member: tarfile.TarInfo,
     if entry.kind != "file" or not collectors:
         return
     wanted = {c: min(c.wants(entry), entry.size, MAX_COLLECTED) for c in collectors}
-    most = max(wanted.values())
-    if most <= 0:
+    if max(wanted.values()) <= 0:
         return
     source = tar.extractfile(member)
-    if source is None or not budget.take(most):
-        return                   # (the analysis has collected all it may hold)
-    data = source.read(most)
+    if source is None:
+        return
+    data = b""
     for collector in collectors:    # a collector that judges by the head what else it needs
+        if wanted[collector] <= 0:
+            continue
+        if len(data) < wanted[collector]:
+            data += source.read(wanted[collector] - len(data))
         more = getattr(collector, "more", None)
-        if more is not None and wanted[collector] > 0:
+        if more is not None:
             n = min(int(more(entry, data[:wanted[collector]])), entry.size, MAX_COLLECTED)
             wanted[collector] = max(wanted[collector], n) if n else 0
+    for collector, n in wanted.items():     # each within its share of the analysis
+        if n > 0 and not budget.take(collector.name, n):
+            wanted[collector] = 0
     most = max(wanted.values())
     if most > len(data):
-        if not budget.take(most - len(data)):
-            return
         data += source.read(most - len(data))
     for collector, n in wanted.items():
         if n > 0:

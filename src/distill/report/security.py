@@ -42,7 +42,7 @@ from typing import Any
 
 from distill.report.analyze import Analysis
 from distill.report.filetree import FileTree, Placed
-from distill.report.layerfiles import Entry, LayerFiles
+from distill.report.layerfiles import Entry, LayerFiles, clean
 
 SEVERITIES = ("high", "medium", "low", "info")
 
@@ -169,7 +169,7 @@ def buried_secrets(tree: FileTree, layers: Sequence[LayerFiles],
     for index, layer in enumerate(layers):
         instruction = instructions[index] if index < len(instructions) else ""
         for entry in layer.entries:
-            placed = tree.files.get(entry.path)
+            placed = tree.files.get(tree.real(entry.path))    # where stacking put it
             if placed is not None and placed.layer == index:
                 continue             # shown, so found as the final image's
             said = [detail for category, _, detail in _credentials(entry)
@@ -302,29 +302,17 @@ def _program(tree: FileTree, entry: Entry) -> Iterator[tuple[str, str, str]]:
 
 def _resolve(tree: FileTree, path: str, hops: int = 40) -> str | None:
     """Where ``path`` leads inside the image, following symlinks (its own and its
-    parents'); None if that is nowhere or takes more than ``hops`` links."""
-    done: list[str] = []
-    todo = path.split("/")[::-1]        # a stack: the next component last
-    while todo:
-        part = todo.pop()
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        current = "/".join([*done, part])
+    parents', through the tree's bounded walk); None if that is nowhere or takes more
+    than ``hops`` links."""
+    current = path
+    for _ in range(hops + 1):
+        current = tree.real(clean(current))
         placed = tree.files.get(current)
         if placed is None:
             return None
-        if placed.entry.kind == "symlink":
-            hops -= 1
-            if hops < 0:
-                return None
-            link = placed.entry.link
-            if link.startswith("/"):
-                done = []
-            todo.extend(link.split("/")[::-1])
-            continue
-        done.append(part)
-    return "/".join(done) if done else None
+        if placed.entry.kind != "symlink":
+            return current or None
+        link = placed.entry.link
+        base = "" if link.startswith("/") else current.rpartition("/")[0]
+        current = f"{base}/{link}"
+    return None

@@ -55,7 +55,7 @@ class BuildSizes:
             return line
         ratio = largest.size / max(self.final_size, 1)
         times = f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
-        return (f"{line}, {times} smaller than stage {largest.label} "
+        return (f"{line}, {times} smaller than {stage_name(largest.label)} "
                 f"({human(largest.size)})")
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +73,12 @@ class BuildSizes:
                                  tuple(StepSize(t.instruction, t.added, None, t.cached)
                                        for t in s.steps)) for s in self.stages)
         return BuildSizes(stages, self.final_size, self.final_compressed)
+
+
+def stage_name(label: str) -> str:
+    """"stage build" for a named stage, "stage 0" for an unnamed one (whose label
+    already says it)."""
+    return label if label.startswith("stage ") else f"stage {label}"
 
 
 def image_size(image: Image) -> int:
