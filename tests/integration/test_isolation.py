@@ -257,7 +257,12 @@ def test_pid_namespace_host_environ_is_unreadable(distill: RunDistill, busybox_i
     container forbids a /proc of the RUN's own (rootless in a pod: the RUN binds the
     container's), they are listed, and their environment is still unreadable."""
     pid = host_sleeper.pid
-    assert SECRET.encode() in Path(f"/proc/{pid}/environ").read_bytes()  # the control
+    # the control: once `sleep` has exec'd (just after the fork its environ can still
+    # read empty: a CI run met that)
+    deadline = time.monotonic() + 10
+    while SECRET.encode() not in Path(f"/proc/{pid}/environ").read_bytes():
+        assert time.monotonic() < deadline, "the host process never showed its environ"
+        time.sleep(0.05)
     ctx = context(tmp_path, probe, f"""\
 RUN ps -o pid,args | sed 's/^/ps: /'; cat /proc/1/environ; \\
     cat /proc/{pid}/environ || echo 'host environ: unreadable'; \\
